@@ -1,0 +1,315 @@
+"""Configuration: one typed dataclass per stage, YAML in and out, `section.key=value` overrides.
+
+Every default carries its unit and its source in a trailing comment; `cnntricks config` reads
+those comments back (`describe`), so the help a user sees is the line a developer maintains.
+Unknown keys and bad values are errors that name the key, the allowed values and the closest
+match.
+"""
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import re
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from cnntricks.registry import closest
+
+
+class ConfigError(ValueError):
+    """A configuration key or value that cannot be used; the message says which and why."""
+
+
+@dataclass
+class DataConfig:
+    source: Literal["fashion-mnist", "image-folder", "npz", "digits", "synthetic"] = "fashion-mnist"  # where the images come from
+    root: str | None = None  # folder (fashion-mnist, image-folder) or .npz file; None = the source's default place
+    image_size: int | None = None  # pixels per side after resizing (image-folder); None = the source's own size
+    channels: int | None = None  # 1 (gray) or 3 (RGB); None = what the source has (image-folder: RGB)
+    val_fraction: float = 0.1  # share of the training split held out (stratified, seeded) for every decision
+    test_fraction: float = 0.2  # share carved out as the test split when the source has none (digits, one-level image folders, npz without x_test)
+    subset: int | None = None  # keep N training images (stratified) for quick runs; None = all
+    strict: bool = False  # corrupt or unreadable image files are an error instead of skipped with a count
+    download: bool = True  # fetch missing fashion-mnist files and check their SHA-256
+    cache_dir: str | None = None  # where decoded image folders are cached; None = ~/.cache/cnntricks
+
+
+@dataclass
+class AugmentConfig:
+    policy: Literal["none", "flip", "standard"] = "standard"  # none; flip = horizontal flip; standard = flip + random crop (seed §1)
+    crop_padding: int = 2  # pixels of zero padding before the random crop (standard policy)
+
+
+@dataclass
+class PreprocessConfig:
+    normalize: Literal["none", "center", "standardize"] = "standardize"  # per-channel statistics fitted on the training split only (seed §2)
+
+
+@dataclass
+class ModelConfig:
+    name: Literal["fastnet", "vgg", "resnet", "mlp"] = "fastnet"  # model zoo entry; all share forward_features / forward_head / reset_head
+    width: int = 32  # channels of the first stage (conv nets) or units per hidden layer (mlp)
+    depth: int = 3  # stages of the conv nets (each halves the resolution) or hidden layers of the mlp
+    activation: Literal["relu", "leaky_relu", "elu", "gelu", "silu", "tanh", "sigmoid"] = "relu"  # non-linearity after each conv / linear layer (seed §5)
+    norm: Literal["batch", "none"] = "batch"  # normalization after each conv
+    dropout: float = 0.0  # dropout before the classifier; the seed's fully connected default is 0.5 (§6)
+
+
+@dataclass
+class OptimConfig:
+    name: Literal["sgd", "adamw"] = "sgd"  # sgd = SGD with momentum; adamw = Adam with decoupled weight decay
+    lr: float = 0.1  # seed §4: "a typical value of LR in the beginning of your training is 0.1"
+    momentum: float = 0.9  # SGD momentum (AdamW: beta1)
+    nesterov: bool = True  # Nesterov momentum for SGD
+    weight_decay: float = 5e-4  # decay of conv / linear weights (not biases or norm layers)
+    batch_size: int = 512  # images per step; the loss is a mean over the batch (seed §4, Sutskever)
+    label_smoothing: float = 0.1  # cross-entropy target smoothing; 0 = plain one-hot targets
+
+
+@dataclass
+class ScheduleConfig:
+    name: Literal["onecycle", "plateau", "step", "cosine", "constant"] = "onecycle"  # learning-rate schedule
+    warmup_epochs: float = 0.0  # linear warm-up from 0 (plateau, step, cosine, constant)
+    peak_fraction: float = 0.25  # onecycle: share of training spent rising linearly to the peak LR
+    final_fraction: float = 0.0  # onecycle / cosine: LR at the end as a share of the peak
+    plateau_divide: float = 2.0  # seed §4: "divide the LR by 2 (or by 5)" when validation stops improving
+    plateau_patience: int = 2  # epochs without validation improvement before dividing
+    min_lr: float = 1e-5  # plateau: never divide below this
+    step_epochs: int = 10  # step: divide every this many epochs
+    step_divide: float = 10.0  # step: divide the LR by this
+
+
+@dataclass
+class RegularizeConfig:
+    l2: float = 0.0  # penalty ½·λ·‖w‖² added to the loss (seed §6); its gradient is λ·w
+    l1: float = 0.0  # penalty λ·‖w‖₁ added to the loss (seed §6); l1 and l2 together = elastic net
+    max_norm: float | None = None  # project each unit's incoming weights to ‖w‖₂ <= c after every step; seed §6: c of 3 or 4
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 10  # passes over the training split
+    seed: int = 0  # seeds the model, the shuffling, the augmentation and the split
+    device: Literal["auto", "cpu", "cuda"] = "auto"  # auto = CUDA when present, else CPU
+    precision: Literal["auto", "bf16", "fp16", "fp32"] = "auto"  # auto = bf16 autocast on CUDA or a CPU with AMX/AVX-512-BF16, else fp32
+    channels_last: bool = True  # memory format for conv nets (faster with oneDNN and cuDNN)
+    threads: int | None = None  # CPU threads for torch; None = torch's default
+    target_accuracy: float | None = None  # stop once validation accuracy reaches this (0-1)
+    tta: bool = True  # flip test-time augmentation: average logits of the image and its mirror
+    eval_batch_size: int = 1024  # images per step when evaluating
+    checkpoint_every: int = 1  # epochs between checkpoints (the last epoch always writes one)
+    log_every: int = 1  # steps between per-batch lines in history.jsonl
+    name: str = "run"  # run name, used in the default run directory runs/<timestamp>-<name>
+
+
+@dataclass
+class DoctorConfig:
+    mode: Literal["off", "warn", "fix", "stop"] = "warn"  # off; warn = report findings; fix = apply remedies; stop = end the run on a fault
+
+
+@dataclass
+class Config:
+    data: DataConfig = field(default_factory=DataConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    regularize: RegularizeConfig = field(default_factory=RegularizeConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    doctor: DoctorConfig = field(default_factory=DoctorConfig)
+
+    def to_dict(self) -> dict[str, dict[str, Any]]:
+        return dataclasses.asdict(self)
+
+
+SECTIONS: dict[str, type] = {f.name: f.type for f in dataclasses.fields(Config)}
+SECTIONS = {name: globals()[tp] if isinstance(tp, str) else tp for name, tp in SECTIONS.items()}
+
+# Value ranges that types alone cannot say: key -> (check, what the value must be).
+_RANGES: dict[str, tuple[typing.Callable[[Any], bool], str]] = {
+    "data.val_fraction": (lambda v: 0 <= v < 1, "in [0, 1)"),
+    "data.test_fraction": (lambda v: 0 < v < 1, "in (0, 1)"),
+    "data.subset": (lambda v: v is None or v > 0, "a positive count"),
+    "data.image_size": (lambda v: v is None or v >= 4, "at least 4 pixels"),
+    "data.channels": (lambda v: v in (None, 1, 3), "1 or 3"),
+    "augment.crop_padding": (lambda v: v >= 0, ">= 0"),
+    "model.width": (lambda v: v >= 1, ">= 1"),
+    "model.depth": (lambda v: v >= 1, ">= 1"),
+    "model.dropout": (lambda v: 0 <= v < 1, "in [0, 1)"),
+    "optim.lr": (lambda v: v > 0, "> 0"),
+    "optim.momentum": (lambda v: 0 <= v < 1, "in [0, 1)"),
+    "optim.weight_decay": (lambda v: v >= 0, ">= 0"),
+    "optim.batch_size": (lambda v: v >= 1, ">= 1"),
+    "optim.label_smoothing": (lambda v: 0 <= v < 1, "in [0, 1)"),
+    "schedule.plateau_divide": (lambda v: v > 1, "> 1 (it divides the LR)"),
+    "schedule.step_divide": (lambda v: v > 1, "> 1 (it divides the LR)"),
+    "schedule.peak_fraction": (lambda v: 0 < v < 1, "in (0, 1)"),
+    "schedule.plateau_patience": (lambda v: v >= 0, ">= 0"),
+    "schedule.step_epochs": (lambda v: v >= 1, ">= 1"),
+    "regularize.l1": (lambda v: v >= 0, ">= 0"),
+    "regularize.l2": (lambda v: v >= 0, ">= 0"),
+    "regularize.max_norm": (lambda v: v is None or v > 0, "> 0"),
+    "train.epochs": (lambda v: v >= 1, ">= 1"),
+    "train.target_accuracy": (lambda v: v is None or 0 < v <= 1, "in (0, 1] (a fraction, not a percent)"),
+    "train.checkpoint_every": (lambda v: v >= 1, ">= 1"),
+    "train.log_every": (lambda v: v >= 1, ">= 1"),
+    "train.eval_batch_size": (lambda v: v >= 1, ">= 1"),
+    "train.threads": (lambda v: v is None or v >= 1, ">= 1"),
+}
+
+
+def _type_name(tp) -> str:
+    origin = typing.get_origin(tp)
+    if origin is Literal:
+        return "|".join(str(a) for a in typing.get_args(tp))
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_type_name(a) for a in typing.get_args(tp) if a is not type(None)) + " or null"
+    return getattr(tp, "__name__", str(tp))
+
+
+def _coerce(key: str, value: Any, tp) -> Any:
+    """Check `value` against the annotation `tp`, converting where it is unambiguous (int -> float)."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None or (isinstance(value, str) and value.lower() in ("none", "null")):
+            if type(None) in args:
+                return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(key, value, arg)
+            except ConfigError as err:
+                errors.append(err)
+        raise errors[0]
+    if origin is Literal:
+        allowed = typing.get_args(tp)
+        if value in allowed:
+            return value
+        raise ConfigError(f"{key}: '{value}' is not allowed; choose one of {', '.join(map(str, allowed))}"
+                          f"{closest(value, allowed)}")
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "false", "yes", "no", "on", "off"):
+            return value.lower() in ("true", "yes", "on")
+    elif tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+    elif tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):
+            try:
+                return float(value)
+            except ValueError:
+                pass
+    elif tp is str:
+        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+            return str(value)
+    raise ConfigError(f"{key}: expected {_type_name(tp)}, got {value!r}")
+
+
+def _section_fields(section: str) -> dict[str, dataclasses.Field]:
+    hints = typing.get_type_hints(SECTIONS[section])
+    return {f.name: hints[f.name] for f in dataclasses.fields(SECTIONS[section])}
+
+
+def _check_key(section: str, key: str | None = None) -> None:
+    if section not in SECTIONS:
+        raise ConfigError(f"unknown section '{section}'{closest(section, SECTIONS)}; "
+                          f"sections: {', '.join(SECTIONS)}")
+    if key is not None and key not in _section_fields(section):
+        known = _section_fields(section)
+        raise ConfigError(f"unknown key '{section}.{key}'{closest(key, known)}; "
+                          f"keys of {section}: {', '.join(known)}")
+
+
+def from_dict(values: dict[str, Any] | None) -> Config:
+    """Build a validated Config from nested dicts; missing keys keep their defaults."""
+    cfg = Config()
+    for section, entries in (values or {}).items():
+        _check_key(section)
+        if entries is None:
+            continue
+        if not isinstance(entries, dict):
+            raise ConfigError(f"{section}: expected a mapping of keys, got {entries!r}")
+        for key, value in entries.items():
+            set_value(cfg, f"{section}.{key}", value)
+    return cfg
+
+
+def set_value(cfg: Config, dotted: str, value: Any) -> None:
+    """Set `section.key` on `cfg` after checking the key, the type and the range."""
+    if dotted.count(".") != 1:
+        raise ConfigError(f"'{dotted}': keys are written section.key, for example optim.lr")
+    section, key = dotted.split(".")
+    _check_key(section, key)
+    value = _coerce(dotted, value, _section_fields(section)[key])
+    if dotted in _RANGES:
+        ok, must = _RANGES[dotted]
+        if not ok(value):
+            raise ConfigError(f"{dotted}: {value!r} is out of range; it must be {must}")
+    setattr(getattr(cfg, section), key, value)
+
+
+def apply_overrides(cfg: Config, overrides: list[str]) -> Config:
+    """Apply `section.key=value` strings; values are read as YAML scalars (0.1, true, null)."""
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"'{item}': overrides are written section.key=value, for example optim.lr=0.05")
+        dotted, raw = item.split("=", 1)
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else ""
+        except yaml.YAMLError:
+            value = raw
+        set_value(cfg, dotted.strip(), value)
+    return cfg
+
+
+def load(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
+    """The default config, updated by a YAML file and then by overrides, in that order."""
+    values: dict = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"config file '{path}' does not exist")
+        try:
+            values = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as err:
+            raise ConfigError(f"{path}: not valid YAML ({err})") from None
+        if not isinstance(values, dict):
+            raise ConfigError(f"{path}: expected sections such as 'optim:' at the top level")
+    cfg = from_dict(values)
+    return apply_overrides(cfg, overrides or [])
+
+
+def dump(cfg: Config) -> str:
+    return yaml.safe_dump(cfg.to_dict(), sort_keys=False)
+
+
+def save(cfg: Config, path: str | Path) -> None:
+    Path(path).write_text(dump(cfg))
+
+
+def describe() -> list[tuple[str, str, str, str]]:
+    """(key, default, allowed type, meaning) for every key; the meaning is the trailing comment."""
+    rows = []
+    defaults = Config()
+    for section, cls in SECTIONS.items():
+        comments = dict(re.findall(r"^\s+(\w+)\s*:.*?#\s*(.*)$", inspect.getsource(cls), re.M))
+        for key, tp in _section_fields(section).items():
+            default = getattr(getattr(defaults, section), key)
+            rows.append((f"{section}.{key}", yaml.safe_dump(default).strip().removesuffix("..."
+                         ).strip(), _type_name(tp), comments.get(key, "")))
+    return rows
