@@ -29,14 +29,14 @@ class ConfigError(ValueError):
 class DataConfig:
     source: Literal["fashion-mnist", "image-folder", "npz", "digits", "synthetic"] = "fashion-mnist"  # where the images come from
     root: str | None = None  # folder (fashion-mnist, image-folder) or .npz file; None = the source's default place
-    image_size: int | None = None  # pixels per side after resizing (image-folder); None = the source's own size
+    image_size: int | None = None  # pixels per side after resizing (centre crop to square, then bilinear); None = the source's own size
     channels: int | None = None  # 1 (gray) or 3 (RGB); None = what the source has (image-folder: RGB)
     val_fraction: float = 0.1  # share of the training split held out (stratified, seeded) for every decision
     test_fraction: float = 0.2  # share carved out as the test split when the source has none (digits, one-level image folders, npz without x_test)
     subset: int | None = None  # keep N training images (stratified) for quick runs; None = all
     strict: bool = False  # corrupt or unreadable image files are an error instead of skipped with a count
     download: bool = True  # fetch missing fashion-mnist files and check their SHA-256
-    cache_dir: str | None = None  # where decoded image folders are cached; None = ~/.cache/cnntricks
+    cache_dir: str | None = None  # downloads and decoded images are cached here; None = $XDG_CACHE_HOME/cnntricks or ~/.cache/cnntricks
 
 
 @dataclass

@@ -1,0 +1,275 @@
+"""The `cnntricks` command line: train, evaluate, predict, config.
+
+Exit codes (scripts may rely on them):
+  0  success
+  1  unexpected error (a bug: please report it with the traceback)
+  2  bad usage or configuration (unknown key, bad value, missing config file)
+  3  data problem (dataset missing, unreadable images, mismatched labels)
+  4  training diverged (NaN or infinite loss) or the run directory cannot be used as asked
+  130 interrupted (Ctrl-C); a training run continues with --resume
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+import warnings
+from pathlib import Path
+
+EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_DATA, EXIT_TRAINING, EXIT_INTERRUPTED = 0, 1, 2, 3, 4, 130
+
+
+def _split_overrides(items: list[str]) -> tuple[str | None, list[str]]:
+    """Positional words -> (config file or None, section.key=value overrides)."""
+    from cnntricks.config import ConfigError
+    config_file, overrides = None, []
+    for item in items:
+        if "=" in item:
+            overrides.append(item)
+        elif config_file is None and (item.endswith((".yaml", ".yml")) or Path(item).is_file()):
+            config_file = item
+        else:
+            raise ConfigError(f"'{item}' is neither a config file (.yaml) nor an override "
+                              f"section.key=value")
+    return config_file, overrides
+
+
+def _words_and_overrides(unknown: list[str]) -> tuple[list[str], list[str]]:
+    """Split what argparse left: plain words, and `--section.key value` / `--section.key=value`."""
+    from cnntricks.config import ConfigError
+    words, overrides, i = [], [], 0
+    while i < len(unknown):
+        item = unknown[i]
+        if not item.startswith("-"):
+            words.append(item)
+        elif item.startswith("--") and "." in item.split("=")[0]:
+            key = item[2:]
+            if "=" in key:
+                overrides.append(key)
+            elif i + 1 < len(unknown):
+                overrides.append(f"{key}={unknown[i + 1]}")
+                i += 1
+            else:
+                raise ConfigError(f"'{item}' needs a value, for example {item} VALUE")
+        else:
+            raise ConfigError(f"unrecognized option '{item}'; see --help")
+        i += 1
+    return words, overrides
+
+
+def _table(rows: list[list[str]], header: list[str]) -> str:
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    line = lambda r: "  ".join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip()
+    return "\n".join([line(header), line(["-" * w for w in widths]), *map(line, rows)])
+
+
+def _percent(value) -> str:
+    return "-" if value is None else f"{100 * value:.2f}%"
+
+
+def cmd_train(args, items: list[str]) -> int:
+    from cnntricks import config
+    from cnntricks.train.loop import fit
+    if args.resume:
+        run_dir = Path(args.resume)
+        if args.run_dir and Path(args.run_dir) != run_dir:
+            raise config.ConfigError("give the run to continue once: --resume DIR (without --run-dir)")
+        config_file, overrides = _split_overrides(items)
+        if config_file:
+            raise config.ConfigError("--resume uses the run's own config.yaml; pass only "
+                                     "section.key=value overrides (for example train.epochs=20)")
+        if not (run_dir / "config.yaml").exists():
+            from cnntricks.train.loop import RunDirectoryError
+            raise RunDirectoryError(f"--resume {run_dir}: no config.yaml there, so no run to "
+                                    f"continue; check the path")
+        cfg = config.load(run_dir / "config.yaml", overrides)
+        if overrides:
+            (run_dir / "config.yaml").write_text(config.dump(cfg))
+    else:
+        config_file, overrides = _split_overrides(items)
+        cfg = config.load(config_file, overrides)
+        run_dir = Path(args.run_dir or Path("runs") / f"{time.strftime('%Y-%m-%d_%H%M%S')}-{cfg.train.name}")
+    print(f"run directory: {run_dir}", file=sys.stderr)
+    summary = fit(cfg, run_dir, resume=bool(args.resume), progress=not args.quiet)
+    _draw_report(run_dir)
+    rows = [["test accuracy", _percent(summary["test_acc"])],
+            ["best validation accuracy", _percent(summary["best_val_acc"])],
+            ["epochs", summary["epochs"]], ["training seconds", f"{summary['train_seconds']:.1f}"],
+            ["images/s", f"{summary['images_per_second']:.0f}"],
+            ["stopped because", summary["stop_reason"]],
+            ["device / precision", f"{summary['device']} / {summary['precision']}"],
+            ["run directory", str(run_dir)]]
+    print(_table(rows, ["summary", ""]))
+    return EXIT_OK
+
+
+def _draw_report(run_dir: Path) -> None:
+    try:
+        from cnntricks.report.figures import plot_curves
+        plot_curves(run_dir)
+    except Exception as err:  # a figure must never cost the user a trained model
+        warnings.warn(f"could not draw the report figures in {run_dir / 'report'}: {err}")
+
+
+def _load_run(run_dir: Path, overrides: list[str]):
+    """(config, splits, model with the newest weights, normalization, device, precision)."""
+    from cnntricks import config
+    from cnntricks.data import load_splits
+    from cnntricks.train import checkpoint as ckpt
+    from cnntricks.train.device import resolve_device, resolve_precision
+    from cnntricks.train.loop import RunDirectoryError, build, load_normalization
+    if not (run_dir / "config.yaml").exists():
+        raise RunDirectoryError(f"{run_dir} is not a run directory (no config.yaml); "
+                                f"runs are written by cnntricks train, in runs/ by default")
+    last = ckpt.latest_checkpoint(run_dir)
+    if last is None:
+        raise RunDirectoryError(f"{run_dir} has no checkpoint yet; train it first "
+                                f"(cnntricks train --resume {run_dir})")
+    cfg = config.load(run_dir / "config.yaml", overrides)
+    device = resolve_device(cfg.train.device)
+    splits = load_splits(cfg.data, cfg.train.seed)
+    model = build(cfg, splits, device)
+    ckpt.load_model_weights(model, last)
+    return cfg, splits, model, load_normalization(run_dir), device, resolve_precision(cfg.train.precision, device)
+
+
+def cmd_evaluate(args, run_dir: str, items: list[str]) -> int:
+    from cnntricks.train.evaluate import metrics, predict_logits
+    if any("=" not in item for item in items):
+        from cnntricks.config import ConfigError
+        raise ConfigError(f"evaluate takes one run directory and section.key=value overrides, "
+                          f"not {[i for i in items if '=' not in i]}")
+    cfg, splits, model, normalize, device, precision = _load_run(Path(run_dir), items)
+    store = {"test": splits.test, "val": splits.val, "train": splits.train}[args.split]
+    channels_last = cfg.train.channels_last and cfg.model.name != "mlp"
+    logits = predict_logits(model, store.images, normalize, device=device, precision=precision,
+                            tta=cfg.train.tta, batch_size=cfg.train.eval_batch_size,
+                            channels_last=channels_last)
+    result = metrics(logits, store.labels, len(splits.train.classes))
+    for row in result["per_class"]:
+        row["name"] = splits.train.classes[row["class"]]
+    if args.json:
+        print(json.dumps({"split": args.split, "images": len(store), **result}, indent=2))
+        return EXIT_OK
+    rows = [[r["class"], r["name"], r["count"], _percent(r["acc"])] for r in result["per_class"]]
+    print(_table(rows, ["label", "class", "images", "accuracy"]))
+    print(f"\n{args.split} accuracy {_percent(result['acc'])} on {len(store)} images "
+          f"(loss {result['loss']:.4f})")
+    return EXIT_OK
+
+
+def cmd_predict(args) -> int:
+    import torch
+    from cnntricks.data import load_images
+    from cnntricks.train.evaluate import predict_logits
+    cfg, splits, model, normalize, device, precision = _load_run(Path(args.run_dir), [])
+    _, channels, height, width = splits.train.images.shape
+    images = load_images(args.images, channels, (height, width))
+    logits = predict_logits(model, images, normalize, device=device, precision=precision,
+                            tta=cfg.train.tta, channels_last=cfg.train.channels_last and cfg.model.name != "mlp")
+    probabilities = torch.softmax(logits, dim=1)
+    top = probabilities.topk(min(args.top, probabilities.shape[1]), dim=1)
+    results = [{"image": str(path),
+                "predictions": [{"label": splits.train.classes[i], "probability": float(p)}
+                                for p, i in zip(top.values[n], top.indices[n])]}
+               for n, path in enumerate(args.images)]
+    if args.json:
+        print(json.dumps(results, indent=2))
+        return EXIT_OK
+    rows = [[r["image"], r["predictions"][0]["label"], f"{r['predictions'][0]['probability']:.3f}",
+             ", ".join(f"{q['label']} {q['probability']:.3f}" for q in r["predictions"][1:])]
+            for r in results]
+    print(_table(rows, ["image", "label", "probability", "next"]))
+    return EXIT_OK
+
+
+def cmd_config(args) -> int:
+    from cnntricks import config
+    if args.yaml:
+        print(config.dump(config.Config()), end="")
+        return EXIT_OK
+    rows = [list(r) for r in config.describe() if not args.section or r[0].startswith(args.section + ".")]
+    print(_table(rows, ["key", "default", "values", "meaning"]))
+    return EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="cnntricks",
+        description="Train image classifiers with every tip of Wei's 'Must Know Tips/Tricks in "
+                    "Deep Neural Networks', and read the run like an expert.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    train = sub.add_parser("train", usage="cnntricks train [CONFIG.yaml] [section.key=value ...] "
+                           "[--run-dir DIR] [--resume RUN_DIR] [--quiet]", help="train a model (default: the fast recipe on Fashion-MNIST)",
+                           description="Train a classifier. Give an optional YAML config and any "
+                                       "section.key=value overrides (see `cnntricks config`).",
+                           epilog="examples:\n  cnntricks train\n  cnntricks train configs/seed.yaml "
+                                  "optim.lr=0.05 train.epochs=20 --run-dir runs/lr05\n"
+                                  "  cnntricks train --resume runs/lr05",
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
+    train.add_argument("--run-dir", help="where to write the run (default runs/<timestamp>-<train.name>)")
+    train.add_argument("--resume", metavar="RUN_DIR", help="continue a killed or finished run from its newest checkpoint")
+    train.add_argument("--quiet", action="store_true", help="no progress bars or per-epoch lines")
+
+    evaluate = sub.add_parser("evaluate", usage="cnntricks evaluate RUN_DIR [section.key=value ...] "
+                              "[--data.root DIR ...] [--split {test,val,train}] [--json]", help="accuracy and a per-class table for a trained run",
+                              description="Evaluate a run's newest checkpoint. Data keys can be "
+                                          "changed, e.g. --data.root other/ or data.root=other/.")
+    evaluate.add_argument("--split", choices=["test", "val", "train"], default="test")
+    evaluate.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+    predict = sub.add_parser("predict", help="label and probability for image files")
+    predict.add_argument("run_dir")
+    predict.add_argument("images", nargs="+", help="image files (JPEG, PNG, BMP)")
+    predict.add_argument("--top", type=int, default=3, help="how many labels to list per image")
+    predict.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+    cfg = sub.add_parser("config", help="every configuration key, its default and its meaning")
+    cfg.add_argument("section", nargs="?", help="only this section (data, optim, ...)")
+    cfg.add_argument("--yaml", action="store_true", help="print the defaults as a YAML file")
+    return parser
+
+
+def _format_warning(message, category, filename, lineno, line=None) -> str:
+    return f"cnntricks: warning: {message}\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    warnings.formatwarning = _format_warning  # one readable line, not a source location
+    parser = build_parser()
+    args, unknown = parser.parse_known_args(argv)
+    if unknown and args.command not in ("train", "evaluate"):
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+    from cnntricks.config import ConfigError
+    from cnntricks.data import DataError
+    from cnntricks.train.loop import RunDirectoryError, TrainingDiverged
+    try:
+        if args.command in ("train", "evaluate"):
+            words, overrides = _words_and_overrides(unknown)
+            if args.command == "train":
+                return cmd_train(args, words + overrides)
+            if len(words) < 1:
+                raise ConfigError("evaluate needs a run directory: cnntricks evaluate RUN_DIR")
+            return cmd_evaluate(args, words[0], words[1:] + overrides)
+        if args.command == "predict":
+            return cmd_predict(args)
+        return cmd_config(args)
+    except ConfigError as err:
+        print(f"cnntricks: configuration error: {err}", file=sys.stderr)
+        return EXIT_USAGE
+    except DataError as err:
+        print(f"cnntricks: data error: {err}", file=sys.stderr)
+        return EXIT_DATA
+    except (TrainingDiverged, RunDirectoryError) as err:
+        print(f"cnntricks: {err}", file=sys.stderr)
+        return EXIT_TRAINING
+    except KeyboardInterrupt:
+        print("\ncnntricks: interrupted; a training run continues with cnntricks train --resume RUN_DIR",
+              file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

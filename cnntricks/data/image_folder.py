@@ -1,0 +1,267 @@
+"""A folder of images with one sub-folder per class (torchvision's ImageFolder layout).
+
+    root/<class>/**/*.jpg                      the test split is carved (data.test_fraction)
+    root/train/<class>/...  root/test/<class>/...   used as given; `val/` serves as the test
+                                               split when there is no `test/`, and joins the
+                                               training pool when there is one (data.val_fraction
+                                               then carves the validation split from it)
+
+Class names are the class folders' names, sorted. Images are decoded once with Pillow to
+data.channels (default 3; transparency composited on white, see `decode`) at data.image_size
+(default: the images' own size, which must then be the same for all), and the result is
+cached in <cache>/image-folder/ as safetensors, valid while the root, the files' relative
+paths, sizes and modification times, the size and the channels stay the same.
+Hidden files and folders (.DS_Store, .git) are ignored. Files that are not images, files
+outside the class folders, and images Pillow cannot decode are skipped with a DataWarning
+that lists them; with data.strict=true they are an error.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+from tqdm import tqdm
+
+from cnntricks.config import DataConfig
+from cnntricks.data.cache import cache_root, write_atomically
+from cnntricks.data.decode import DECODE_ERRORS, decode_image
+from cnntricks.data.errors import DataError, DataWarning, list_items
+from cnntricks.data.sources import SOURCES, carve_test
+from cnntricks.data.store import Store
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+PROGRESS_MIN_FILES = 200  # fewer files decode in well under a second; no progress bar then
+_CACHE_FORMAT = 1  # bump when the cache file's layout changes
+_TRAIN, _TEST = 0, 1
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Listing:
+    classes: list[str]
+    files: list[tuple[str, int, int, int, int]] = field(default_factory=list)  # (relative path, label, split, bytes, mtime_ns)
+    stray: list[str] = field(default_factory=list)  # "relative path: why" for files that are not usable images
+    has_test: bool = False
+
+
+def _hint(root: Path) -> str:
+    return f"image-folder expects {root}/<class>/<image>.jpg (one sub-folder per class; .jpg .jpeg .png .bmp ...)"
+
+
+def _entries(folder: Path) -> list[os.DirEntry]:
+    """The folder's entries without hidden ones (.DS_Store, .git), sorted by name."""
+    try:
+        with os.scandir(folder) as scan:
+            return sorted((entry for entry in scan if not entry.name.startswith(".")), key=lambda e: e.name)
+    except OSError as err:
+        raise DataError(f"data.root: cannot read '{folder}' ({err.strerror or err}); check that it exists "
+                        f"and that you may read it") from None
+
+
+def _subfolders(folder: Path) -> list[Path]:
+    return [Path(entry.path) for entry in _entries(folder) if entry.is_dir()]
+
+
+def _check_root(cfg: DataConfig) -> Path:
+    if cfg.root is None:
+        raise DataError("data.root: the image-folder source needs a folder; set data.root=path/to/images "
+                        "(one sub-folder per class)")
+    root = Path(cfg.root).expanduser()
+    if not root.exists():
+        raise DataError(f"data.root: '{root}' does not exist; is the path right?")
+    if not root.is_dir():
+        raise DataError(f"data.root: '{root}' is a file, not a folder; {_hint(root)}")
+    return root.resolve()
+
+
+def _layout(root: Path) -> tuple[list[Path], Path | None]:
+    """(folders of the training pool, test folder or None)."""
+    named = {folder.name: folder for folder in _subfolders(root)}
+    train = named.get("train")
+    is_split = train is not None and _subfolders(train) and not any(
+        entry.is_file() and entry.name.lower().endswith(IMAGE_SUFFIXES) for entry in _entries(train))
+    if not is_split:
+        return [root], None
+    ignored = sorted(set(named) - {"train", "test", "val"})
+    if ignored:
+        warnings.warn(DataWarning(f"data.root: '{root}' has train/; its other folders are ignored: {', '.join(ignored)}"),
+                      stacklevel=4)
+    if "test" in named:
+        if "val" in named:
+            log.info("image-folder: %s/val joins the training pool; test/ is the test split", root)
+            return [train, named["val"]], named["test"]
+        return [train], named["test"]
+    return [train], named.get("val")
+
+
+def _class_folder_files(folder: Path, root: Path) -> tuple[list[tuple[str, int, int]], list[str]]:
+    """([(relative path, bytes, mtime_ns) of images], [relative paths of other files]) under `folder`."""
+    images, others = [], []
+
+    def fail(err: OSError):
+        raise DataError(f"data.root: cannot read '{err.filename}' ({err.strerror or err}); check its permissions")
+
+    for here, dirs, names in os.walk(folder, onerror=fail):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        for name in sorted(names):
+            if name.startswith("."):
+                continue
+            path = Path(here, name)
+            relative = path.relative_to(root).as_posix()
+            if not name.lower().endswith(IMAGE_SUFFIXES):
+                others.append(relative)
+                continue
+            try:
+                stat = path.stat()
+            except OSError:
+                stat = None  # a dangling link: left to the decoder, which reports it as unreadable
+            images.append((relative, stat.st_size if stat else -1, stat.st_mtime_ns if stat else -1))
+    return images, others
+
+
+def list_folder(root: Path) -> Listing:
+    """Every image under `root` with its class and split; raises DataError for a wrong layout."""
+    pool, test = _layout(root)
+    # Classes come from every folder of the training pool (val/ included when it joins it).
+    class_names = sorted({folder.name for base in pool for folder in _subfolders(base)})
+    if not class_names:
+        loose = len(_entries(pool[0]))
+        raise DataError(f"data.root: no class folders in '{pool[0]}' ({loose} other entries); {_hint(root)}")
+    listing = Listing(class_names, has_test=test is not None)
+    label_of = {name: index for index, name in enumerate(class_names)}
+    bases = [(base, _TRAIN) for base in pool] + ([(test, _TEST)] if test is not None else [])
+    for base, split in bases:
+        folders = _subfolders(base)
+        if not folders:
+            raise DataError(f"data.root: no class folders in '{base}'; it needs the same <class>/ "
+                            f"sub-folders as train/")
+        listing.stray += [f"{Path(entry.path).relative_to(root).as_posix()}: not in a class folder"
+                          for entry in _entries(base) if entry.is_file()]
+        for folder in folders:
+            if folder.name not in label_of:
+                raise DataError(f"data.root: class '{folder.name}' is in '{base}' but not in the training "
+                                f"folder(s); test and train need the same classes")
+            images, others = _class_folder_files(folder, root)
+            if not images:
+                raise DataError(f"data.root: class folder '{folder}' has no images (looked for "
+                                f"{' '.join(IMAGE_SUFFIXES)}); add images or remove the folder")
+            listing.files += [(rel, label_of[folder.name], split, size, mtime) for rel, size, mtime in images]
+            listing.stray += [f"{relative}: not an image file" for relative in others]
+    return listing
+
+
+def _cache_file(cfg: DataConfig, root: Path, channels: int, size: tuple[int, int] | None) -> Path:
+    # One file per (root, channels, size), so a changed folder overwrites its stale cache
+    # instead of adding a new one; the full key inside says whether the content still matches.
+    name = hashlib.sha256(json.dumps([str(root), channels, size]).encode()).hexdigest()[:16]
+    return cache_root(cfg) / "image-folder" / f"{name}.safetensors"
+
+
+def _cache_key(root: Path, listing: Listing, channels: int, size: tuple[int, int] | None) -> str:
+    content = [_CACHE_FORMAT, str(root), channels, size, listing.classes,
+               sorted((rel, split, nbytes, mtime) for rel, _, split, nbytes, mtime in listing.files)]
+    return hashlib.sha256(json.dumps(content).encode()).hexdigest()
+
+
+def _read_cache(path: Path, key: str):
+    if not path.is_file():
+        return None
+    try:
+        with safe_open(str(path), framework="pt") as cached:
+            meta = cached.metadata() or {}
+            if meta.get("key") != key:
+                return None
+            tensors = {name: cached.get_tensor(name) for name in ("images", "labels", "split")}
+        return tensors, json.loads(meta["unreadable"])
+    except Exception as err:  # any damage: the cache is only an optimization, decode again
+        log.warning("image-folder: ignoring unreadable cache %s (%s)", path, err)
+        return None
+
+
+def _decode_all(root: Path, listing: Listing, channels: int, size: tuple[int, int] | None):
+    """Decode every listed image; returns (tensors, ["relative path: reason" per unreadable file])."""
+    images = None
+    ok = np.zeros(len(listing.files), dtype=bool)
+    unreadable, first = [], None
+    progress = tqdm(listing.files, desc="decoding images", unit="img", leave=False,
+                    disable=True if len(listing.files) < PROGRESS_MIN_FILES else None)
+    for index, (relative, *_rest) in enumerate(progress):
+        try:
+            pixels = decode_image(root / relative, channels, size)
+        except DECODE_ERRORS as err:  # OSError includes missing and unreadable files
+            unreadable.append(f"{relative}: cannot decode it ({err})")
+            continue
+        if images is None:
+            images, first = np.empty((len(listing.files), *pixels.shape), np.uint8), relative
+        elif pixels.shape != images.shape[1:]:
+            raise DataError(f"data.image_size: images differ in size ('{first}' is {images.shape[2]}x{images.shape[3]}, "
+                            f"'{relative}' is {pixels.shape[1]}x{pixels.shape[2]}, height x width); set data.image_size=N to "
+                            f"resize every image to NxN")
+        images[index] = pixels
+        ok[index] = True
+    if images is None:
+        raise DataError(f"data.root: none of the {len(listing.files)} images under '{root}' could be read:\n"
+                        f"{list_items(unreadable)}")
+    labels = np.array([f[1] for f in listing.files], dtype=np.int64)
+    split = np.array([f[2] for f in listing.files], dtype=np.uint8)
+    images = images if ok.all() else images[ok]  # compacting copies; skip it in the usual case
+    tensors = {"images": torch.from_numpy(images), "labels": torch.from_numpy(labels[ok]),
+               "split": torch.from_numpy(split[ok])}
+    return tensors, unreadable
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
+def _report_skipped(root: Path, listing: Listing, unreadable: list[str], strict: bool) -> None:
+    skipped = unreadable + listing.stray
+    if not skipped:
+        return
+    total = len(listing.files) + len(listing.stray)
+    summary = (f"data.root: {len(skipped)} of {total} files under '{root}' are not usable "
+               f"({_count(len(unreadable), 'unreadable image')}, {_count(len(listing.stray), 'other file')})")
+    if strict:
+        raise DataError(f"{summary}; fix or remove them, or set data.strict=false to skip them:\n{list_items(skipped)}")
+    warnings.warn(DataWarning(f"{summary}; skipped them (data.strict=true makes this an error):\n{list_items(skipped)}"),
+                  stacklevel=3)
+
+
+@SOURCES.register("image-folder")
+def load_image_folder(cfg: DataConfig, seed: int) -> tuple[Store, Store]:
+    """(train, test) from data.root; `seed` is unused (a carved test split uses TEST_SPLIT_SEED)."""
+    root = _check_root(cfg)
+    listing = list_folder(root)
+    channels = cfg.channels or 3
+    size = (cfg.image_size, cfg.image_size) if cfg.image_size else None
+    key, cache_path = _cache_key(root, listing, channels, size), _cache_file(cfg, root, channels, size)
+    cached = _read_cache(cache_path, key)
+    if cached is not None:
+        tensors, unreadable = cached
+    else:
+        tensors, unreadable = _decode_all(root, listing, channels, size)
+        metadata = {"key": key, "classes": json.dumps(listing.classes), "unreadable": json.dumps(unreadable)}
+        try:
+            write_atomically(cache_path, lambda temporary: save_file(tensors, str(temporary), metadata))
+        except OSError as err:
+            log.warning("image-folder: cannot write the cache %s (%s); the next load decodes again", cache_path, err)
+    _report_skipped(root, listing, unreadable, cfg.strict)
+
+    is_test = tensors["split"] == _TEST
+    train = Store(tensors["images"][~is_test], tensors["labels"][~is_test], listing.classes)
+    empty = [listing.classes[c] for c, n in enumerate(train.class_counts().tolist()) if n == 0]
+    if empty:
+        raise DataError(f"data.root: no readable training images for class(es) {', '.join(empty)} under '{root}'; "
+                        f"fix the files or remove the class folders")
+    if listing.has_test:
+        return train, Store(tensors["images"][is_test], tensors["labels"][is_test], listing.classes)
+    return carve_test(train, cfg.test_fraction)

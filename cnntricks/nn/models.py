@@ -1,0 +1,286 @@
+"""Model zoo: fastnet, vgg, resnet, mlp behind one interface (seed §4, "Filters and pooling size").
+
+Every model is a `Classifier` (timm's interface): `forward_features(x)` gives (N, num_features),
+`forward_head(features)` maps them to logits through dropout and one linear layer, and
+`reset_head(num_classes)` swaps that layer, so fine-tuning, linear probes and ensembles need
+nothing model-specific. The conv nets keep their stages in `model.stages` (an nn.Sequential).
+
+The conv nets follow seed §4: 3×3 filters, stride 1, zero padding 1 (the map keeps its size),
+2×2 max pooling. Seed §4 also says "the size of input images prefers to be power-of-2";
+`create_model` warns (`ImageSizeWarning`) when a side is not, but every model takes any size:
+the conv nets end in a global pooling and skip pools once a side is down to one pixel.
+"""
+from __future__ import annotations
+
+import warnings
+
+import torch
+from torch import nn
+
+from cnntricks.config import ModelConfig
+from cnntricks.nn.activations import create_activation
+from cnntricks.nn.init import initialize, scheme_for
+from cnntricks.registry import Registry
+
+MODELS = Registry("model")
+
+
+class ImageSizeWarning(UserWarning):
+    """An image side that is not a power of 2 (seed §4).
+
+    Silence it with `warnings.simplefilter("ignore", ImageSizeWarning)`.
+    """
+
+
+def conv3x3(in_channels: int, out_channels: int, stride: int = 1, bias: bool = False) -> nn.Conv2d:
+    # seed §4: small 3x3 filters, stride 1 and zero padding 1, which preserves the map's size
+    return nn.Conv2d(in_channels, out_channels, 3, stride=stride, padding=1, bias=bias)
+
+
+def create_norm(norm: str, channels: int) -> nn.Module:
+    if norm == "batch":
+        return nn.BatchNorm2d(channels)
+    if norm == "none":
+        return nn.Identity()
+    raise ValueError(f"model.norm: unknown normalization '{norm}'; choose 'batch' or 'none'")
+
+
+def max_pool_2x2(size: tuple[int, int]) -> tuple[nn.Module, tuple[int, int]]:
+    """Seed §4's 2x2 max pooling for a (height, width) map, and the map's size after it.
+
+    A side already down to 1 pixel is not pooled (a 2-pixel window would not fit), so deep nets
+    still take small inputs such as 8x8 digits; with both sides at 1 the pool is an Identity.
+    """
+    height, width = size
+    kernel = (2 if height > 1 else 1, 2 if width > 1 else 1)
+    if kernel == (1, 1):
+        return nn.Identity(), size
+    return nn.MaxPool2d(2 if kernel == (2, 2) else kernel), (height // kernel[0], width // kernel[1])
+
+
+class Classifier(nn.Module):
+    """Base of every model: features (N, num_features), then dropout and one linear layer.
+
+    A subclass builds its feature layers, then calls `attach_head` (so the head comes last in
+    `children()` and the state dict) and `initialize_weights`.
+    """
+
+    def __init__(self, activation: str):
+        super().__init__()
+        self.activation_name = activation  # reset_head initializes a new head the same way
+
+    def attach_head(self, num_features: int, num_classes: int, dropout: float) -> None:
+        self.num_features = num_features
+        # Kept as a module even at p=0 so a remedy can raise `model.dropout.p` during training.
+        self.dropout = nn.Dropout(dropout)
+        self.head = nn.Linear(num_features, num_classes)
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError(f"{type(self).__name__} must define forward_features")
+
+    def forward_head(self, features: torch.Tensor) -> torch.Tensor:
+        return self.head(self.dropout(features))  # (N, F) -> (N, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_head(self.forward_features(x))
+
+    def initialize_weights(self) -> None:
+        """The seed's initialization for this model's activation (nn/init.py)."""
+        initialize(self, scheme_for(self.activation_name), self.activation_name)
+
+    def reset_head(self, num_classes: int) -> None:
+        """Replace the classifier with a fresh one for `num_classes` (zero bias), same device and dtype."""
+        old = self.head.weight
+        head = nn.Linear(self.num_features, num_classes, device=old.device, dtype=old.dtype)
+        self.head = initialize(head, scheme_for(self.activation_name), self.activation_name)
+
+
+class FastNet(Classifier):
+    """The speed default, airbench-style (Keller Jordan's CIFAR-10 speed runs); layout measured.
+
+    stem: conv3x3 -> pool -> norm -> act; each further stage doubles the width:
+    conv3x3 -> norm -> act -> conv3x3 -> pool -> norm -> act; then a global max pool.
+    Pooling comes before norm and activation on purpose: BN and the activation see 4x fewer
+    elements (measured 30% faster on CPU), and max-pooling commutes with a monotone activation.
+    """
+
+    def __init__(self, in_channels: int, num_classes: int, image_size: tuple[int, int] = (32, 32),
+                 width: int = 32, depth: int = 3, activation: str = "relu", norm: str = "batch",
+                 dropout: float = 0.0):
+        super().__init__(activation)
+        bias = norm == "none"  # a norm layer's shift makes a conv bias redundant
+        pool, size = max_pool_2x2(image_size)
+        stages = [nn.Sequential(conv3x3(in_channels, width, bias=bias), pool,
+                                create_norm(norm, width), create_activation(activation))]
+        channels = width
+        for stage in range(1, depth):
+            out = width * 2**stage
+            pool, size = max_pool_2x2(size)
+            stages.append(nn.Sequential(
+                conv3x3(channels, out, bias=bias), create_norm(norm, out), create_activation(activation),
+                conv3x3(out, out, bias=bias), pool, create_norm(norm, out), create_activation(activation)))
+            channels = out
+        self.stages = nn.Sequential(*stages)
+        self.pool = nn.AdaptiveMaxPool2d(1)
+        self.attach_head(channels, num_classes, dropout)
+        self.initialize_weights()
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.pool(self.stages(x)).flatten(1)  # (N, C, H, W) -> (N, C)
+
+
+class VGG(Classifier):
+    """Seed §4 literally (Simonyan & Zisserman 2015): per stage two 3x3 stride-1 zero-padded convs,
+    each followed by norm and activation, then 2x2 max pooling; global average pool at the end."""
+
+    def __init__(self, in_channels: int, num_classes: int, image_size: tuple[int, int] = (32, 32),
+                 width: int = 32, depth: int = 3, activation: str = "relu", norm: str = "batch",
+                 dropout: float = 0.0):
+        super().__init__(activation)
+        bias = norm == "none"
+        stages, channels, size = [], in_channels, image_size
+        for stage in range(depth):
+            out = width * 2**stage
+            pool, size = max_pool_2x2(size)
+            stages.append(nn.Sequential(
+                conv3x3(channels, out, bias=bias), create_norm(norm, out), create_activation(activation),
+                conv3x3(out, out, bias=bias), create_norm(norm, out), create_activation(activation), pool))
+            channels = out
+        self.stages = nn.Sequential(*stages)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.attach_head(channels, num_classes, dropout)
+        self.initialize_weights()
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.pool(self.stages(x)).flatten(1)  # (N, C, H, W) -> (N, C)
+
+
+class BasicBlock(nn.Module):
+    """He et al. 2016's residual block: conv3x3 -> norm -> act -> conv3x3 -> norm, plus the
+    shortcut, then act. The shortcut is the identity, or a strided 1x1 conv where the shape changes."""
+
+    def __init__(self, in_channels: int, out_channels: int, stride: int, activation: str, norm: str):
+        super().__init__()
+        bias = norm == "none"
+        self.conv1 = conv3x3(in_channels, out_channels, stride, bias=bias)
+        self.norm1 = create_norm(norm, out_channels)
+        self.act1 = create_activation(activation)
+        self.conv2 = conv3x3(out_channels, out_channels, bias=bias)
+        self.norm2 = create_norm(norm, out_channels)
+        self.act2 = create_activation(activation)
+        self.shortcut: nn.Module = nn.Identity()
+        if stride != 1 or in_channels != out_channels:
+            self.shortcut = nn.Sequential(
+                nn.Conv2d(in_channels, out_channels, 1, stride=stride, bias=bias), create_norm(norm, out_channels))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        residual = self.norm2(self.conv2(self.act1(self.norm1(self.conv1(x)))))
+        return self.act2(residual + self.shortcut(x))
+
+
+class ResNet(Classifier):
+    """A small ResNet (He et al. 2016): stem conv3x3 -> norm -> act, one BasicBlock per stage
+    (stride 2 from the second stage on, width doubling), global average pool."""
+
+    def __init__(self, in_channels: int, num_classes: int, image_size: tuple[int, int] = (32, 32),
+                 width: int = 32, depth: int = 3, activation: str = "relu", norm: str = "batch",
+                 dropout: float = 0.0):
+        super().__init__(activation)
+        # A stride-2 conv with padding 1 maps a 1-pixel side to 1 pixel: any image size works.
+        stages = [nn.Sequential(conv3x3(in_channels, width, bias=norm == "none"),
+                                create_norm(norm, width), create_activation(activation))]
+        channels = width
+        for stage in range(depth):
+            out = width * 2**stage
+            stages.append(BasicBlock(channels, out, 1 if stage == 0 else 2, activation, norm))
+            channels = out
+        self.stages = nn.Sequential(*stages)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.attach_head(channels, num_classes, dropout)
+        self.initialize_weights()
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.pool(self.stages(x)).flatten(1)  # (N, C, H, W) -> (N, C)
+
+
+class MLP(Classifier):
+    """Fully connected baseline: flatten -> `depth` x (linear -> act), dropout between hidden layers
+    (seed §6 applies dropout to fully connected layers); the head drops before the last layer.
+
+    Hidden layers have 8 x width units, so the default width 32 gives 256. No normalization
+    (`norm` applies to convs). Built for one image size: the input layer's size depends on it.
+    """
+
+    def __init__(self, in_channels: int, num_classes: int, image_size: tuple[int, int] = (32, 32),
+                 width: int = 32, depth: int = 3, activation: str = "relu", dropout: float = 0.0):
+        hidden = 8 * width
+        super().__init__(activation)
+        self.input_shape = (in_channels, *image_size)
+        layers: list[nn.Module] = [nn.Flatten()]
+        inputs = in_channels * image_size[0] * image_size[1]
+        for layer in range(depth):
+            if layer > 0:
+                layers.append(nn.Dropout(dropout))
+            layers += [nn.Linear(inputs, hidden), create_activation(activation)]
+            inputs = hidden
+        self.layers = nn.Sequential(*layers)
+        self.attach_head(hidden, num_classes, dropout)
+        self.initialize_weights()
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        if tuple(x.shape[1:]) != self.input_shape:
+            raise ValueError(f"mlp: built for images of shape {self.input_shape} (C, H, W), got "
+                             f"{tuple(x.shape[1:])}; create the model with this image size")
+        return self.layers(x)  # (N, C, H, W) -> (N, hidden)
+
+
+@MODELS.register("fastnet")
+def fastnet(cfg: ModelConfig, in_channels: int, num_classes: int, image_size: tuple[int, int]) -> Classifier:
+    return FastNet(in_channels, num_classes, image_size, cfg.width, cfg.depth, cfg.activation, cfg.norm, cfg.dropout)
+
+
+@MODELS.register("vgg")
+def vgg(cfg: ModelConfig, in_channels: int, num_classes: int, image_size: tuple[int, int]) -> Classifier:
+    return VGG(in_channels, num_classes, image_size, cfg.width, cfg.depth, cfg.activation, cfg.norm, cfg.dropout)
+
+
+@MODELS.register("resnet")
+def resnet(cfg: ModelConfig, in_channels: int, num_classes: int, image_size: tuple[int, int]) -> Classifier:
+    return ResNet(in_channels, num_classes, image_size, cfg.width, cfg.depth, cfg.activation, cfg.norm, cfg.dropout)
+
+
+@MODELS.register("mlp")
+def mlp(cfg: ModelConfig, in_channels: int, num_classes: int, image_size: tuple[int, int]) -> Classifier:
+    return MLP(in_channels, num_classes, image_size, cfg.width, cfg.depth, cfg.activation, cfg.dropout)
+
+
+def is_power_of_two(n: int) -> bool:
+    return n > 0 and n & (n - 1) == 0
+
+
+def create_model(cfg: ModelConfig, in_channels: int, num_classes: int,
+                 image_size: tuple[int, int]) -> Classifier:
+    """The model `cfg.name`, initialized for `cfg.activation`, for (in_channels, *image_size) images.
+
+    Warns with `ImageSizeWarning` when a side of `image_size` is not a power of 2 (seed §4).
+    """
+    if isinstance(image_size, int):
+        image_size = (image_size, image_size)
+    if len(image_size) != 2 or min(image_size) < 1:
+        raise ValueError(f"image_size: expected (height, width) in pixels, got {image_size!r}")
+    if in_channels < 1 or num_classes < 1:
+        raise ValueError(f"create_model: in_channels ({in_channels}) and num_classes ({num_classes}) "
+                         "must be at least 1; are the data's shape and labels read correctly?")
+    if not all(is_power_of_two(side) for side in image_size):
+        height, width = image_size
+        suggested = "x".join(str(1 << (side - 1).bit_length()) for side in image_size)
+        warnings.warn(f"image size {height}x{width}: seed §4 says 'the size of input images prefers to "
+                      f"be power-of-2' (32, 64, ...); the model works anyway, or pad/resize to {suggested}. "
+                      "Silence with warnings.simplefilter('ignore', ImageSizeWarning).",
+                      ImageSizeWarning, stacklevel=2)
+    return MODELS.create(cfg.name, cfg, in_channels, num_classes, tuple(image_size))
+
+
+def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
+    """Number of scalar parameters in `model` (only those with requires_grad when trainable_only)."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)

@@ -1,0 +1,125 @@
+"""Checkpoints that survive a kill at any moment, and that load without unpickling.
+
+A checkpoint is a folder `checkpoints/epoch-NNNN/` with
+  model.safetensors  weights and buffers (what evaluate, predict and other tools load)
+  state.safetensors  optimizer tensors (momentum buffers...) and the RNG states, as tensors
+  state.json         epoch, step, schedule state, history line count, optimizer settings
+It is written under a temporary name and renamed into place (a rename is atomic), then
+`checkpoints/latest` is replaced (also atomic) to point at it. A kill before the rename leaves
+the previous checkpoint untouched; a stale temporary folder is cleared at the next save.
+Nothing here calls pickle: safetensors and JSON only (DESIGN: never unpickle a file you did not write).
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+KEEP = 2  # complete checkpoints kept; older ones are deleted after a newer one is in place
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_atomic(path: str | Path, text: str) -> None:
+    """Write a small text file so that readers see the old or the new content, never a mix."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    with tmp.open("w") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def _optimizer_split(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict]:
+    state = optimizer.state_dict()
+    tensors, plain = {}, {"param_groups": state["param_groups"], "state": {}}
+    for index, entries in state["state"].items():
+        plain["state"][str(index)] = {}
+        for key, value in entries.items():
+            if isinstance(value, torch.Tensor):
+                tensors[f"optimizer.{index}.{key}"] = value.detach().contiguous().cpu()
+            else:
+                plain["state"][str(index)][key] = value
+    return tensors, plain
+
+
+def _optimizer_join(tensors: dict[str, torch.Tensor], plain: dict) -> dict:
+    state = {int(i): dict(v) for i, v in plain["state"].items()}
+    for name, value in tensors.items():
+        if name.startswith("optimizer."):
+            _, index, key = name.split(".", 2)
+            state.setdefault(int(index), {})[key] = value
+    return {"state": state, "param_groups": plain["param_groups"]}
+
+
+def model_tensors(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+
+
+def save_checkpoint(run_dir: str | Path, epoch: int, model: torch.nn.Module,
+                    optimizer: torch.optim.Optimizer, rng: dict[str, torch.Tensor],
+                    state: dict) -> Path:
+    """Write checkpoint `epoch` atomically and point `latest` at it; returns its folder."""
+    root = Path(run_dir) / "checkpoints"
+    root.mkdir(parents=True, exist_ok=True)
+    for stale in root.glob(".tmp-*"):
+        shutil.rmtree(stale, ignore_errors=True)
+    final = root / f"epoch-{epoch:04d}"
+    tmp = root / f".tmp-epoch-{epoch:04d}-{os.getpid()}"
+    tmp.mkdir()
+    save_file(model_tensors(model), tmp / "model.safetensors")
+    tensors, plain = _optimizer_split(optimizer)
+    tensors.update({f"rng.{k}": v.contiguous() for k, v in rng.items()})
+    save_file(tensors, tmp / "state.safetensors")
+    (tmp / "state.json").write_text(json.dumps({**state, "epoch": epoch, "optimizer": plain}))
+    for name in ("model.safetensors", "state.safetensors", "state.json"):
+        with (tmp / name).open("rb") as f:
+            os.fsync(f.fileno())
+    if final.exists():  # the same epoch written again (a resumed run redoing it)
+        shutil.rmtree(final)
+    os.replace(tmp, final)
+    _fsync_dir(root)
+    write_atomic(root / "latest", final.name + "\n")
+    done = sorted(p for p in root.glob("epoch-*") if p.is_dir())
+    for old in done[:-KEEP]:
+        shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def latest_checkpoint(run_dir: str | Path) -> Path | None:
+    """The newest complete checkpoint folder, or None."""
+    root = Path(run_dir) / "checkpoints"
+    pointer = root / "latest"
+    if pointer.exists():
+        candidate = root / pointer.read_text().strip()
+        if (candidate / "state.json").exists():
+            return candidate
+    complete = sorted(p for p in root.glob("epoch-*") if (p / "state.json").exists())
+    return complete[-1] if complete else None
+
+
+def load_model_weights(model: torch.nn.Module, folder: str | Path) -> None:
+    model.load_state_dict(load_file(Path(folder) / "model.safetensors"))
+
+
+def load_checkpoint(folder: str | Path, model: torch.nn.Module,
+                    optimizer: torch.optim.Optimizer) -> tuple[dict, dict[str, torch.Tensor]]:
+    """Restore model and optimizer in place; returns (state.json contents, RNG tensors)."""
+    folder = Path(folder)
+    load_model_weights(model, folder)
+    state = json.loads((folder / "state.json").read_text())
+    tensors = load_file(folder / "state.safetensors")
+    optimizer.load_state_dict(_optimizer_join(tensors, state.pop("optimizer")))
+    rng = {k.removeprefix("rng."): v for k, v in tensors.items() if k.startswith("rng.")}
+    return state, rng

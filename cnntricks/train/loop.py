@@ -1,0 +1,256 @@
+"""The training loop: one visible loop, with the seed's §4 practice as its defaults.
+
+`fit(cfg, run_dir)` trains, checkpoints atomically after each epoch, and writes the run
+directory (config.yaml, preprocess.json, history.jsonl, checkpoints/, summary.json).
+`fit(..., resume=True)` continues from the newest checkpoint: model, optimizer, schedule and
+RNG state are restored, so the run ends with the same numbers as one never interrupted.
+
+Hooks are duck-typed (Lightning Fabric's way, without a base class): any object in
+`callbacks` may define `on_step_end(trainer_state)` and `on_epoch_end(trainer_state)`.
+"""
+from __future__ import annotations
+
+import json
+import math
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from cnntricks import config as config_module
+from cnntricks.augment import create_policy
+from cnntricks.config import Config
+from cnntricks.data import Splits, batch_indices, load_splits
+from cnntricks.nn.models import ImageSizeWarning, create_model
+from cnntricks.nn.regularize import apply_max_norm, penalty
+from cnntricks.preprocess import Normalization, fit_normalization
+from cnntricks.train import checkpoint as ckpt
+from cnntricks.train.device import autocast, resolve_device, resolve_precision
+from cnntricks.train.evaluate import metrics, predict_logits
+from cnntricks.train.history import HistoryWriter
+from cnntricks.train.optim import create_optimizer, set_lr
+from cnntricks.train.schedule import Schedule
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or infinite; the message names the step and the last good checkpoint."""
+
+
+class RunDirectoryError(RuntimeError):
+    """The run directory cannot be used as asked (already holds a run, or has none to resume)."""
+
+
+@dataclass
+class TrainerState:
+    """What hooks and the loop share: counters and the latest numbers."""
+    epoch: int = 0          # epochs completed
+    step: int = 0           # optimizer steps taken
+    train_seconds: float = 0.0  # time in training steps only (no evaluation, no checkpoint I/O)
+    images_seen: int = 0
+    best_val_acc: float | None = None
+    last_epoch: dict = field(default_factory=dict)
+    stop_reason: str | None = None
+
+
+def _rng_states(generator: torch.Generator) -> dict[str, torch.Tensor]:
+    return {"generator": generator.get_state(), "torch": torch.get_rng_state()}
+
+
+def _restore_rng(generator: torch.Generator, states: dict[str, torch.Tensor]) -> None:
+    generator.set_state(states["generator"])
+    torch.set_rng_state(states["torch"])
+
+
+def prepare_run_dir(cfg: Config, run_dir: Path, resume: bool) -> None:
+    if resume:
+        if not (run_dir / "config.yaml").exists():
+            raise RunDirectoryError(f"--resume {run_dir}: no config.yaml there, so no run to continue; "
+                                    f"check the path (runs are in runs/ by default)")
+        return
+    if ckpt.latest_checkpoint(run_dir) is not None or (run_dir / "summary.json").exists():
+        raise RunDirectoryError(f"{run_dir} already holds a run; continue it with --resume {run_dir} "
+                                f"or choose another --run-dir")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    ckpt.write_atomic(run_dir / "config.yaml", config_module.dump(cfg))
+
+
+def build(cfg: Config, splits: Splits, device: torch.device, warn_size: bool = False):
+    """The model for these splits, on `device`, in the memory format training uses."""
+    with warnings.catch_warnings():
+        if not warn_size:  # said once, when training starts; not again at evaluation
+            warnings.simplefilter("ignore", ImageSizeWarning)
+        model = create_model(cfg.model, splits.train.images.shape[1], len(splits.train.classes),
+                             tuple(splits.train.images.shape[2:]))
+    model = model.to(device)
+    if cfg.train.channels_last and cfg.model.name != "mlp":
+        model = model.to(memory_format=torch.channels_last)
+    return model
+
+
+def fit(cfg: Config, run_dir: str | Path, *, resume: bool = False, progress: bool = True,
+        callbacks: tuple = ()) -> dict:
+    """Train `cfg` into `run_dir` (or continue it); returns the summary also written to summary.json."""
+    run_dir = Path(run_dir)
+    prepare_run_dir(cfg, run_dir, resume)
+    t = cfg.train
+    if t.threads:
+        torch.set_num_threads(t.threads)
+    device = resolve_device(t.device)
+    precision = resolve_precision(t.precision, device)
+    torch.manual_seed(t.seed)
+    generator = torch.Generator(device=device).manual_seed(t.seed)
+
+    splits = load_splits(cfg.data, t.seed)
+    normalize = fit_normalization(splits.train.images, cfg.preprocess.normalize)
+    ckpt.write_atomic(run_dir / "preprocess.json", json.dumps(normalize.to_dict()))
+    channels_last = cfg.train.channels_last and cfg.model.name != "mlp"
+    model = build(cfg, splits, device, warn_size=not resume)
+    optimizer = create_optimizer(cfg.optim, model)
+    augment = create_policy(cfg.augment)
+    train_images = splits.train.images.to(device)  # the whole split lives on the device (airbench)
+    train_labels = splits.train.labels.to(device)
+    batch_size = min(cfg.optim.batch_size, len(train_labels))
+    steps_per_epoch = len(train_labels) // batch_size
+    schedule = Schedule(cfg.schedule, cfg.optim.lr, t.epochs * steps_per_epoch, steps_per_epoch)
+    history = HistoryWriter(run_dir / "history.jsonl")
+    state = TrainerState()
+    scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
+
+    if resume and (last := ckpt.latest_checkpoint(run_dir)) is not None:
+        saved, rng = ckpt.load_checkpoint(last, model, optimizer)
+        _restore_rng(generator, rng)
+        schedule.load_state_dict(saved["schedule"])
+        history.truncate(saved["history_lines"])
+        state = TrainerState(**saved["trainer"])
+    elif resume:
+        history.truncate(0)  # killed before its first checkpoint: start over
+
+    def evaluate_split(store) -> dict:
+        logits = predict_logits(model, store.images, normalize, device=device, precision=precision,
+                                tta=t.tta, batch_size=t.eval_batch_size, channels_last=channels_last)
+        return metrics(logits, store.labels, len(splits.train.classes))
+
+    while state.epoch < t.epochs and state.stop_reason is None:
+        epoch = state.epoch
+        model.train()
+        loss_sum = torch.zeros((), device=device)
+        correct = torch.zeros((), device=device, dtype=torch.long)
+        seen = 0
+        bar = tqdm(total=steps_per_epoch, desc=f"epoch {epoch + 1}/{t.epochs}", leave=False,
+                   disable=not progress, unit="step", dynamic_ncols=True)
+        started = time.perf_counter()
+        for indices in batch_indices(len(train_labels), batch_size, generator):
+            images = augment(train_images[indices], generator)
+            images = normalize(images)
+            if channels_last:
+                images = images.contiguous(memory_format=torch.channels_last)
+            labels = train_labels[indices]
+            lr = schedule.lr(state.step)
+            set_lr(optimizer, lr)
+            with autocast(device, precision):
+                logits = model(images)
+                # Mean over the batch: the seed's "divide the gradients by mini batch size",
+                # so the LR need not change with the batch size (seed §4, Sutskever).
+                loss = F.cross_entropy(logits, labels, label_smoothing=cfg.optim.label_smoothing)
+            total = loss + penalty(model, cfg.regularize.l1, cfg.regularize.l2)
+            if not torch.isfinite(total):
+                bar.close()
+                _diverged(run_dir, history, state, epoch, float(total))
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(total).backward()
+            scaler.step(optimizer)
+            scaler.update()
+            if cfg.regularize.max_norm is not None:
+                apply_max_norm(model, cfg.regularize.max_norm)
+            state.step += 1
+            loss = loss.detach()
+            loss_sum += loss * len(labels)
+            correct += (logits.argmax(1) == labels).sum()
+            seen += len(labels)
+            if state.step % t.log_every == 0:
+                history.add("batch", step=state.step, epoch=epoch + 1, loss=float(loss), lr=lr)
+            if progress and state.step % 10 == 0:
+                rate = seen / (time.perf_counter() - started)
+                bar.set_postfix(loss=f"{float(loss):.3f}", lr=f"{lr:.3g}", img_s=f"{rate:.0f}")
+            bar.update()
+            for callback in callbacks:
+                getattr(callback, "on_step_end", lambda s: None)(state)
+        seconds = time.perf_counter() - started
+        bar.close()
+        state.train_seconds += seconds
+        state.images_seen += seen
+
+        val = evaluate_split(splits.val)
+        state.epoch = epoch + 1
+        if val["acc"] is not None and (state.best_val_acc is None or val["acc"] > state.best_val_acc):
+            state.best_val_acc = val["acc"]
+        record = {"epoch": state.epoch, "train_loss": float(loss_sum) / seen,
+                  "train_acc": float(correct) / seen, "val_loss": val["loss"], "val_acc": val["acc"],
+                  "lr": lr, "seconds": seconds, "images_per_second": seen / seconds}
+        history.add("epoch", **record)
+        state.last_epoch = record
+        if message := schedule.on_epoch_end(val["acc"]):
+            history.add("event", epoch=state.epoch, step=state.step, event="lr_divided", message=message)
+        if t.target_accuracy is not None and val["acc"] is not None and val["acc"] >= t.target_accuracy:
+            state.stop_reason = "target_accuracy"
+            history.add("event", epoch=state.epoch, step=state.step, event="target_reached",
+                        message=f"validation accuracy {val['acc']:.4f} >= {t.target_accuracy}")
+        for callback in callbacks:
+            getattr(callback, "on_epoch_end", lambda s: None)(state)
+        if progress:
+            tqdm.write(_epoch_line(record, t.epochs))
+        last_epoch = state.epoch == t.epochs or state.stop_reason is not None
+        lines = history.flush()
+        if state.epoch % t.checkpoint_every == 0 or last_epoch:
+            ckpt.save_checkpoint(run_dir, state.epoch, model, optimizer, _rng_states(generator),
+                                 {"schedule": schedule.state_dict(), "history_lines": lines,
+                                  "trainer": state.__dict__})
+
+    return _finish(cfg, run_dir, model, splits, state, evaluate_split, device, precision)
+
+
+def _epoch_line(record: dict, epochs: int) -> str:
+    val = "-" if record["val_acc"] is None else f"{100 * record['val_acc']:.2f}%"
+    return (f"epoch {record['epoch']:>3}/{epochs}  train loss {record['train_loss']:.4f}  "
+            f"train acc {100 * record['train_acc']:.2f}%  val acc {val}  lr {record['lr']:.4g}  "
+            f"{record['images_per_second']:.0f} img/s  {record['seconds']:.1f}s")
+
+
+def _diverged(run_dir: Path, history: HistoryWriter, state: TrainerState, epoch: int, value: float):
+    last = ckpt.latest_checkpoint(run_dir)
+    where = f"the last good checkpoint is {last}" if last else "no checkpoint was written yet"
+    message = (f"loss is {value} at step {state.step + 1} (epoch {epoch + 1}); {where}. "
+               f"Lower optim.lr (seed §7: a 'very high' learning rate makes the loss explode) "
+               f"and continue with --resume, or start again.")
+    history.add("event", epoch=epoch + 1, step=state.step + 1, event="nonfinite", message=message)
+    history.flush()
+    raise TrainingDiverged(message)
+
+
+def _finish(cfg, run_dir, model, splits, state, evaluate_split, device, precision) -> dict:
+    test = evaluate_split(splits.test) if splits.test is not None else {"acc": None, "loss": None, "per_class": []}
+    for row in test["per_class"]:
+        row["name"] = splits.train.classes[row["class"]]
+    summary = {
+        "test_acc": test["acc"], "test_loss": test["loss"],
+        "best_val_acc": state.best_val_acc, "val_acc": state.last_epoch.get("val_acc"),
+        "train_acc": state.last_epoch.get("train_acc"),
+        "train_seconds": state.train_seconds, "epochs": state.epoch, "steps": state.step,
+        "images_per_second": state.images_seen / max(state.train_seconds, 1e-9),
+        "stop_reason": state.stop_reason or "completed",
+        "device": str(device), "precision": precision,
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "classes": splits.train.classes, "per_class": test["per_class"],
+        "split_sizes": {"train": len(splits.train), "val": len(splits.val),
+                        "test": len(splits.test) if splits.test is not None else 0},
+    }
+    ckpt.write_atomic(run_dir / "summary.json", json.dumps(summary, indent=2))
+    return summary
+
+
+def load_normalization(run_dir: str | Path) -> Normalization:
+    return Normalization(**json.loads((Path(run_dir) / "preprocess.json").read_text()))
