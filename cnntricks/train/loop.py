@@ -6,7 +6,10 @@ directory (config.yaml, preprocess.json, history.jsonl, checkpoints/, summary.js
 RNG state are restored, so the run ends with the same numbers as one never interrupted.
 
 Hooks are duck-typed (Lightning Fabric's way, without a base class): any object in
-`callbacks` may define `on_step_end(trainer_state)` and `on_epoch_end(trainer_state)`.
+`callbacks` may define `on_step_end(state, run)` and `on_epoch_end(state, run)`, where `state`
+is the `TrainerState` (counters, saved in checkpoints) and `run` the `Run` (model, optimizer,
+splits, ...). `on_epoch_end` runs outside the timed part (its time is not in `train_seconds`);
+`on_step_end` runs inside it: keep it light.
 """
 from __future__ import annotations
 
@@ -54,6 +57,20 @@ class TrainerState:
     best_val_acc: float | None = None
     last_epoch: dict = field(default_factory=dict)
     stop_reason: str | None = None
+
+
+@dataclass
+class Run:
+    """What hooks may use: the live objects of the run (not saved; TrainerState is)."""
+    cfg: Config
+    run_dir: Path
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    splits: Splits
+    normalize: Normalization
+    device: torch.device
+    precision: str
+    evaluate: object  # evaluate(store) -> {"loss", "acc", "per_class"}, with the run's TTA setting
 
 
 def _rng_states(generator: torch.Generator) -> dict[str, torch.Tensor]:
@@ -134,6 +151,7 @@ def fit(cfg: Config, run_dir: str | Path, *, resume: bool = False, progress: boo
                                 tta=t.tta, batch_size=t.eval_batch_size, channels_last=channels_last)
         return metrics(logits, store.labels, len(splits.train.classes))
 
+    run = Run(cfg, run_dir, model, optimizer, splits, normalize, device, precision, evaluate_split)
     while state.epoch < t.epochs and state.stop_reason is None:
         epoch = state.epoch
         model.train()
@@ -178,7 +196,7 @@ def fit(cfg: Config, run_dir: str | Path, *, resume: bool = False, progress: boo
                 bar.set_postfix(loss=f"{float(loss):.3f}", lr=f"{lr:.3g}", img_s=f"{rate:.0f}")
             bar.update()
             for callback in callbacks:
-                getattr(callback, "on_step_end", lambda s: None)(state)
+                getattr(callback, "on_step_end", lambda s, r: None)(state, run)
         seconds = time.perf_counter() - started
         bar.close()
         state.train_seconds += seconds
@@ -200,7 +218,7 @@ def fit(cfg: Config, run_dir: str | Path, *, resume: bool = False, progress: boo
             history.add("event", epoch=state.epoch, step=state.step, event="target_reached",
                         message=f"validation accuracy {val['acc']:.4f} >= {t.target_accuracy}")
         for callback in callbacks:
-            getattr(callback, "on_epoch_end", lambda s: None)(state)
+            getattr(callback, "on_epoch_end", lambda s, r: None)(state, run)
         if progress:
             tqdm.write(_epoch_line(record, t.epochs))
         last_epoch = state.epoch == t.epochs or state.stop_reason is not None
