@@ -275,8 +275,8 @@ def create_model(cfg: ModelConfig, in_channels: int, num_classes: int,
         height, width = image_size
         suggested = "x".join(str(1 << (side - 1).bit_length()) for side in image_size)
         warnings.warn(f"image size {height}x{width}: seed §4 says 'the size of input images prefers to "
-                      f"be power-of-2' (32, 64, ...); the model works anyway, or pad/resize to {suggested}. "
-                      "Silence with warnings.simplefilter('ignore', ImageSizeWarning).",
+                      f"be power-of-2' (32, 64, ...); the model works anyway, or resize to {suggested} "
+                      f"(data.image_size={1 << (max(image_size) - 1).bit_length()})",
                       ImageSizeWarning, stacklevel=2)
     return MODELS.create(cfg.name, cfg, in_channels, num_classes, tuple(image_size))
 

@@ -1,0 +1,155 @@
+"""The benchmark scripts run, print parseable figures, and measure what they say they measure.
+
+The --smoke runs are subprocesses, as a user runs them; the checks of the FLOP count (against a
+count by hand) and of the bare loop (against `fit`, weight for weight) import the scripts.
+"""
+import importlib.util
+import json
+import re
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+import torch
+
+from cnntricks import config
+from cnntricks.data import Splits, Store, load_splits
+from cnntricks.nn.models import create_model
+from cnntricks.train.device import cpu_has_bf16
+from cnntricks.train.loop import fit
+
+BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
+NUMBER = r"(\d+(?:\.\d+)?)"
+
+
+def load_script(name: str):
+    spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)  # must not train: all work is in main()
+    return module
+
+
+def run_script(*args: str, timeout: int) -> str:
+    result = subprocess.run([sys.executable, *args], capture_output=True, text=True, timeout=timeout)
+    assert result.returncode == 0, f"exit {result.returncode}\n{result.stdout}\n{result.stderr}"
+    return result.stdout
+
+
+def find(pattern: str, text: str) -> tuple[str, ...]:
+    match = re.search(pattern, text, re.M)
+    assert match, f"no line matching {pattern!r} in:\n{text}"
+    return match.groups()
+
+
+@pytest.mark.parametrize("script", ["time_to_accuracy", "overhead"])
+def test_help_describes_the_measurement(script):
+    text = run_script(str(BENCHMARKS / f"{script}.py"), "--help", timeout=60)
+    assert "usage:" in text and "--smoke" in text and "Exit status" in text
+
+
+def test_time_to_accuracy_smoke_prints_and_saves_the_same_numbers(tmp_path):
+    out = tmp_path / "tta.json"
+    text = run_script(str(BENCHMARKS / "time_to_accuracy.py"), "--smoke", "--out", str(out), timeout=120)
+    saved = json.loads(out.read_text())
+
+    device, precision, threads = find(r"^device (\S+) .*precision (\w+), torch \S+, (\d+) threads$", text)
+    assert (device, precision) == (saved["environment"]["device"], saved["environment"]["precision"])
+    reached, accuracy, seconds, rate = find(
+        rf"^\s+0\s+(not reached|\S+ s \(epoch \d+\))\s+{NUMBER}%\s+{NUMBER}\s+{NUMBER}$", text)
+    seed = saved["seeds"][0]
+    assert 0 <= float(accuracy) <= 100
+    assert float(accuracy) == pytest.approx(100 * seed["final_test_acc"], abs=0.005)
+    assert seed["curve"][-1]["test_acc"] == seed["final_test_acc"]  # hook and summary: one model
+    assert float(seconds) == pytest.approx(seed["train_seconds"], abs=0.05) and float(seconds) > 0
+    assert float(rate) == pytest.approx(seed["images_per_second"], abs=0.5) and float(rate) > 0
+    assert (reached == "not reached") == (seed["seconds_to_target"] is None)
+    verdict, = find(r"^target \(mean test acc >= 93\.00% within mean <= 90 s\): (met|not met) ", text)
+    assert (verdict == "met") == saved["target_met"]
+
+    compute = saved["compute"]
+    mflop, = find(rf"^training step: {NUMBER} MFLOP/image", text)
+    achieved, = find(rf"^achieved: {NUMBER} GFLOP/s", text)
+    bf16, fp32 = find(rf"^matmul peak 2048x2048: bf16 {NUMBER} GFLOP/s, fp32 {NUMBER} GFLOP/s", text)
+    fraction, = find(rf"^fraction of {precision} peak: {NUMBER}%$", text)
+    assert float(mflop) == pytest.approx(compute["flops_per_image"] / 1e6, abs=0.05)
+    assert compute["achieved_flops_per_second"] == pytest.approx(
+        compute["flops_per_image"] * seed["images_per_second"])
+    assert float(achieved) == pytest.approx(compute["achieved_flops_per_second"] / 1e9, abs=0.05)
+    assert float(bf16) > 0 and float(fp32) > 0
+    assert 0 < float(fraction) < 100  # a training step cannot beat a large matmul
+
+
+@pytest.mark.filterwarnings("ignore::cnntricks.nn.models.ImageSizeWarning")  # 28x28, on purpose
+def test_training_flops_match_a_count_by_hand():
+    """FlopCounterMode's count against 2·K·K·Cin per output value of each conv (and 2·in per
+    output of each linear) in the forward pass; backward costs the same again for the weight
+    gradients and again for the input gradients, except the first layer's (the image needs none)."""
+    tta = load_script("time_to_accuracy")
+    cfg = config.load(None, tta.SMOKE_OVERRIDES)
+    model = create_model(cfg.model, 1, 10, (28, 28))  # Fashion-MNIST
+    flops = []
+
+    def count(module, inputs, output):
+        per_output = (2 * module.in_channels // module.groups * module.kernel_size[0] * module.kernel_size[1]
+                      if isinstance(module, torch.nn.Conv2d) else 2 * module.in_features)
+        flops.append(per_output * output[0].numel())  # one image
+
+    for module in model.modules():
+        if isinstance(module, (torch.nn.Conv2d, torch.nn.Linear)):
+            module.register_forward_hook(count)
+    model(torch.zeros(1, 1, 28, 28))
+    by_hand = 3 * sum(flops) - flops[0]
+
+    images = Store(torch.zeros(600, 1, 28, 28, dtype=torch.uint8), torch.arange(600) % 10, list("0123456789"))
+    splits = Splits(train=images, val=images, test=None, source="fashion-mnist")
+    assert tta.training_flops_per_image(cfg, splits) == by_hand
+
+def test_first_reaching_and_mean_std():
+    tta = load_script("time_to_accuracy")
+    curve = [{"epoch": 1, "train_seconds": 5.0, "test_acc": 0.90},
+             {"epoch": 2, "train_seconds": 10.0, "test_acc": 0.93},
+             {"epoch": 3, "train_seconds": 15.0, "test_acc": 0.95}]
+    assert tta.first_reaching(curve, 0.93)["epoch"] == 2
+    assert tta.first_reaching(curve, 0.96) is None
+    assert tta.mean_std([1.0, 3.0]) == pytest.approx((2.0, 2 ** 0.5))
+    assert tta.mean_std([4.0]) == (4.0, 0.0)
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_bare_loop_computes_the_same_steps_as_fit(precision):
+    """The overhead comparison is fair only if both sides do the same arithmetic: after the same
+    steps from the same seed, the bare loop's weights and statistics equal fit's, bit for bit."""
+    if precision == "bf16" and not cpu_has_bf16():
+        pytest.skip("no bf16 on this CPU")
+    overhead = load_script("overhead")
+    cfg = config.load(None, ["data.source=synthetic", "data.subset=96", "optim.batch_size=32",
+                             "model.width=4", "train.epochs=1", f"train.precision={precision}"])
+
+    class KeepWeights:
+        def on_epoch_end(self, state, run):
+            self.steps = state.step
+            self.weights = {k: v.clone() for k, v in run.model.state_dict().items()}
+
+    kept = KeepWeights()
+    with tempfile.TemporaryDirectory() as scratch:
+        fit(cfg, Path(scratch) / "run", progress=False, callbacks=(kept,))
+    assert kept.steps == 3
+    splits = load_splits(cfg.data, cfg.train.seed)
+    model, rate = overhead.train_bare(cfg, splits, torch.device("cpu"), precision, kept.steps)
+    assert rate > 0
+    for name, value in model.state_dict().items():
+        assert torch.equal(value, kept.weights[name]), name
+
+
+def test_overhead_smoke_prints_medians_and_their_ratio():
+    text = run_script(str(BENCHMARKS / "overhead.py"), "--smoke", timeout=120)
+    find(r"^device \S+, precision \w+, torch \S+, \d+ threads$", text)
+    repeats = re.findall(rf"^  repeat \d+: cnntricks {NUMBER} img/s, bare {NUMBER} img/s$", text, re.M)
+    assert len(repeats) == 2
+    ours, bare = find(rf"^median\s+{NUMBER}\s+{NUMBER}\s+images/s$", text)
+    assert float(ours) > 0 and float(bare) > 0
+    ratio, verdict = find(rf"^ratio cnntricks/bare: {NUMBER} \(target >= 0\.95: (met|not met)\)$", text)
+    assert float(ratio) == pytest.approx(float(ours) / float(bare), rel=2e-3)
+    assert (verdict == "met") == (float(ratio) >= 0.95)
