@@ -83,9 +83,7 @@ def cmd_train(args, items: list[str]) -> int:
             from cnntricks.train.loop import RunDirectoryError
             raise RunDirectoryError(f"--resume {run_dir}: no config.yaml there, so no run to "
                                     f"continue; check the path")
-        cfg = config.load(run_dir / "config.yaml", overrides)
-        if overrides:
-            (run_dir / "config.yaml").write_text(config.dump(cfg))
+        cfg = config.load(run_dir / "config.yaml", overrides)  # fit saves it once the checkpoint fits
     else:
         config_file, overrides = _split_overrides(items)
         cfg = config.load(config_file, overrides)
@@ -115,10 +113,9 @@ def _draw_report(run_dir: Path) -> None:
 def _load_run(run_dir: Path, overrides: list[str]):
     """(config, splits, model with the newest weights, normalization, device, precision)."""
     from cnntricks import config
-    from cnntricks.data import load_splits
+    from cnntricks.data import DataError, load_splits
     from cnntricks.train import checkpoint as ckpt
-    from cnntricks.train.device import resolve_device, resolve_precision
-    from cnntricks.train.loop import RunDirectoryError, build, load_normalization
+    from cnntricks.train.loop import RunDirectoryError, build, load_normalization, resolve_device_and_precision
     if not (run_dir / "config.yaml").exists():
         raise RunDirectoryError(f"{run_dir} is not a run directory (no config.yaml); "
                                 f"runs are written by cnntricks train, in runs/ by default")
@@ -127,11 +124,22 @@ def _load_run(run_dir: Path, overrides: list[str]):
         raise RunDirectoryError(f"{run_dir} has no checkpoint yet; train it first "
                                 f"(cnntricks train --resume {run_dir})")
     cfg = config.load(run_dir / "config.yaml", overrides)
-    device = resolve_device(cfg.train.device)
+    device, precision = resolve_device_and_precision(cfg)
     splits = load_splits(cfg.data, cfg.train.seed)
     model = build(cfg, splits, device)
-    ckpt.load_model_weights(model, last)
-    return cfg, splits, model, load_normalization(run_dir), device, resolve_precision(cfg.train.precision, device)
+    try:
+        ckpt.load_model_weights(model, last)
+    except RuntimeError:  # other channels or another number of classes than the run trained on
+        shape = tuple(splits.train.images.shape[1:])
+        raise DataError(f"{cfg.data.source} data ({len(splits.train.classes)} classes, images {shape} (C, H, W)) "
+                        f"does not fit the model of {run_dir}, which was trained on other classes or channels; "
+                        f"give data with the run's classes and channels") from None
+    summary = run_dir / "summary.json"  # a killed run has none; its classes are then unknown here
+    trained_on = json.loads(summary.read_text()).get("classes") if summary.exists() else None
+    if trained_on and trained_on != splits.train.classes:
+        raise DataError(f"the data's classes {splits.train.classes} are not the ones {run_dir} was trained on "
+                        f"({trained_on}); its labels would be misread")
+    return cfg, splits, model, load_normalization(run_dir), device, precision
 
 
 def cmd_evaluate(args, run_dir: str, items: list[str]) -> int:
@@ -142,6 +150,10 @@ def cmd_evaluate(args, run_dir: str, items: list[str]) -> int:
                           f"not {[i for i in items if '=' not in i]}")
     cfg, splits, model, normalize, device, precision = _load_run(Path(run_dir), items)
     store = {"test": splits.test, "val": splits.val, "train": splits.train}[args.split]
+    if store is None or len(store) == 0:
+        from cnntricks.config import ConfigError
+        raise ConfigError(f"the {args.split} split of {run_dir} is empty"
+                          f"{' (data.val_fraction is 0)' if args.split == 'val' else ''}; choose another --split")
     channels_last = cfg.train.channels_last and cfg.model.name != "mlp"
     logits = predict_logits(model, store.images, normalize, device=device, precision=precision,
                             tta=cfg.train.tta, batch_size=cfg.train.eval_batch_size,
@@ -186,6 +198,10 @@ def cmd_predict(args) -> int:
 
 def cmd_config(args) -> int:
     from cnntricks import config
+    from cnntricks.registry import closest
+    if args.section and args.section not in config.SECTIONS:
+        raise config.ConfigError(f"unknown section '{args.section}'{closest(args.section, config.SECTIONS)}; "
+                                 f"sections: {', '.join(config.SECTIONS)}")
     if args.yaml:
         print(config.dump(config.Config()), end="")
         return EXIT_OK

@@ -73,8 +73,10 @@ def save_checkpoint(run_dir: str | Path, epoch: int, model: torch.nn.Module,
     """Write checkpoint `epoch` atomically and point `latest` at it; returns its folder."""
     root = Path(run_dir) / "checkpoints"
     root.mkdir(parents=True, exist_ok=True)
-    for stale in root.glob(".tmp-*"):
+    for stale in root.glob(".tmp-*"):  # a checkpoint folder a kill left half written
         shutil.rmtree(stale, ignore_errors=True)
+    for stale in root.glob(".latest.tmp-*"):  # a `latest` a kill left unrenamed (write_atomic)
+        stale.unlink(missing_ok=True)
     final = root / f"epoch-{epoch:04d}"
     tmp = root / f".tmp-epoch-{epoch:04d}-{os.getpid()}"
     tmp.mkdir()

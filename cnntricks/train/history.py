@@ -29,7 +29,10 @@ class HistoryWriter:
     def __init__(self, path: str | Path):
         self.path = Path(path)
         self.pending: list[str] = []
-        self.lines = sum(1 for _ in self.path.open()) if self.path.exists() else 0
+        self.lines = 0
+        if self.path.exists():
+            with self.path.open("rb") as f:  # bytes: a kill may have cut a character in half
+                self.lines = sum(1 for _ in f)
 
     def add(self, kind: str, **values) -> None:
         record = {"kind": kind, **{k: _clean(v) for k, v in values.items()}}

@@ -95,6 +95,15 @@ def prepare_run_dir(cfg: Config, run_dir: Path, resume: bool) -> None:
     ckpt.write_atomic(run_dir / "config.yaml", config_module.dump(cfg))
 
 
+def resolve_device_and_precision(cfg: Config) -> tuple[torch.device, str]:
+    """train.device and train.precision for this machine; one it lacks is a configuration error."""
+    try:
+        device = resolve_device(cfg.train.device)
+        return device, resolve_precision(cfg.train.precision, device)
+    except RuntimeError as err:  # e.g. train.device=cuda without CUDA, fp16 on a CPU
+        raise config_module.ConfigError(str(err)) from None
+
+
 def build(cfg: Config, splits: Splits, device: torch.device, warn_size: bool = False):
     """The model for these splits, on `device`, in the memory format training uses."""
     with warnings.catch_warnings():
@@ -112,12 +121,11 @@ def fit(cfg: Config, run_dir: str | Path, *, resume: bool = False, progress: boo
         callbacks: tuple = ()) -> dict:
     """Train `cfg` into `run_dir` (or continue it); returns the summary also written to summary.json."""
     run_dir = Path(run_dir)
+    device, precision = resolve_device_and_precision(cfg)  # a bad setting stops before any file is written
     prepare_run_dir(cfg, run_dir, resume)
     t = cfg.train
     if t.threads:
         torch.set_num_threads(t.threads)
-    device = resolve_device(t.device)
-    precision = resolve_precision(t.precision, device)
     torch.manual_seed(t.seed)
     generator = torch.Generator(device=device).manual_seed(t.seed)
 
@@ -138,13 +146,23 @@ def fit(cfg: Config, run_dir: str | Path, *, resume: bool = False, progress: boo
     scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
 
     if resume and (last := ckpt.latest_checkpoint(run_dir)) is not None:
-        saved, rng = ckpt.load_checkpoint(last, model, optimizer)
+        try:
+            saved, rng = ckpt.load_checkpoint(last, model, optimizer)
+        except (RuntimeError, ValueError) as err:  # tensor shapes or parameter groups differ
+            raise config_module.ConfigError(
+                f"--resume {run_dir}: the checkpoint {last.name} does not fit this configuration "
+                f"({str(err).strip().splitlines()[-1].strip()}); when resuming, change training keys "
+                f"(train.epochs, optim.lr, ...) but not the model or the data") from None
         _restore_rng(generator, rng)
         schedule.load_state_dict(saved["schedule"])
         history.truncate(saved["history_lines"])
         state = TrainerState(**saved["trainer"])
-    elif resume:
-        history.truncate(0)  # killed before its first checkpoint: start over
+    else:
+        # A new run, or one killed before its first checkpoint: start over. Lines that such a run
+        # wrote (its first epoch, a nonfinite event) are vouched for by no checkpoint.
+        history.truncate(0)
+    if resume:  # written once the checkpoint is known to fit, so a refused override changes nothing
+        ckpt.write_atomic(run_dir / "config.yaml", config_module.dump(cfg))
 
     def evaluate_split(store) -> dict:
         logits = predict_logits(model, store.images, normalize, device=device, precision=precision,
@@ -177,7 +195,7 @@ def fit(cfg: Config, run_dir: str | Path, *, resume: bool = False, progress: boo
             total = loss + penalty(model, cfg.regularize.l1, cfg.regularize.l2)
             if not torch.isfinite(total):
                 bar.close()
-                _diverged(run_dir, history, state, epoch, float(total))
+                _diverged(run_dir, history, state, epoch, float(total.detach()), lr)
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(total).backward()
             scaler.step(optimizer)
@@ -238,12 +256,15 @@ def _epoch_line(record: dict, epochs: int) -> str:
             f"{record['images_per_second']:.0f} img/s  {record['seconds']:.1f}s")
 
 
-def _diverged(run_dir: Path, history: HistoryWriter, state: TrainerState, epoch: int, value: float):
+def _diverged(run_dir: Path, history: HistoryWriter, state: TrainerState, epoch: int, value: float,
+              lr: float):
     last = ckpt.latest_checkpoint(run_dir)
     where = f"the last good checkpoint is {last}" if last else "no checkpoint was written yet"
     message = (f"loss is {value} at step {state.step + 1} (epoch {epoch + 1}); {where}. "
                f"Lower optim.lr (seed §7: a 'very high' learning rate makes the loss explode) "
                f"and continue with --resume, or start again.")
+    # README: "a non-finite loss is written as null with a nonfinite event"
+    history.add("batch", step=state.step + 1, epoch=epoch + 1, loss=value, lr=lr)
     history.add("event", epoch=epoch + 1, step=state.step + 1, event="nonfinite", message=message)
     history.flush()
     raise TrainingDiverged(message)

@@ -1,0 +1,106 @@
+"""Run the cnntricks command line and SIGKILL this very process at a named point of a checkpoint.
+
+    python kill_at.py POINT N train ARGS...     die the N-th time POINT is reached (N counts from 1)
+
+A kill from outside lands where the scheduler puts it; these points are the moments between the
+writes of one epoch's history and checkpoint, where a careless writer loses a run:
+  history-flushed     the epoch's history lines are on disk, its checkpoint not begun
+  history-half        half of the epoch's history text is on disk (a cut-off last line)
+  model-written       model.safetensors written in the temporary folder, state.safetensors not
+  checkpoint-renamed  the folder renamed into place; `latest` still names the previous checkpoint
+  latest-half         `latest`'s temporary file written, not yet renamed over `latest`
+  latest-written      `latest` names the new checkpoint; older checkpoints not yet deleted
+  old-half-deleted    an old checkpoint half deleted (model.safetensors gone, state.json left)
+"""
+from __future__ import annotations
+
+import os
+import signal
+import sys
+from pathlib import Path
+
+from cnntricks import cli
+from cnntricks.train import checkpoint, history
+
+POINTS = ("history-flushed", "history-half", "model-written", "checkpoint-renamed", "latest-half",
+          "latest-written", "old-half-deleted")
+
+
+def main(point: str, n: int, argv: list[str]) -> int:
+    if point not in POINTS:
+        raise SystemExit(f"kill_at.py: unknown point {point!r}; points: {', '.join(POINTS)}")
+    reached = 0
+
+    def arrive(here: str) -> bool:
+        nonlocal reached
+        if here == point:
+            reached += 1
+        return here == point and reached == n
+
+    def die() -> None:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    flush = history.HistoryWriter.flush
+
+    def flush_then_maybe_die(self):
+        if self.pending and arrive("history-half"):
+            text = "\n".join(self.pending) + "\n"
+            with self.path.open("a") as f:
+                f.write(text[: len(text) // 2])
+                f.flush()
+                os.fsync(f.fileno())
+            die()
+        lines = flush(self)
+        if arrive("history-flushed"):
+            die()
+        return lines
+    history.HistoryWriter.flush = flush_then_maybe_die
+
+    save_file = checkpoint.save_file
+
+    def save_then_maybe_die(tensors, filename, *args, **kwargs):
+        save_file(tensors, filename, *args, **kwargs)
+        if Path(filename).name == "model.safetensors" and arrive("model-written"):
+            die()
+    checkpoint.save_file = save_then_maybe_die
+
+    fsync_dir = checkpoint._fsync_dir  # called right after the folder's rename, before `latest`
+
+    def fsync_then_maybe_die(path):
+        fsync_dir(path)
+        if arrive("checkpoint-renamed"):
+            die()
+    checkpoint._fsync_dir = fsync_then_maybe_die
+
+    write_atomic = checkpoint.write_atomic
+
+    def write_then_maybe_die(path, text):
+        path = Path(path)
+        if path.name == "latest" and arrive("latest-half"):
+            (path.parent / f".latest.tmp-{os.getpid()}").write_text(text)  # write_atomic's temporary name
+            die()
+        write_atomic(path, text)
+        if Path(path).name == "latest" and arrive("latest-written"):
+            die()
+    checkpoint.write_atomic = write_then_maybe_die
+
+    rmtree = checkpoint.shutil.rmtree
+
+    def rmtree_or_die(path, *args, **kwargs):
+        path = Path(path)
+        latest = path.parent / "latest"
+        is_old = (path.name.startswith("epoch-") and latest.exists()
+                  and path.name < latest.read_text().strip())
+        if is_old and arrive("old-half-deleted"):
+            (path / "model.safetensors").unlink()
+            die()
+        return rmtree(path, *args, **kwargs)
+    checkpoint.shutil.rmtree = rmtree_or_die
+
+    return cli.main(argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1], int(sys.argv[2]), sys.argv[3:]))
