@@ -47,7 +47,7 @@ from cnntricks import config as config_module
 from cnntricks.data import DataError, Splits
 from cnntricks.nn.models import ImageSizeWarning
 from cnntricks.train.device import cpu_has_bf16, resolve_device, resolve_precision
-from cnntricks.train.loop import build, fit
+from cnntricks.train.loop import build, describe_data, fit
 
 # A tiny budget that still runs every part (data, fit, hook, FLOPs, peak); never a verdict.
 # One thread: on a busy 2-core machine two OpenMP threads wait on each other (measured: 4 steps
@@ -85,7 +85,7 @@ def training_flops_per_image(cfg, splits) -> float:
 
     Counted on the meta device: shapes only, no arithmetic, and no trained model is touched.
     """
-    model = build(cfg, splits, torch.device("meta"))
+    model = build(cfg, describe_data(splits), torch.device("meta"))
     batch_size = min(cfg.optim.batch_size, len(splits.train))
     images = torch.empty(batch_size, *splits.train.images.shape[1:], device="meta")
     if cfg.train.channels_last and cfg.model.name != "mlp":

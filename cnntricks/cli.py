@@ -111,11 +111,11 @@ def _draw_report(run_dir: Path) -> None:
 
 
 def _load_run(run_dir: Path, overrides: list[str]):
-    """(config, splits, model with the newest weights, normalization, device, precision)."""
+    """(config, data description, model with the newest weights, normalization, device, precision)."""
     from cnntricks import config
-    from cnntricks.data import DataError, load_splits
     from cnntricks.train import checkpoint as ckpt
-    from cnntricks.train.loop import RunDirectoryError, build, load_normalization, resolve_device_and_precision
+    from cnntricks.train.loop import (RunDirectoryError, build, load_normalization,
+                                      read_data_description, resolve_device_and_precision)
     if not (run_dir / "config.yaml").exists():
         raise RunDirectoryError(f"{run_dir} is not a run directory (no config.yaml); "
                                 f"runs are written by cnntricks train, in runs/ by default")
@@ -125,21 +125,10 @@ def _load_run(run_dir: Path, overrides: list[str]):
                                 f"(cnntricks train --resume {run_dir})")
     cfg = config.load(run_dir / "config.yaml", overrides)
     device, precision = resolve_device_and_precision(cfg)
-    splits = load_splits(cfg.data, cfg.train.seed)
-    model = build(cfg, splits, device)
-    try:
-        ckpt.load_model_weights(model, last)
-    except RuntimeError:  # other channels or another number of classes than the run trained on
-        shape = tuple(splits.train.images.shape[1:])
-        raise DataError(f"{cfg.data.source} data ({len(splits.train.classes)} classes, images {shape} (C, H, W)) "
-                        f"does not fit the model of {run_dir}, which was trained on other classes or channels; "
-                        f"give data with the run's classes and channels") from None
-    summary = run_dir / "summary.json"  # a killed run has none; its classes are then unknown here
-    trained_on = json.loads(summary.read_text()).get("classes") if summary.exists() else None
-    if trained_on and trained_on != splits.train.classes:
-        raise DataError(f"the data's classes {splits.train.classes} are not the ones {run_dir} was trained on "
-                        f"({trained_on}); its labels would be misread")
-    return cfg, splits, model, load_normalization(run_dir), device, precision
+    data = read_data_description(run_dir)
+    model = build(cfg, data, device)
+    ckpt.load_model_weights(model, last)
+    return cfg, data, model, load_normalization(run_dir), device, precision
 
 
 def cmd_evaluate(args, run_dir: str, items: list[str]) -> int:
@@ -148,7 +137,17 @@ def cmd_evaluate(args, run_dir: str, items: list[str]) -> int:
         from cnntricks.config import ConfigError
         raise ConfigError(f"evaluate takes one run directory and section.key=value overrides, "
                           f"not {[i for i in items if '=' not in i]}")
-    cfg, splits, model, normalize, device, precision = _load_run(Path(run_dir), items)
+    from cnntricks.data import DataError, load_splits
+    cfg, data, model, normalize, device, precision = _load_run(Path(run_dir), items)
+    splits = load_splits(cfg.data, cfg.train.seed)
+    shape = list(splits.train.images.shape[1:])
+    if splits.train.classes != data["classes"] or shape[0] != data["channels"]:
+        raise DataError(f"{cfg.data.source} data ({len(splits.train.classes)} classes {splits.train.classes}, "
+                        f"{shape[0]} channels) is not what {run_dir} was trained on ({data['classes']}, "
+                        f"{data['channels']} channels); its labels would be misread")
+    if shape[1:] != [data["height"], data["width"]]:
+        warnings.warn(f"images are {shape[1]}x{shape[2]}, the run trained on {data['height']}x{data['width']}; "
+                      f"set data.image_size to match for a fair evaluation")
     store = {"test": splits.test, "val": splits.val, "train": splits.train}[args.split]
     if store is None or len(store) == 0:
         from cnntricks.config import ConfigError
@@ -175,15 +174,14 @@ def cmd_predict(args) -> int:
     import torch
     from cnntricks.data import load_images
     from cnntricks.train.evaluate import predict_logits
-    cfg, splits, model, normalize, device, precision = _load_run(Path(args.run_dir), [])
-    _, channels, height, width = splits.train.images.shape
-    images = load_images(args.images, channels, (height, width))
+    cfg, data, model, normalize, device, precision = _load_run(Path(args.run_dir), [])
+    images = load_images(args.images, data["channels"], (data["height"], data["width"]))
     logits = predict_logits(model, images, normalize, device=device, precision=precision,
                             tta=cfg.train.tta, channels_last=cfg.train.channels_last and cfg.model.name != "mlp")
     probabilities = torch.softmax(logits, dim=1)
     top = probabilities.topk(min(args.top, probabilities.shape[1]), dim=1)
     results = [{"image": str(path),
-                "predictions": [{"label": splits.train.classes[i], "probability": float(p)}
+                "predictions": [{"label": data["classes"][i], "probability": float(p)}
                                 for p, i in zip(top.values[n], top.indices[n])]}
                for n, path in enumerate(args.images)]
     if args.json:

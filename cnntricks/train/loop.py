@@ -13,6 +13,7 @@ splits, ...). `on_epoch_end` runs outside the timed part (its time is not in `tr
 """
 from __future__ import annotations
 
+import copy
 import json
 import math
 import time
@@ -95,6 +96,27 @@ def prepare_run_dir(cfg: Config, run_dir: Path, resume: bool) -> None:
     ckpt.write_atomic(run_dir / "config.yaml", config_module.dump(cfg))
 
 
+# Keys a resumed run may not change: they would make it a different run than the checkpoint's.
+FIXED_ON_RESUME = ("data", "preprocess", "model", "augment", "train.seed")
+
+
+def check_resume_config(saved: Config, wanted: Config, run_dir: Path) -> None:
+    changed = []
+    for name in FIXED_ON_RESUME:
+        section, _, key = name.partition(".")
+        before, after = getattr(saved, section), getattr(wanted, section)
+        if key:
+            before, after = {key: getattr(before, key)}, {key: getattr(after, key)}
+        else:
+            before, after = before.__dict__, after.__dict__
+        changed += [f"{section}.{k}" for k in before if before[k] != after[k]]
+    if changed:
+        raise config_module.ConfigError(
+            f"--resume {run_dir}: {', '.join(changed)} cannot change when resuming (the checkpoint was "
+            f"trained with the old value); change training keys such as train.epochs or optim.lr, "
+            f"or start a new run")
+
+
 def resolve_device_and_precision(cfg: Config) -> tuple[torch.device, str]:
     """train.device and train.precision for this machine; one it lacks is a configuration error."""
     try:
@@ -104,13 +126,24 @@ def resolve_device_and_precision(cfg: Config) -> tuple[torch.device, str]:
         raise config_module.ConfigError(str(err)) from None
 
 
-def build(cfg: Config, splits: Splits, device: torch.device, warn_size: bool = False):
-    """The model for these splits, on `device`, in the memory format training uses."""
+def describe_data(splits: Splits) -> dict:
+    """What the model is built for: written to data.json, so that predict needs no training data."""
+    _, channels, height, width = splits.train.images.shape
+    return {"source": splits.source, "classes": splits.train.classes, "channels": channels,
+            "height": height, "width": width}
+
+
+def read_data_description(run_dir: str | Path) -> dict:
+    return json.loads((Path(run_dir) / "data.json").read_text())
+
+
+def build(cfg: Config, data: dict, device: torch.device, warn_size: bool = False):
+    """The model for `data` (see describe_data), on `device`, in the memory format training uses."""
     with warnings.catch_warnings():
         if not warn_size:  # said once, when training starts; not again at evaluation
             warnings.simplefilter("ignore", ImageSizeWarning)
-        model = create_model(cfg.model, splits.train.images.shape[1], len(splits.train.classes),
-                             tuple(splits.train.images.shape[2:]))
+        model = create_model(cfg.model, data["channels"], len(data["classes"]),
+                             (data["height"], data["width"]))
     model = model.to(device)
     if cfg.train.channels_last and cfg.model.name != "mlp":
         model = model.to(memory_format=torch.channels_last)
@@ -121,8 +154,14 @@ def fit(cfg: Config, run_dir: str | Path, *, resume: bool = False, progress: boo
         callbacks: tuple = ()) -> dict:
     """Train `cfg` into `run_dir` (or continue it); returns the summary also written to summary.json."""
     run_dir = Path(run_dir)
+    cfg = copy.deepcopy(cfg)
+    for key in ("root", "cache_dir"):  # absolute, so evaluate works from any folder later
+        if getattr(cfg.data, key):
+            setattr(cfg.data, key, str(Path(getattr(cfg.data, key)).expanduser().resolve()))
     device, precision = resolve_device_and_precision(cfg)  # a bad setting stops before any file is written
     prepare_run_dir(cfg, run_dir, resume)
+    if resume:
+        check_resume_config(config_module.load(run_dir / "config.yaml"), cfg, run_dir)
     t = cfg.train
     if t.threads:
         torch.set_num_threads(t.threads)
@@ -132,8 +171,9 @@ def fit(cfg: Config, run_dir: str | Path, *, resume: bool = False, progress: boo
     splits = load_splits(cfg.data, t.seed)
     normalize = fit_normalization(splits.train.images, cfg.preprocess.normalize)
     ckpt.write_atomic(run_dir / "preprocess.json", json.dumps(normalize.to_dict()))
+    ckpt.write_atomic(run_dir / "data.json", json.dumps(describe_data(splits), indent=2))
     channels_last = cfg.train.channels_last and cfg.model.name != "mlp"
-    model = build(cfg, splits, device, warn_size=not resume)
+    model = build(cfg, describe_data(splits), device, warn_size=not resume)
     optimizer = create_optimizer(cfg.optim, model)
     augment = create_policy(cfg.augment)
     train_images = splits.train.images.to(device)  # the whole split lives on the device (airbench)
@@ -155,6 +195,8 @@ def fit(cfg: Config, run_dir: str | Path, *, resume: bool = False, progress: boo
                 f"(train.epochs, optim.lr, ...) but not the model or the data") from None
         _restore_rng(generator, rng)
         schedule.load_state_dict(saved["schedule"])
+        if saved.get("scaler"):
+            scaler.load_state_dict(saved["scaler"])
         history.truncate(saved["history_lines"])
         state = TrainerState(**saved["trainer"])
     else:
@@ -170,6 +212,9 @@ def fit(cfg: Config, run_dir: str | Path, *, resume: bool = False, progress: boo
         return metrics(logits, store.labels, len(splits.train.classes))
 
     run = Run(cfg, run_dir, model, optimizer, splits, normalize, device, precision, evaluate_split)
+    # Reading a loss back to the host waits for the device. On a CPU that costs nothing, so every
+    # step is checked; on CUDA the losses are read every few steps to keep the GPU queue full.
+    sync_every = 1 if device.type == "cpu" else 25
     while state.epoch < t.epochs and state.stop_reason is None:
         epoch = state.epoch
         model.train()
@@ -179,6 +224,23 @@ def fit(cfg: Config, run_dir: str | Path, *, resume: bool = False, progress: boo
         bar = tqdm(total=steps_per_epoch, desc=f"epoch {epoch + 1}/{t.epochs}", leave=False,
                    disable=not progress, unit="step", dynamic_ncols=True)
         started = time.perf_counter()
+        pending: list[tuple[int, float, torch.Tensor]] = []  # (step, lr, loss on the device)
+
+        def read_pending() -> None:
+            """One host sync for the steps since the last: history lines, the finite check, the bar."""
+            values = torch.stack([loss for _, _, loss in pending]).float().tolist()
+            for (step, step_lr, _), value in zip(pending, values):
+                if not math.isfinite(value):
+                    bar.close()
+                    _diverged(run_dir, history, state, epoch, step, value, step_lr)
+                if step % t.log_every == 0:
+                    history.add("batch", step=step, epoch=epoch + 1, loss=value, lr=step_lr)
+            bar.update(len(pending))
+            if progress:
+                rate = seen / (time.perf_counter() - started)
+                bar.set_postfix(loss=f"{values[-1]:.3f}", lr=f"{pending[-1][1]:.3g}", img_s=f"{rate:.0f}")
+            pending.clear()
+
         for indices in batch_indices(len(train_labels), batch_size, generator):
             images = augment(train_images[indices], generator)
             images = normalize(images)
@@ -193,9 +255,6 @@ def fit(cfg: Config, run_dir: str | Path, *, resume: bool = False, progress: boo
                 # so the LR need not change with the batch size (seed §4, Sutskever).
                 loss = F.cross_entropy(logits, labels, label_smoothing=cfg.optim.label_smoothing)
             total = loss + penalty(model, cfg.regularize.l1, cfg.regularize.l2)
-            if not torch.isfinite(total):
-                bar.close()
-                _diverged(run_dir, history, state, epoch, float(total.detach()), lr)
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(total).backward()
             scaler.step(optimizer)
@@ -203,18 +262,16 @@ def fit(cfg: Config, run_dir: str | Path, *, resume: bool = False, progress: boo
             if cfg.regularize.max_norm is not None:
                 apply_max_norm(model, cfg.regularize.max_norm)
             state.step += 1
-            loss = loss.detach()
-            loss_sum += loss * len(labels)
+            pending.append((state.step, lr, total.detach()))
+            loss_sum += loss.detach() * len(labels)
             correct += (logits.argmax(1) == labels).sum()
             seen += len(labels)
-            if state.step % t.log_every == 0:
-                history.add("batch", step=state.step, epoch=epoch + 1, loss=float(loss), lr=lr)
-            if progress and state.step % 10 == 0:
-                rate = seen / (time.perf_counter() - started)
-                bar.set_postfix(loss=f"{float(loss):.3f}", lr=f"{lr:.3g}", img_s=f"{rate:.0f}")
-            bar.update()
+            if len(pending) >= sync_every:
+                read_pending()
             for callback in callbacks:
                 getattr(callback, "on_step_end", lambda s, r: None)(state, run)
+        if pending:
+            read_pending()
         seconds = time.perf_counter() - started
         bar.close()
         state.train_seconds += seconds
@@ -244,6 +301,7 @@ def fit(cfg: Config, run_dir: str | Path, *, resume: bool = False, progress: boo
         if state.epoch % t.checkpoint_every == 0 or last_epoch:
             ckpt.save_checkpoint(run_dir, state.epoch, model, optimizer, _rng_states(generator),
                                  {"schedule": schedule.state_dict(), "history_lines": lines,
+                                  "scaler": scaler.state_dict(),
                                   "trainer": state.__dict__})
 
     return _finish(cfg, run_dir, model, splits, state, evaluate_split, device, precision)
@@ -256,16 +314,16 @@ def _epoch_line(record: dict, epochs: int) -> str:
             f"{record['images_per_second']:.0f} img/s  {record['seconds']:.1f}s")
 
 
-def _diverged(run_dir: Path, history: HistoryWriter, state: TrainerState, epoch: int, value: float,
-              lr: float):
+def _diverged(run_dir: Path, history: HistoryWriter, state: TrainerState, epoch: int, step: int,
+              value: float, lr: float):
     last = ckpt.latest_checkpoint(run_dir)
     where = f"the last good checkpoint is {last}" if last else "no checkpoint was written yet"
-    message = (f"loss is {value} at step {state.step + 1} (epoch {epoch + 1}); {where}. "
+    message = (f"loss is {value} at step {step} (epoch {epoch + 1}); {where}. "
                f"Lower optim.lr (seed §7: a 'very high' learning rate makes the loss explode) "
                f"and continue with --resume, or start again.")
     # README: "a non-finite loss is written as null with a nonfinite event"
-    history.add("batch", step=state.step + 1, epoch=epoch + 1, loss=value, lr=lr)
-    history.add("event", epoch=epoch + 1, step=state.step + 1, event="nonfinite", message=message)
+    history.add("batch", step=step, epoch=epoch + 1, loss=value, lr=lr)
+    history.add("event", epoch=epoch + 1, step=step, event="nonfinite", message=message)
     history.flush()
     raise TrainingDiverged(message)
 
