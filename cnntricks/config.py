@@ -41,7 +41,7 @@ class DataConfig:
 
 @dataclass
 class AugmentConfig:
-    policy: Literal["none", "flip", "standard"] = "standard"  # none; flip = horizontal flip; standard = flip + random crop (seed §1)
+    policy: Literal["none", "flip", "standard"] = "flip"  # none; flip = horizontal flip; standard = flip + random crop (seed §1). flip measured best for the short default run (README)
     crop_padding: int = 2  # pixels of zero padding before the random crop (standard policy)
 
 
@@ -53,7 +53,7 @@ class PreprocessConfig:
 @dataclass
 class ModelConfig:
     name: Literal["fastnet", "vgg", "resnet", "mlp"] = "fastnet"  # model zoo entry; all share forward_features / forward_head / reset_head
-    width: int = 32  # channels of the first stage (conv nets) or units per hidden layer (mlp)
+    width: int = 16  # channels of the first stage, doubled per stage (conv nets); mlp: width·8 units per hidden layer
     depth: int = 3  # stages of the conv nets (each halves the resolution) or hidden layers of the mlp
     activation: Literal["relu", "leaky_relu", "elu", "gelu", "silu", "tanh", "sigmoid"] = "relu"  # non-linearity after each conv / linear layer (seed §5)
     norm: Literal["batch", "none"] = "batch"  # normalization after each conv
@@ -67,14 +67,14 @@ class OptimConfig:
     momentum: float = 0.9  # SGD momentum (AdamW: beta1)
     nesterov: bool = True  # Nesterov momentum for SGD
     weight_decay: float = 5e-4  # decay of conv / linear weights (not biases or norm layers)
-    batch_size: int = 512  # images per step; the loss is a mean over the batch (seed §4, Sutskever)
+    batch_size: int = 128  # images per step; the loss is a mean over the batch (seed §4, Sutskever)
     label_smoothing: float = 0.1  # cross-entropy target smoothing; 0 = plain one-hot targets
 
 
 @dataclass
 class ScheduleConfig:
-    name: Literal["onecycle", "plateau", "step", "cosine", "constant"] = "onecycle"  # learning-rate schedule
-    warmup_epochs: float = 0.0  # linear warm-up from 0 (plateau, step, cosine, constant)
+    name: Literal["onecycle", "plateau", "step", "cosine", "constant"] = "cosine"  # learning-rate schedule; cosine reached 93% on Fashion-MNIST fastest here (README)
+    warmup_epochs: float = 1.0  # linear warm-up from 0 over this many epochs (plateau, step, cosine, constant)
     peak_fraction: float = 0.25  # onecycle: share of training spent rising linearly to the peak LR
     final_fraction: float = 0.0  # onecycle / cosine: LR at the end as a share of the peak
     plateau_divide: float = 2.0  # seed §4: "divide the LR by 2 (or by 5)" when validation stops improving
@@ -93,7 +93,7 @@ class RegularizeConfig:
 
 @dataclass
 class TrainConfig:
-    epochs: int = 10  # passes over the training split
+    epochs: int = 12  # passes over the training split
     seed: int = 0  # seeds the model, the shuffling, the augmentation and the split
     device: Literal["auto", "cpu", "cuda"] = "auto"  # auto = CUDA when present, else CPU
     precision: Literal["auto", "bf16", "fp16", "fp32"] = "auto"  # auto = bf16 autocast on CUDA or a CPU with AMX/AVX-512-BF16, else fp32

@@ -79,3 +79,15 @@ def test_shipped_configs_load():
     assert files
     for path in files:
         config.load(path)
+
+
+def test_seed_yaml_applies_the_seed_literally():
+    from pathlib import Path
+    cfg = config.load(Path(__file__).parents[1] / "configs" / "seed.yaml")
+    assert cfg.optim.lr == 0.1 and cfg.optim.name == "sgd"            # §4
+    assert cfg.schedule.name == "plateau" and cfg.schedule.plateau_divide == 2.0  # §4
+    assert cfg.model.name == "vgg" and cfg.model.activation == "relu"  # §4, §5
+    assert cfg.model.dropout == 0.5                                     # §6
+    assert cfg.regularize.l2 > 0 and cfg.optim.weight_decay == 0        # §6: the L2 penalty ½·λ·w²
+    assert cfg.preprocess.normalize == "standardize"                    # §2
+    assert cfg.augment.policy == "standard"                             # §1: flips and crops

@@ -207,7 +207,7 @@ class MLP(Classifier):
     """Fully connected baseline: flatten -> `depth` x (linear -> act), dropout between hidden layers
     (seed §6 applies dropout to fully connected layers); the head drops before the last layer.
 
-    Hidden layers have 8 x width units, so the default width 32 gives 256. No normalization
+    Hidden layers have 8 x width units, so width 32 gives 256 (the default width 16 gives 128). No normalization
     (`norm` applies to convs). Built for one image size: the input layer's size depends on it.
     """
 

@@ -21,7 +21,7 @@ def lr_factor(cfg: ScheduleConfig, step: int, total_steps: int, steps_per_epoch:
     progress = step / max(total_steps, 1)
     if cfg.name == "onecycle":
         # Linear rise to the peak, then linear fall to final_fraction (Smith & Topin 2019,
-        # the triangular form airbench uses; it reached 93% on Fashion-MNIST fastest here).
+        # the triangular form airbench uses).
         if progress < cfg.peak_fraction:
             return (progress + 1 / max(total_steps, 1)) / cfg.peak_fraction
         fall = (progress - cfg.peak_fraction) / (1 - cfg.peak_fraction)

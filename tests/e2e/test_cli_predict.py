@@ -73,3 +73,13 @@ def test_predict_names_the_file_it_cannot_read(user, folder_run, tmp_path):
     assert "missing.png" in missing.err and "no such file" in missing.err
 
     assert user.run("predict", tmp_path / "photos", tmp_path / "good.png").code == 4  # not a run
+
+
+def test_predict_needs_no_training_data(user, folder_run, tmp_path):
+    """The run's data.json says classes and image size: the photos may be gone."""
+    import shutil
+    shutil.rmtree(tmp_path / "photos")
+    picture("red", 104).save(tmp_path / "d.png")
+    result = user.run("predict", folder_run, tmp_path / "d.png", "--json")
+    assert result.code == 0, result
+    assert json.loads(result.out)[0]["predictions"][0]["label"] in CLASSES

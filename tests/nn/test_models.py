@@ -81,11 +81,11 @@ def test_one_sgd_step_lowers_the_loss_on_a_fixed_batch(name, activation):
     assert after.item() < before.item()
 
 
-def test_fastnet_defaults_are_32_64_128_channels_with_pool_before_norm():
+def test_fastnet_defaults_are_16_32_64_channels_with_pool_before_norm():
     model = build("fastnet", 3, 10, (32, 32))
     convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
-    assert [c.out_channels for c in convs] == [32, 64, 64, 128, 128]
-    assert model.num_features == 128
+    assert [c.out_channels for c in convs] == [16, 32, 32, 64, 64]
+    assert model.num_features == 64
     stem = list(model.stages[0])
     assert [type(m) for m in stem] == [nn.Conv2d, nn.MaxPool2d, nn.BatchNorm2d, nn.ReLU]
     assert isinstance(model.pool, nn.AdaptiveMaxPool2d)
@@ -147,7 +147,7 @@ def test_dropout_from_the_config_drops_in_training_only():
 
 
 def test_mlp_has_8_times_width_hidden_units_and_checks_its_input():
-    model = build("mlp", depth=2)
+    model = build("mlp", depth=2, width=32)
     assert model.num_features == 256
     assert [m.out_features for m in model.modules() if isinstance(m, nn.Linear)] == [256, 256, 10]
     with pytest.raises(ValueError, match=r"built for images of shape \(1, 16, 16\)"):
