@@ -37,8 +37,8 @@ from cnntricks.augment import flip_horizontal, random_crop
 from cnntricks.data import DataError, DataWarning, load_splits
 from cnntricks.nn.models import ImageSizeWarning, create_model
 from cnntricks.preprocess import fit_normalization
-from cnntricks.train.device import autocast, resolve_device, resolve_precision
-from cnntricks.train.loop import fit
+from cnntricks.train.device import autocast
+from cnntricks.train.loop import fit, resolve_device_and_precision
 from cnntricks.train.schedule import lr_factor
 
 TARGET_RATIO = 0.95
@@ -158,9 +158,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"overhead: configuration error: {err}", file=sys.stderr)
         return 2
     try:
-        device = resolve_device(cfg.train.device)
-        precision = resolve_precision(cfg.train.precision, device)
-    except RuntimeError as err:  # train.device=cuda without CUDA, fp16 on a CPU
+        device, precision = resolve_device_and_precision(cfg)
+    except config_module.ConfigError as err:  # train.device=cuda without CUDA, fp16 on a CPU
         print(f"overhead: configuration error: {err}", file=sys.stderr)
         return 2
     if cfg.train.threads:

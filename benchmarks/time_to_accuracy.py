@@ -46,8 +46,8 @@ from torch.utils.flop_counter import FlopCounterMode
 from cnntricks import config as config_module
 from cnntricks.data import DataError, Splits
 from cnntricks.nn.models import ImageSizeWarning
-from cnntricks.train.device import cpu_has_bf16, resolve_device, resolve_precision
-from cnntricks.train.loop import build, describe_data, fit
+from cnntricks.train.device import cpu_has_bf16
+from cnntricks.train.loop import build, describe_data, fit, resolve_device_and_precision
 
 # A tiny budget that still runs every part (data, fit, hook, FLOPs, peak); never a verdict.
 # One thread: on a busy 2-core machine two OpenMP threads wait on each other (measured: 4 steps
@@ -217,9 +217,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"time_to_accuracy: configuration error: {err}", file=sys.stderr)
         return 2
     try:
-        device = resolve_device(cfg.train.device)
-        precision = resolve_precision(cfg.train.precision, device)
-    except RuntimeError as err:  # train.device=cuda without CUDA, fp16 on a CPU
+        device, precision = resolve_device_and_precision(cfg)
+    except config_module.ConfigError as err:  # train.device=cuda without CUDA, fp16 on a CPU
         print(f"time_to_accuracy: configuration error: {err}", file=sys.stderr)
         return 2
     if cfg.train.threads:

@@ -76,7 +76,8 @@ class Classifier(nn.Module):
         self.head = nn.Linear(num_features, num_classes)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError(f"{type(self).__name__} must define forward_features")
+        """The conv nets' features: their `stages`, then a global `pool` (the MLP overrides this)."""
+        return self.pool(self.stages(x)).flatten(1)  # (N, C, H, W) -> (N, C)
 
     def forward_head(self, features: torch.Tensor) -> torch.Tensor:
         return self.head(self.dropout(features))  # (N, F) -> (N, num_classes)
@@ -125,9 +126,6 @@ class FastNet(Classifier):
         self.attach_head(channels, num_classes, dropout)
         self.initialize_weights()
 
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.pool(self.stages(x)).flatten(1)  # (N, C, H, W) -> (N, C)
-
 
 class VGG(Classifier):
     """Seed §4 literally (Simonyan & Zisserman 2015): per stage two 3x3 stride-1 zero-padded convs,
@@ -150,9 +148,6 @@ class VGG(Classifier):
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.attach_head(channels, num_classes, dropout)
         self.initialize_weights()
-
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.pool(self.stages(x)).flatten(1)  # (N, C, H, W) -> (N, C)
 
 
 class BasicBlock(nn.Module):
@@ -198,9 +193,6 @@ class ResNet(Classifier):
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.attach_head(channels, num_classes, dropout)
         self.initialize_weights()
-
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.pool(self.stages(x)).flatten(1)  # (N, C, H, W) -> (N, C)
 
 
 class MLP(Classifier):

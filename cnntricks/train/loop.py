@@ -235,10 +235,11 @@ def fit(cfg: Config, run_dir: str | Path, *, resume: bool = False, progress: boo
                     _diverged(run_dir, history, state, epoch, step, value, step_lr)
                 if step % t.log_every == 0:
                     history.add("batch", step=step, epoch=epoch + 1, loss=value, lr=step_lr)
-            bar.update(len(pending))
-            if progress:
+            if progress:  # drawn by bar.update, at most every 0.1 s
                 rate = seen / (time.perf_counter() - started)
-                bar.set_postfix(loss=f"{values[-1]:.3f}", lr=f"{pending[-1][1]:.3g}", img_s=f"{rate:.0f}")
+                bar.set_postfix(loss=f"{values[-1]:.3f}", lr=f"{pending[-1][1]:.3g}", img_s=f"{rate:.0f}",
+                                refresh=False)
+            bar.update(len(pending))
             pending.clear()
 
         for indices in batch_indices(len(train_labels), batch_size, generator):
