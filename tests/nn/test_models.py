@@ -174,3 +174,13 @@ def test_count_parameters_by_hand():
     assert count_parameters(model) == (4 * 8 + 8) + (8 * 3 + 3)
     model.layers.requires_grad_(False)
     assert count_parameters(model, trainable_only=True) == 8 * 3 + 3
+
+
+@pytest.mark.parametrize("name", MODELS.names())
+def test_first_loss_is_about_ln_classes(name):
+    # The classifier starts at 0.001·N(0,1) (seed §3's small random numbers): near-zero logits,
+    # so a fresh model's loss is ln(C), the value the doctor expects of a healthy start.
+    torch.manual_seed(0)
+    model = build(name, 1, 10, (16, 16))
+    loss = torch.nn.functional.cross_entropy(model(torch.randn(64, 1, 16, 16)), torch.randint(0, 10, (64,)))
+    assert abs(loss.item() - math.log(10)) < 0.05
