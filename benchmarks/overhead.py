@@ -154,12 +154,9 @@ def main(argv: list[str] | None = None) -> int:
         images = args.steps * cfg.optim.batch_size
         # Evaluation is not timed, but costs wall time after every fit: TTA would double it.
         config_module.apply_overrides(cfg, [f"data.subset={images}", "train.epochs=1", "train.tta=false"])
-    except config_module.ConfigError as err:
-        print(f"overhead: configuration error: {err}", file=sys.stderr)
-        return 2
-    try:
+        # train.device=cuda without CUDA, or fp16 on a CPU, is a configuration error too
         device, precision = resolve_device_and_precision(cfg)
-    except config_module.ConfigError as err:  # train.device=cuda without CUDA, fp16 on a CPU
+    except config_module.ConfigError as err:
         print(f"overhead: configuration error: {err}", file=sys.stderr)
         return 2
     if cfg.train.threads:

@@ -213,12 +213,9 @@ def main(argv: list[str] | None = None) -> int:
     warnings.simplefilter("ignore", ImageSizeWarning)
     try:
         cfg = config_module.load(None, args.overrides)
-    except config_module.ConfigError as err:
-        print(f"time_to_accuracy: configuration error: {err}", file=sys.stderr)
-        return 2
-    try:
+        # train.device=cuda without CUDA, or fp16 on a CPU, is a configuration error too
         device, precision = resolve_device_and_precision(cfg)
-    except config_module.ConfigError as err:  # train.device=cuda without CUDA, fp16 on a CPU
+    except config_module.ConfigError as err:
         print(f"time_to_accuracy: configuration error: {err}", file=sys.stderr)
         return 2
     if cfg.train.threads:
