@@ -38,7 +38,7 @@ from cnntricks.data import DataError, DataWarning, load_splits
 from cnntricks.nn.models import ImageSizeWarning, create_model
 from cnntricks.preprocess import fit_normalization
 from cnntricks.train.device import autocast
-from cnntricks.train.loop import fit, resolve_device_and_precision
+from cnntricks.train.loop import fit, resolve_device_and_precision, uses_channels_last
 from cnntricks.train.schedule import lr_factor
 
 TARGET_RATIO = 0.95
@@ -62,7 +62,7 @@ def train_bare(cfg, splits, device: torch.device, precision: str, steps: int) ->
     """
     torch.manual_seed(cfg.train.seed)
     generator = torch.Generator(device=device).manual_seed(cfg.train.seed)
-    channels_last = cfg.train.channels_last and cfg.model.name != "mlp"
+    channels_last = uses_channels_last(cfg)
     model = create_model(cfg.model, splits.train.channels, len(splits.classes),
                          (splits.train.height, splits.train.width)).to(device)
     if channels_last:
@@ -174,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
               f"to at most {len(splits.train) // cfg.optim.batch_size}", file=sys.stderr)
         return 2
 
-    layout = "channels_last" if cfg.train.channels_last and cfg.model.name != "mlp" else "contiguous"
+    layout = "channels_last" if uses_channels_last(cfg) else "contiguous"
     print(f"overhead: cnntricks fit() against a bare PyTorch loop{' [smoke]' if args.smoke else ''}")
     print(f"device {device}, precision {precision}, torch {torch.__version__}, "
           f"{torch.get_num_threads()} threads")

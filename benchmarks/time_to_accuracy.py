@@ -47,7 +47,8 @@ from cnntricks import config as config_module
 from cnntricks.data import DataError, Splits
 from cnntricks.nn.models import ImageSizeWarning
 from cnntricks.train.device import cpu_has_bf16
-from cnntricks.train.loop import build, describe_data, fit, resolve_device_and_precision
+from cnntricks.train.loop import (build, describe_data, fit, resolve_device_and_precision,
+                                  uses_channels_last)
 
 # A tiny budget that still runs every part (data, fit, hook, FLOPs, peak); never a verdict.
 # One thread: on a busy 2-core machine two OpenMP threads wait on each other (measured: 4 steps
@@ -88,7 +89,7 @@ def training_flops_per_image(cfg, splits) -> float:
     model = build(cfg, describe_data(splits), torch.device("meta"))
     batch_size = min(cfg.optim.batch_size, len(splits.train))
     images = torch.empty(batch_size, *splits.train.images.shape[1:], device="meta")
-    if cfg.train.channels_last and cfg.model.name != "mlp":
+    if uses_channels_last(cfg):
         images = images.contiguous(memory_format=torch.channels_last)
     labels = torch.zeros(batch_size, dtype=torch.long, device="meta")
     with FlopCounterMode(display=False) as counter:

@@ -133,6 +133,7 @@ def _load_run(run_dir: Path, overrides: list[str]):
 
 def cmd_evaluate(args, run_dir: str, items: list[str]) -> int:
     from cnntricks.train.evaluate import metrics, predict_logits
+    from cnntricks.train.loop import uses_channels_last
     if any("=" not in item for item in items):
         from cnntricks.config import ConfigError
         raise ConfigError(f"evaluate takes one run directory and section.key=value overrides, "
@@ -153,7 +154,7 @@ def cmd_evaluate(args, run_dir: str, items: list[str]) -> int:
         from cnntricks.config import ConfigError
         raise ConfigError(f"the {args.split} split of {run_dir} is empty"
                           f"{' (data.val_fraction is 0)' if args.split == 'val' else ''}; choose another --split")
-    channels_last = cfg.train.channels_last and cfg.model.name != "mlp"
+    channels_last = uses_channels_last(cfg)
     logits = predict_logits(model, store.images, normalize, device=device, precision=precision,
                             tta=cfg.train.tta, batch_size=cfg.train.eval_batch_size,
                             channels_last=channels_last)
@@ -174,10 +175,11 @@ def cmd_predict(args) -> int:
     import torch
     from cnntricks.data import load_images
     from cnntricks.train.evaluate import predict_logits
+    from cnntricks.train.loop import uses_channels_last
     cfg, data, model, normalize, device, precision = _load_run(Path(args.run_dir), [])
     images = load_images(args.images, data["channels"], (data["height"], data["width"]))
     logits = predict_logits(model, images, normalize, device=device, precision=precision,
-                            tta=cfg.train.tta, channels_last=cfg.train.channels_last and cfg.model.name != "mlp")
+                            tta=cfg.train.tta, channels_last=uses_channels_last(cfg))
     probabilities = torch.softmax(logits, dim=1)
     top = probabilities.topk(min(args.top, probabilities.shape[1]), dim=1)
     results = [{"image": str(path),

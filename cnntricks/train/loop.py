@@ -126,6 +126,11 @@ def resolve_device_and_precision(cfg: Config) -> tuple[torch.device, str]:
         raise config_module.ConfigError(str(err)) from None
 
 
+def uses_channels_last(cfg: Config) -> bool:
+    """channels_last pays off for convolutions only; the MLP's input is flattened anyway."""
+    return cfg.train.channels_last and cfg.model.name != "mlp"
+
+
 def describe_data(splits: Splits) -> dict:
     """What the model is built for: written to data.json, so that predict needs no training data."""
     _, channels, height, width = splits.train.images.shape
@@ -145,7 +150,7 @@ def build(cfg: Config, data: dict, device: torch.device, warn_size: bool = False
         model = create_model(cfg.model, data["channels"], len(data["classes"]),
                              (data["height"], data["width"]))
     model = model.to(device)
-    if cfg.train.channels_last and cfg.model.name != "mlp":
+    if uses_channels_last(cfg):
         model = model.to(memory_format=torch.channels_last)
     return model
 
@@ -172,7 +177,7 @@ def fit(cfg: Config, run_dir: str | Path, *, resume: bool = False, progress: boo
     normalize = fit_normalization(splits.train.images, cfg.preprocess.normalize)
     ckpt.write_atomic(run_dir / "preprocess.json", json.dumps(normalize.to_dict()))
     ckpt.write_atomic(run_dir / "data.json", json.dumps(describe_data(splits), indent=2))
-    channels_last = cfg.train.channels_last and cfg.model.name != "mlp"
+    channels_last = uses_channels_last(cfg)
     model = build(cfg, describe_data(splits), device, warn_size=not resume)
     optimizer = create_optimizer(cfg.optim, model)
     augment = create_policy(cfg.augment)
