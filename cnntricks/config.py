@@ -47,7 +47,7 @@ class AugmentConfig:
 
 @dataclass
 class PreprocessConfig:
-    normalize: Literal["none", "center", "standardize"] = "standardize"  # per-channel statistics fitted on the training split only (seed §2)
+    normalize: Literal["none", "center", "standardize", "minmax"] = "standardize"  # per-channel statistics fitted on the training split only (seed §2); minmax maps the training min/max to -1/1
 
 
 @dataclass
