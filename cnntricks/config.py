@@ -41,8 +41,30 @@ class DataConfig:
 
 @dataclass
 class AugmentConfig:
-    policy: Literal["none", "flip", "standard"] = "flip"  # none; flip = horizontal flip; standard = flip + random crop (seed §1). flip measured best for the short default run (README)
-    crop_padding: int = 2  # pixels of zero padding before the random crop (standard policy)
+    policy: Literal["none", "flip", "standard", "seed", "heavy"] = "flip"  # preset (seed §1): none; flip; standard = flip + crop; seed = the seed's random mix of every operation; heavy = more of it, plus erasing and cutmix. flip measured best for the short default run (README)
+    # Every key below left at null takes the policy's value; a value set here overrides it.
+    p_flip: float | None = None  # probability of a horizontal flip (flip, standard, seed: 0.5)
+    crop_padding: int | None = None  # random crop after zero padding by this many pixels (standard: 2)
+    translate: float | None = None  # max shift, as a fraction of the image size (seed: 0.1)
+    p_translate: float | None = None  # probability of a translation (seed: 0.5)
+    rotate: float | None = None  # max rotation in degrees (seed: 15)
+    p_rotate: float | None = None  # probability of a rotation (seed: 0.5)
+    scale: float | None = None  # zoom in [1-s, 1+s], a random-scale crop (seed: 0.1)
+    p_scale: float | None = None  # probability of a zoom (seed: 0.5)
+    stretch: float | None = None  # max log ratio of the x and y scales (seed: 0.1)
+    p_stretch: float | None = None  # probability of a stretch (seed: 0.3)
+    shear: float | None = None  # max shear in degrees (seed: 10)
+    p_shear: float | None = None  # probability of a shear (seed: 0.3)
+    lens: float | None = None  # max |k| of radial lens distortion r(1 + k·r²), barrel or pincushion (seed: 0.05)
+    p_lens: float | None = None  # probability of a lens distortion (seed: 0.3)
+    fill: Literal["zeros", "reflect", "edge"] = "zeros"  # what warps show outside the image
+    p_hsv: float | None = None  # probability of Wei's HSV recipe: S,V to a power in [0.25,4], x[0.7,1.4], +[-0.1,0.1]; H +[-0.1,0.1] (seed: 0.5; RGB only)
+    p_jitter: float | None = None  # probability of brightness/contrast/saturation/hue jitter (heavy: 0.5; RGB only)
+    jitter: float | None = None  # jitter strength: factors in [1-j, 1+j], hue shift up to j/4 (heavy: 0.4)
+    fancy_pca: float | None = None  # std of AlexNet's fancy-PCA alphas (seed §1: 0.1; 0 = off; RGB only)
+    p_erase: float | None = None  # probability of random erasing, one rectangle of 2-33% of the image (heavy: 0.5)
+    mixup: float | None = None  # mixup Beta(α, α); 0 = off (beyond the seed)
+    cutmix: float | None = None  # cutmix Beta(α, α); 0 = off (heavy: 1.0; beyond the seed)
 
 
 @dataclass
@@ -138,7 +160,12 @@ _RANGES: dict[str, tuple[typing.Callable[[Any], bool], str]] = {
     "data.subset": (lambda v: v is None or v > 0, "a positive count"),
     "data.image_size": (lambda v: v is None or v >= 4, "at least 4 pixels"),
     "data.channels": (lambda v: v in (None, 1, 3), "1 or 3"),
-    "augment.crop_padding": (lambda v: v >= 0, ">= 0"),
+    "augment.crop_padding": (lambda v: v is None or v >= 0, ">= 0"),
+    **{f"augment.p_{op}": (lambda v: v is None or 0 <= v <= 1, "a probability in [0, 1]")
+       for op in ("flip", "translate", "rotate", "scale", "stretch", "shear", "lens", "hsv", "jitter", "erase")},
+    **{f"augment.{key}": (lambda v: v is None or v >= 0, ">= 0")
+       for key in ("translate", "rotate", "stretch", "shear", "lens", "jitter", "fancy_pca", "mixup", "cutmix")},
+    "augment.scale": (lambda v: v is None or 0 <= v < 1, "in [0, 1)"),
     "model.width": (lambda v: v >= 1, ">= 1"),
     "model.depth": (lambda v: v >= 1, ">= 1"),
     "model.dropout": (lambda v: 0 <= v < 1, "in [0, 1)"),

@@ -26,7 +26,9 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from cnntricks import config as config_module
-from cnntricks.augment import create_policy
+from cnntricks.augment import FancyPCA
+from cnntricks.augment.policy import create_mixing, create_policy
+from cnntricks.augment.policy import resolve as resolve_augment
 from cnntricks.config import Config
 from cnntricks.data import Splits, batch_indices, load_splits
 from cnntricks.nn.models import ImageSizeWarning, create_model
@@ -180,7 +182,19 @@ def fit(cfg: Config, run_dir: str | Path, *, resume: bool = False, progress: boo
     channels_last = uses_channels_last(cfg)
     model = build(cfg, describe_data(splits), device, warn_size=not resume)
     optimizer = create_optimizer(cfg.optim, model)
-    augment = create_policy(cfg.augment)
+    channels, num_classes = splits.train.images.shape[1], len(splits.train.classes)
+    try:
+        augment_values, notice = resolve_augment(cfg.augment, channels)
+    except ValueError as err:
+        raise config_module.ConfigError(str(err)) from None
+    if notice and not resume:
+        warnings.warn(notice)
+    fancy_pca = None
+    if augment_values["fancy_pca"]:  # AlexNet: PCA of the whole training set's RGB values, fitted once
+        fancy_pca = FancyPCA.fit(splits.train.images)
+        ckpt.write_atomic(run_dir / "fancy_pca.json", json.dumps(fancy_pca.state_dict()))
+    augment = create_policy(cfg.augment, channels, fancy_pca)
+    mixing = create_mixing(cfg.augment, channels, num_classes)
     train_images = splits.train.images.to(device)  # the whole split lives on the device (airbench)
     train_labels = splits.train.labels.to(device)
     batch_size = min(cfg.optim.batch_size, len(train_labels))
@@ -253,13 +267,16 @@ def fit(cfg: Config, run_dir: str | Path, *, resume: bool = False, progress: boo
             if channels_last:
                 images = images.contiguous(memory_format=torch.channels_last)
             labels = train_labels[indices]
+            targets = labels
+            if mixing is not None:  # mixup / cutmix: soft targets (N, classes)
+                images, targets = mixing(images, labels, generator)
             lr = schedule.lr(state.step)
             set_lr(optimizer, lr)
             with autocast(device, precision):
                 logits = model(images)
                 # Mean over the batch: the seed's "divide the gradients by mini batch size",
                 # so the LR need not change with the batch size (seed §4, Sutskever).
-                loss = F.cross_entropy(logits, labels, label_smoothing=cfg.optim.label_smoothing)
+                loss = F.cross_entropy(logits, targets, label_smoothing=cfg.optim.label_smoothing)
             total = loss + penalty(model, cfg.regularize.l1, cfg.regularize.l2)
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(total).backward()
