@@ -114,8 +114,9 @@ def _load_run(run_dir: Path, overrides: list[str]):
     """(config, data description, model with the newest weights, normalization, device, precision)."""
     from cnntricks import config
     from cnntricks.train import checkpoint as ckpt
-    from cnntricks.train.loop import (RunDirectoryError, build, load_normalization,
-                                      read_data_description, resolve_device_and_precision)
+    from cnntricks.preprocess.pipeline import load_preprocess
+    from cnntricks.train.loop import (RunDirectoryError, build, read_data_description,
+                                      resolve_device_and_precision)
     if not (run_dir / "config.yaml").exists():
         raise RunDirectoryError(f"{run_dir} is not a run directory (no config.yaml); "
                                 f"runs are written by cnntricks train, in runs/ by default")
@@ -128,7 +129,7 @@ def _load_run(run_dir: Path, overrides: list[str]):
     data = read_data_description(run_dir)
     model = build(cfg, data, device)
     ckpt.load_model_weights(model, last)
-    return cfg, data, model, load_normalization(run_dir), device, precision
+    return cfg, data, model, load_preprocess(run_dir), device, precision
 
 
 def cmd_evaluate(args, run_dir: str, items: list[str]) -> int:
@@ -196,6 +197,55 @@ def cmd_predict(args) -> int:
     return EXIT_OK
 
 
+def _preview_images(items: list[str], count: int):
+    """(config, uint8 training images) for the preview commands: the data keys may be overridden."""
+    from cnntricks import config
+    from cnntricks.data import load_splits
+    config_file, overrides = _split_overrides(items)
+    cfg = config.load(config_file, overrides)
+    splits = load_splits(cfg.data, cfg.train.seed)
+    return cfg, splits.train.images[:count]
+
+
+def cmd_augment(args, items: list[str]) -> int:
+    import torch
+    from cnntricks.augment import FancyPCA
+    from cnntricks.augment.policy import create_policy, resolve
+    from cnntricks.report.augment_preview import default_operations, draw_augment_preview
+    if not args.preview:
+        raise_usage("augment needs --preview (the only action so far)")
+    cfg, images = _preview_images(items + [f"augment.policy={args.policy}"] if args.policy else items, 2000)
+    channels = images.shape[1]
+    try:
+        values, notice = resolve(cfg.augment, channels)
+    except ValueError as err:  # colour asked of gray images
+        raise_usage(str(err))
+    if notice:
+        warnings.warn(notice)
+    fancy = FancyPCA.fit(images) if values["fancy_pca"] else None
+    operations = default_operations(channels, images)
+    operations[f"policy: {cfg.augment.policy}"] = create_policy(cfg.augment, channels, fancy)
+    path = draw_augment_preview(images[torch.randperm(len(images), generator=torch.Generator().manual_seed(0))],
+                                operations, Path(args.out), examples=args.examples,
+                                title=f"{cfg.data.source}: augmentation by operation and policy '{cfg.augment.policy}'")
+    print(path)
+    return EXIT_OK
+
+
+def cmd_preprocess(args, items: list[str]) -> int:
+    from cnntricks.report.whitening_demo import draw_whitening_demo
+    if not args.demo:
+        raise_usage("preprocess needs --demo (the only action so far)")
+    cfg, images = _preview_images(items, args.images)
+    print(draw_whitening_demo(images, Path(args.out), components=args.components))
+    return EXIT_OK
+
+
+def raise_usage(message: str):
+    from cnntricks.config import ConfigError
+    raise ConfigError(message)
+
+
 def cmd_config(args) -> int:
     from cnntricks import config
     from cnntricks.registry import closest
@@ -242,6 +292,25 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--top", type=int, default=3, help="how many labels to list per image")
     predict.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
+    augment = sub.add_parser("augment", help="see what augmentation does, as a picture",
+                             usage="cnntricks augment --preview [--policy NAME] [section.key=value ...] [--out FILE]",
+                             description="Draw a grid: original training images, then each operation "
+                                         "and the chosen policy applied to them (seed §1).")
+    augment.add_argument("--preview", action="store_true", help="write the preview PNG")
+    augment.add_argument("--policy", choices=["none", "flip", "standard", "seed", "heavy"],
+                         help="the policy of the last row (default: augment.policy)")
+    augment.add_argument("--out", default="augment_preview.png", help="PNG to write (default augment_preview.png)")
+    augment.add_argument("--examples", type=int, default=6, help="images per row")
+
+    preprocess = sub.add_parser("preprocess", help="the slides' whitening figure, on your data",
+                                usage="cnntricks preprocess --demo [section.key=value ...] [--out FILE]",
+                                description="Original images, the top eigenvectors, the images reduced to "
+                                            "that many components, and the whitened images (seed §2).")
+    preprocess.add_argument("--demo", action="store_true", help="write the demo PNG")
+    preprocess.add_argument("--components", type=int, default=144, help="eigenvectors kept (default 144, as the slides)")
+    preprocess.add_argument("--images", type=int, default=5000, help="training images to fit on")
+    preprocess.add_argument("--out", default="whitening_demo.png", help="PNG to write (default whitening_demo.png)")
+
     cfg = sub.add_parser("config", help="every configuration key, its default and its meaning")
     cfg.add_argument("section", nargs="?", help="only this section (data, optim, ...)")
     cfg.add_argument("--yaml", action="store_true", help="print the defaults as a YAML file")
@@ -256,14 +325,18 @@ def main(argv: list[str] | None = None) -> int:
     warnings.formatwarning = _format_warning  # one readable line, not a source location
     parser = build_parser()
     args, unknown = parser.parse_known_args(argv)
-    if unknown and args.command not in ("train", "evaluate"):
+    if unknown and args.command not in ("train", "evaluate", "augment", "preprocess"):
         parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     from cnntricks.config import ConfigError
     from cnntricks.data import DataError
     from cnntricks.train.loop import RunDirectoryError, TrainingDiverged
     try:
-        if args.command in ("train", "evaluate"):
+        if args.command in ("train", "evaluate", "augment", "preprocess"):
             words, overrides = _words_and_overrides(unknown)
+            if args.command == "augment":
+                return cmd_augment(args, words + overrides)
+            if args.command == "preprocess":
+                return cmd_preprocess(args, words + overrides)
             if args.command == "train":
                 return cmd_train(args, words + overrides)
             if len(words) < 1:
@@ -272,12 +345,12 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "predict":
             return cmd_predict(args)
         return cmd_config(args)
-    except ConfigError as err:
-        print(f"cnntricks: configuration error: {err}", file=sys.stderr)
-        return EXIT_USAGE
     except DataError as err:
         print(f"cnntricks: data error: {err}", file=sys.stderr)
         return EXIT_DATA
+    except ConfigError as err:
+        print(f"cnntricks: configuration error: {err}", file=sys.stderr)
+        return EXIT_USAGE
     except (TrainingDiverged, RunDirectoryError) as err:
         print(f"cnntricks: {err}", file=sys.stderr)
         return EXIT_TRAINING

@@ -33,7 +33,7 @@ from cnntricks.config import Config
 from cnntricks.data import Splits, batch_indices, load_splits
 from cnntricks.nn.models import ImageSizeWarning, create_model
 from cnntricks.nn.regularize import apply_max_norm, penalty
-from cnntricks.preprocess import Normalization, fit_normalization
+from cnntricks.preprocess.pipeline import Preprocess, fit_preprocess, load_preprocess
 from cnntricks.train import checkpoint as ckpt
 from cnntricks.train.device import autocast, resolve_device, resolve_precision
 from cnntricks.train.evaluate import metrics, predict_logits
@@ -70,7 +70,7 @@ class Run:
     model: torch.nn.Module
     optimizer: torch.optim.Optimizer
     splits: Splits
-    normalize: Normalization
+    normalize: Preprocess
     device: torch.device
     precision: str
     evaluate: object  # evaluate(store) -> {"loss", "acc", "per_class"}, with the run's TTA setting
@@ -176,8 +176,11 @@ def fit(cfg: Config, run_dir: str | Path, *, resume: bool = False, progress: boo
     generator = torch.Generator(device=device).manual_seed(t.seed)
 
     splits = load_splits(cfg.data, t.seed)
-    normalize = fit_normalization(splits.train.images, cfg.preprocess.normalize)
-    ckpt.write_atomic(run_dir / "preprocess.json", json.dumps(normalize.to_dict()))
+    try:  # fitted on the training split only; a seeded subset for dense whitening
+        normalize = fit_preprocess(cfg.preprocess, splits.train.images, torch.Generator().manual_seed(t.seed))
+    except ValueError as err:  # e.g. dense ZCA asked of images too big for its D x D covariance
+        raise config_module.ConfigError(f"preprocess.whiten={cfg.preprocess.whiten}: {err}") from None
+    normalize.save(run_dir, ckpt.write_atomic)
     ckpt.write_atomic(run_dir / "data.json", json.dumps(describe_data(splits), indent=2))
     channels_last = uses_channels_last(cfg)
     model = build(cfg, describe_data(splits), device, warn_size=not resume)
@@ -370,7 +373,3 @@ def _finish(cfg, run_dir, model, splits, state, evaluate_split, device, precisio
     }
     ckpt.write_atomic(run_dir / "summary.json", json.dumps(summary, indent=2))
     return summary
-
-
-def load_normalization(run_dir: str | Path) -> Normalization:
-    return Normalization(**json.loads((Path(run_dir) / "preprocess.json").read_text()))

@@ -1,0 +1,94 @@
+"""The input pipeline of a run (seed §2): per-channel normalization, then optional whitening.
+
+Fitted once on the training split, saved in the run directory (`preprocess.json`, and
+`preprocess.safetensors` for whitening), applied the same way in training, evaluation and
+prediction:
+
+- `preprocess.whiten=zca`: dense ZCA over the whole image (D = C·H·W dimensions; up to 8192,
+  e.g. 28x28 or 32x32x3 — the D x D covariance of bigger images does not fit in memory);
+- `preprocess.whiten=patch`: ZCA of kxk patches as a frozen convolution (Coates & Ng 2011,
+  airbench), which keeps the image's shape and works at any size, 224x224x3 included.
+
+Dense PCA whitening reduced to k components gives vectors, not images, so it serves the demo
+(`cnntricks preprocess --demo`) and your own code (`fit_whitening`), not the conv-net pipeline.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from cnntricks.config import PreprocessConfig
+from cnntricks.preprocess.normalize import Normalization, fit_normalization
+from cnntricks.preprocess.whiten import fit_patch_whitening, fit_whitening
+
+FIT_IMAGES = 10_000  # dense whitening is fitted on at most this many training images (seeded)
+
+
+@dataclass
+class Preprocess:
+    normalization: Normalization
+    zca_mean: torch.Tensor | None = None    # (D,) float32, dense ZCA
+    zca_matrix: torch.Tensor | None = None  # (D, D) float32, symmetric
+    patch: nn.Conv2d | None = None          # frozen patch-ZCA convolution
+
+    @torch.no_grad()
+    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        """uint8 (N, C, H, W) -> float32 (N, C, H, W), as the model sees it."""
+        x = self.normalization(images)
+        if self.zca_matrix is not None:
+            shape = x.shape
+            flat = x.reshape(len(x), -1) - self.zca_mean.to(x.device)
+            x = (flat @ self.zca_matrix.to(x.device)).reshape(shape)
+        if self.patch is not None:
+            x = self.patch.to(x.device)(x)
+        return x
+
+    def save(self, run_dir: str | Path, write_text) -> None:
+        run_dir = Path(run_dir)
+        tensors = {}
+        if self.zca_matrix is not None:
+            tensors.update(zca_mean=self.zca_mean, zca_matrix=self.zca_matrix)
+        if self.patch is not None:
+            tensors.update(patch_weight=self.patch.weight.detach(), patch_bias=self.patch.bias.detach())
+        if tensors:
+            tmp = run_dir / ".preprocess.safetensors.tmp"
+            save_file({k: v.contiguous().cpu() for k, v in tensors.items()}, tmp)
+            tmp.replace(run_dir / "preprocess.safetensors")
+        write_text(run_dir / "preprocess.json", json.dumps(self.normalization.to_dict()))
+
+
+def load_preprocess(run_dir: str | Path) -> Preprocess:
+    run_dir = Path(run_dir)
+    normalization = Normalization(**json.loads((run_dir / "preprocess.json").read_text()))
+    path = run_dir / "preprocess.safetensors"
+    if not path.exists():
+        return Preprocess(normalization)
+    tensors = load_file(path)
+    patch = None
+    if "patch_weight" in tensors:
+        weight = tensors["patch_weight"]
+        patch = nn.Conv2d(weight.shape[1], weight.shape[0], weight.shape[2], padding=weight.shape[2] // 2)
+        patch.load_state_dict({"weight": weight, "bias": tensors["patch_bias"]})
+        patch.requires_grad_(False)
+    return Preprocess(normalization, tensors.get("zca_mean"), tensors.get("zca_matrix"), patch)
+
+
+def fit_preprocess(cfg: PreprocessConfig, images: torch.Tensor, generator: torch.Generator) -> Preprocess:
+    """Fit on the training split's uint8 images only (never validation or test)."""
+    normalization = fit_normalization(images, cfg.normalize)
+    if cfg.whiten == "none":
+        return Preprocess(normalization)
+    if len(images) > FIT_IMAGES:
+        images = images[torch.randperm(len(images), generator=generator)[:FIT_IMAGES]]
+    normalized = normalization(images)
+    if cfg.whiten == "zca":
+        whitening = fit_whitening(normalized, "zca", eps=cfg.eps)
+        return Preprocess(normalization, whitening.mean.float(), whitening.matrix().float())
+    patch = fit_patch_whitening(normalized, patch_size=cfg.patch_size, eps=cfg.eps,
+                                generator=generator, method="zca")
+    return Preprocess(normalization, patch=patch)

@@ -1,0 +1,39 @@
+import pytest
+import torch
+
+from cnntricks.config import PreprocessConfig
+from cnntricks.preprocess.pipeline import fit_preprocess, load_preprocess
+from cnntricks.train.checkpoint import write_atomic
+
+
+def correlated_images(n=3000, size=6, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    mixing = torch.randn(size * size, size * size, generator=g) / size
+    x = torch.randn(n, size * size, generator=g) @ mixing
+    x = (x - x.min()) / (x.max() - x.min()) * 255
+    return x.round().to(torch.uint8).reshape(n, 1, size, size)
+
+
+@pytest.mark.parametrize("whiten", ["none", "zca", "patch"])
+def test_saved_pipeline_transforms_exactly_as_the_fitted_one(tmp_path, whiten):
+    images = correlated_images()
+    fitted = fit_preprocess(PreprocessConfig(whiten=whiten), images, torch.Generator().manual_seed(0))
+    fitted.save(tmp_path, write_atomic)
+    loaded = load_preprocess(tmp_path)
+    out = fitted(images[:50])
+    assert out.shape == images[:50].shape and out.dtype == torch.float32
+    assert torch.allclose(loaded(images[:50]), out, atol=1e-6)
+
+
+def test_zca_pipeline_whitens_the_training_data():
+    images = correlated_images()
+    x = fit_preprocess(PreprocessConfig(whiten="zca", eps=1e-6), images, torch.Generator())(images)
+    flat = x.reshape(len(x), -1).double()
+    covariance = flat.T @ flat / len(flat)
+    assert (covariance - torch.eye(flat.shape[1], dtype=torch.float64)).abs().max() < 0.05
+
+
+def test_dense_zca_of_large_images_points_to_patch_whitening():
+    images = torch.zeros(4, 3, 64, 64, dtype=torch.uint8)  # D = 12288 > 8192
+    with pytest.raises(ValueError, match="patch"):
+        fit_preprocess(PreprocessConfig(whiten="zca"), images, torch.Generator())
