@@ -37,3 +37,20 @@ def test_dense_zca_of_large_images_points_to_patch_whitening():
     images = torch.zeros(4, 3, 64, 64, dtype=torch.uint8)  # D = 12288 > 8192
     with pytest.raises(ValueError, match="patch"):
         fit_preprocess(PreprocessConfig(whiten="zca"), images, torch.Generator())
+
+
+def test_training_fits_statistics_on_the_training_split_only(tmp_path):
+    import json
+
+    from cnntricks import config
+    from cnntricks.data import load_splits
+    from cnntricks.preprocess import fit_normalization
+    from cnntricks.train.loop import fit
+    cfg = config.load(None, ["data.source=synthetic", "data.val_fraction=0.3", "train.epochs=1",
+                             "model.width=4", "train.threads=1"])
+    fit(cfg, tmp_path / "run", progress=False)
+    saved = json.loads((tmp_path / "run" / "preprocess.json").read_text())
+    splits = load_splits(cfg.data, cfg.train.seed)
+    assert saved["mean"] == fit_normalization(splits.train.images, "standardize").mean
+    everything = torch.cat([splits.train.images, splits.val.images, splits.test.images])
+    assert saved["mean"] != fit_normalization(everything, "standardize").mean
