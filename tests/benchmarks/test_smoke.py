@@ -153,3 +153,29 @@ def test_overhead_smoke_prints_medians_and_their_ratio():
     ratio, verdict = find(rf"^ratio cnntricks/bare: {NUMBER} \(target >= 0\.95: (met|not met)\)$", text)
     assert float(ratio) == pytest.approx(float(ours) / float(bare), rel=2e-3)
     assert (verdict == "met") == (float(ratio) >= 0.95)
+
+
+def test_augment_throughput_smoke_prints_rates_ratios_and_share():
+    text = run_script(str(BENCHMARKS / "augment_throughput.py"), "--smoke", timeout=120)
+    assert "usage:" in run_script(str(BENCHMARKS / "augment_throughput.py"), "--help", timeout=60)
+    find(r"^device cpu, torch \S+, \d+ threads;", text)
+    other = r"(\d+|not installed)"
+    ratio = r"(\d+\.\d+|-)"
+    for size, target in (("28x28x1", "5"), ("32x32x3", "5"), ("224x224x3", "1")):
+        ours, album, kornia, vs_album, vs_kornia, verdict = find(
+            rf"^{size}\s+\d+\s+(\d+)\s+{other}\s+{other}\s+{ratio}\s+{ratio}"
+            rf"\s+>= {target}x: (met|not met|not measured)$", text)
+        assert float(ours) > 0
+        for rate, vs in ((album, vs_album), (kornia, vs_kornia)):
+            assert (rate == "not installed") == (vs == "-")
+            if vs != "-":  # printed rates are rounded to whole img/s; ~20 img/s at 224 in --smoke
+                assert float(vs) == pytest.approx(float(ours) / float(rate), rel=0.06, abs=0.01)
+        assert (verdict == "not measured") == (album == "not installed")
+        if vs_album != "-":
+            assert (verdict == "met") == (float(vs_album) >= float(target))
+    augment, step, share, verdict = find(
+        rf"^augmentation share .*: augment {NUMBER} ms, step {NUMBER} ms, share {NUMBER}% "
+        r"\(target < 15%: (met|not met)\)$", text)
+    assert float(augment) > 0 and float(step) > 0
+    assert float(share) == pytest.approx(100 * float(augment) / (float(augment) + float(step)), abs=0.1)
+    assert (verdict == "met") == (float(share) < 15)
