@@ -149,7 +149,15 @@ def wei_hsv(images: torch.Tensor, generator: torch.Generator, power=(0.25, 4.0),
     """Seed §1's HSV augmentation, each image with probability p; see `draw_wei_hsv_parameters`."""
     require_rgb(images, "wei_hsv")
     parameters = draw_wei_hsv_parameters(len(images), generator, power, factor, shift, hue_shift)
-    return apply_with_probability(apply_wei_hsv(images, parameters), images, p, generator)
+    keep = torch.rand(len(images), generator=generator, device=generator.device) < p
+    keep = keep.to(images.device)
+    if bool(keep.all()):
+        return apply_wei_hsv(images, parameters)
+    # Only the chosen images go through the colour-space round trip (the costly part).
+    out = images.clone()
+    if bool(keep.any()):
+        out[keep] = apply_wei_hsv(images[keep], {k: v.to(images.device)[keep] for k, v in parameters.items()})
+    return out
 
 
 # ---------------------------------------------------------------------------------------------

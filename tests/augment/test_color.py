@@ -141,3 +141,14 @@ def test_gray_images_are_refused_with_advice():
         assert "Fashion-MNIST is gray" in str(error.value) and "data.channels=3" in str(error.value)
     with pytest.raises(ValueError, match="need RGB"):
         rgb_to_hsv(gray.float())
+
+
+def test_wei_hsv_with_probability_changes_the_chosen_images_exactly_as_at_p_1():
+    # Only the chosen images are converted (speed); each must match the full computation.
+    from cnntricks.augment.color import apply_wei_hsv, apply_with_probability, draw_wei_hsv_parameters
+    images = torch.randint(0, 256, (200, 3, 8, 8), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    for p in (0.0, 0.3, 1.0):
+        generator = torch.Generator().manual_seed(3)
+        expected = apply_with_probability(apply_wei_hsv(images, draw_wei_hsv_parameters(200, generator)),
+                                          images, p, generator)
+        assert torch.equal(wei_hsv(images, torch.Generator().manual_seed(3), p=p), expected)
