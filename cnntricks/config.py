@@ -70,7 +70,8 @@ class AugmentConfig:
 @dataclass
 class PreprocessConfig:
     normalize: Literal["none", "center", "standardize", "minmax"] = "standardize"  # per-channel statistics fitted on the training split only (seed §2); minmax maps the training min/max to -1/1
-    whiten: Literal["none", "zca", "patch"] = "none"  # after normalizing: zca = dense ZCA of the whole image (C·H·W <= 8192); patch = ZCA of patches as a frozen convolution, any size (seed §2)
+    whiten: Literal["none", "pca", "zca", "patch"] = "none"  # after normalizing: pca = the seed's Xrot / sqrt(S + eps) on the top `components` (vectors: model.name=mlp); zca = dense ZCA of the whole image (C·H·W <= 8192); patch = ZCA of patches as a frozen convolution, any size (seed §2)
+    components: int | None = None  # pca: keep the top k components (seed §2's reduction); None = all C·H·W
     eps: float = 1e-5  # seed §2: "Xwhite = Xrot / np.sqrt(S + 1e-5)"; larger values damp the noise whitening amplifies
     patch_size: int = 3  # patch whitening: side of the patches (odd)
 
@@ -170,6 +171,7 @@ _RANGES: dict[str, tuple[typing.Callable[[Any], bool], str]] = {
        for key in ("translate", "rotate", "stretch", "shear", "lens", "jitter", "fancy_pca", "mixup", "cutmix")},
     "augment.scale": (lambda v: v is None or 0 <= v < 1, "in [0, 1)"),
     "preprocess.eps": (lambda v: v > 0, "> 0"),
+    "preprocess.components": (lambda v: v is None or v >= 1, ">= 1"),
     "preprocess.patch_size": (lambda v: v >= 1 and v % 2 == 1, "an odd number of pixels >= 1"),
     "model.width": (lambda v: v >= 1, ">= 1"),
     "model.depth": (lambda v: v >= 1, ">= 1"),

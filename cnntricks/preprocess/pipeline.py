@@ -9,8 +9,9 @@ prediction:
 - `preprocess.whiten=patch`: ZCA of kxk patches as a frozen convolution (Coates & Ng 2011,
   airbench), which keeps the image's shape and works at any size, 224x224x3 included.
 
-Dense PCA whitening reduced to k components gives vectors, not images, so it serves the demo
-(`cnntricks preprocess --demo`) and your own code (`fit_whitening`), not the conv-net pipeline.
+- `preprocess.whiten=pca`: the seed's PCA whitening, Xrot / sqrt(S + eps), on the top
+  `preprocess.components`; its output is k numbers per image, not an image, so it feeds the
+  MLP (as (N, k, 1, 1)), not the conv nets.
 """
 from __future__ import annotations
 
@@ -35,11 +36,16 @@ class Preprocess:
     zca_mean: torch.Tensor | None = None    # (D,) float32, dense ZCA
     zca_matrix: torch.Tensor | None = None  # (D, D) float32, symmetric
     patch: nn.Conv2d | None = None          # frozen patch-ZCA convolution
+    pca_mean: torch.Tensor | None = None    # (D,) float32, PCA whitening
+    pca_matrix: torch.Tensor | None = None  # (D, k) float32: U_k / sqrt(S_k + eps)
 
     @torch.no_grad()
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
-        """uint8 (N, C, H, W) -> float32 (N, C, H, W), as the model sees it."""
+        """uint8 (N, C, H, W) -> float32 (N, C, H, W), as the model sees it; PCA: (N, k, 1, 1)."""
         x = self.normalization(images)
+        if self.pca_matrix is not None:  # seed §2: Xwhite = X·U_k / sqrt(S_k + eps)
+            flat = x.reshape(len(x), -1) - self.pca_mean.to(x.device)
+            return (flat @ self.pca_matrix.to(x.device)).reshape(len(x), -1, 1, 1)
         if self.zca_matrix is not None:
             shape = x.shape
             flat = x.reshape(len(x), -1) - self.zca_mean.to(x.device)
@@ -53,6 +59,8 @@ class Preprocess:
         tensors = {}
         if self.zca_matrix is not None:
             tensors.update(zca_mean=self.zca_mean, zca_matrix=self.zca_matrix)
+        if self.pca_matrix is not None:
+            tensors.update(pca_mean=self.pca_mean, pca_matrix=self.pca_matrix)
         if self.patch is not None:
             tensors.update(patch_weight=self.patch.weight.detach(), patch_bias=self.patch.bias.detach())
         if tensors:
@@ -60,6 +68,14 @@ class Preprocess:
             save_file({k: v.contiguous().cpu() for k, v in tensors.items()}, tmp)
             tmp.replace(run_dir / "preprocess.safetensors")
         write_text(run_dir / "preprocess.json", json.dumps(self.normalization.to_dict()))
+
+
+def model_input_shape(cfg: PreprocessConfig, image_shape: tuple[int, int, int]) -> tuple[int, int, int]:
+    """(C, H, W) the model receives: the image's, or (k, 1, 1) after PCA whitening."""
+    if cfg.whiten == "pca":
+        channels, height, width = image_shape
+        return (cfg.components or channels * height * width, 1, 1)
+    return tuple(image_shape)
 
 
 def load_preprocess(run_dir: str | Path) -> Preprocess:
@@ -75,7 +91,8 @@ def load_preprocess(run_dir: str | Path) -> Preprocess:
         patch = nn.Conv2d(weight.shape[1], weight.shape[0], weight.shape[2], padding=weight.shape[2] // 2)
         patch.load_state_dict({"weight": weight, "bias": tensors["patch_bias"]})
         patch.requires_grad_(False)
-    return Preprocess(normalization, tensors.get("zca_mean"), tensors.get("zca_matrix"), patch)
+    return Preprocess(normalization, tensors.get("zca_mean"), tensors.get("zca_matrix"), patch,
+                      tensors.get("pca_mean"), tensors.get("pca_matrix"))
 
 
 def fit_preprocess(cfg: PreprocessConfig, images: torch.Tensor, generator: torch.Generator) -> Preprocess:
@@ -86,6 +103,9 @@ def fit_preprocess(cfg: PreprocessConfig, images: torch.Tensor, generator: torch
     if len(images) > FIT_IMAGES:
         images = images[torch.randperm(len(images), generator=generator)[:FIT_IMAGES]]
     normalized = normalization(images)
+    if cfg.whiten == "pca":
+        whitening = fit_whitening(normalized, "pca", components=cfg.components, eps=cfg.eps)
+        return Preprocess(normalization, pca_mean=whitening.mean.float(), pca_matrix=whitening.matrix().float())
     if cfg.whiten == "zca":
         whitening = fit_whitening(normalized, "zca", eps=cfg.eps)
         return Preprocess(normalization, whitening.mean.float(), whitening.matrix().float())

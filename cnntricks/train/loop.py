@@ -33,7 +33,7 @@ from cnntricks.config import Config
 from cnntricks.data import Splits, batch_indices, load_splits
 from cnntricks.nn.models import ImageSizeWarning, create_model
 from cnntricks.nn.regularize import apply_max_norm, penalty
-from cnntricks.preprocess.pipeline import Preprocess, fit_preprocess, load_preprocess
+from cnntricks.preprocess.pipeline import Preprocess, fit_preprocess, model_input_shape
 from cnntricks.train import checkpoint as ckpt
 from cnntricks.train.device import autocast, resolve_device, resolve_precision
 from cnntricks.train.evaluate import metrics, predict_logits
@@ -149,8 +149,8 @@ def build(cfg: Config, data: dict, device: torch.device, warn_size: bool = False
     with warnings.catch_warnings():
         if not warn_size:  # said once, when training starts; not again at evaluation
             warnings.simplefilter("ignore", ImageSizeWarning)
-        model = create_model(cfg.model, data["channels"], len(data["classes"]),
-                             (data["height"], data["width"]))
+        channels, height, width = model_input_shape(cfg.preprocess, (data["channels"], data["height"], data["width"]))
+        model = create_model(cfg.model, channels, len(data["classes"]), (height, width))
     model = model.to(device)
     if uses_channels_last(cfg):
         model = model.to(memory_format=torch.channels_last)
@@ -166,6 +166,11 @@ def fit(cfg: Config, run_dir: str | Path, *, resume: bool = False, progress: boo
         if getattr(cfg.data, key):
             setattr(cfg.data, key, str(Path(getattr(cfg.data, key)).expanduser().resolve()))
     device, precision = resolve_device_and_precision(cfg)  # a bad setting stops before any file is written
+    if cfg.preprocess.whiten == "pca" and cfg.model.name != "mlp":
+        raise config_module.ConfigError(
+            f"preprocess.whiten=pca gives each image as {cfg.preprocess.components or 'C·H·W'} numbers, not an "
+            f"image, which model.name={cfg.model.name} cannot read; use model.name=mlp, or "
+            f"preprocess.whiten=zca or patch for the conv nets")
     prepare_run_dir(cfg, run_dir, resume)
     if resume:
         check_resume_config(config_module.load(run_dir / "config.yaml"), cfg, run_dir)

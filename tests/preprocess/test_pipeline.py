@@ -54,3 +54,27 @@ def test_training_fits_statistics_on_the_training_split_only(tmp_path):
     assert saved["mean"] == fit_normalization(splits.train.images, "standardize").mean
     everything = torch.cat([splits.train.images, splits.val.images, splits.test.images])
     assert saved["mean"] != fit_normalization(everything, "standardize").mean
+
+
+def test_pca_pipeline_gives_k_whitened_components_and_saves(tmp_path):
+    images = correlated_images()
+    fitted = fit_preprocess(PreprocessConfig(whiten="pca", components=10, eps=1e-6), images, torch.Generator())
+    out = fitted(images)
+    assert out.shape == (len(images), 10, 1, 1)
+    flat = out.flatten(1).double()
+    assert (flat.T @ flat / len(flat) - torch.eye(10, dtype=torch.float64)).abs().max() < 0.05
+    fitted.save(tmp_path, write_atomic)
+    assert torch.allclose(load_preprocess(tmp_path)(images[:20]), out[:20], atol=1e-6)
+
+
+def test_pca_whitening_trains_the_mlp_and_is_refused_for_conv_nets(tmp_path):
+    from cnntricks import config
+    from cnntricks.config import ConfigError
+    from cnntricks.train.loop import fit
+    keys = ["data.source=digits", "preprocess.whiten=pca", "preprocess.components=24", "train.epochs=3",
+            "train.threads=1"]
+    summary = fit(config.load(None, keys + ["model.name=mlp"]), tmp_path / "mlp", progress=False)
+    assert summary["test_acc"] > 0.8  # 10 classes: chance is 0.1
+    with pytest.raises(ConfigError, match="model.name=mlp"):
+        fit(config.load(None, keys), tmp_path / "conv", progress=False)
+    assert not (tmp_path / "conv").exists()
