@@ -53,10 +53,14 @@ def log_uniform(n: int, bounds: tuple[float, float], generator: torch.Generator)
     return torch.exp(uniform(n, (math.log(low), math.log(high)), generator))
 
 
+def choose(images: torch.Tensor, p: float, generator: torch.Generator) -> torch.Tensor:
+    """(N,) bool on the images' device: which images an operation of probability p changes."""
+    return (torch.rand(len(images), generator=generator, device=generator.device) < p).to(images.device)
+
+
 def apply_with_probability(result, images, p, generator):
     """Keep `result` for a random fraction p of the images, the input for the rest."""
-    keep = torch.rand(len(images), generator=generator, device=generator.device) < p
-    return torch.where(keep.to(images.device).view(-1, 1, 1, 1), result, images)
+    return torch.where(choose(images, p, generator).view(-1, 1, 1, 1), result, images)
 
 
 def per_image(values: torch.Tensor, device) -> torch.Tensor:
@@ -97,8 +101,13 @@ def hsv_to_rgb(x: torch.Tensor) -> torch.Tensor:
     """
     require_rgb(x, "hsv_to_rgb")
     hue, saturation, value = x.unbind(1)
-    n = torch.tensor((5.0, 3.0, 1.0), dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
-    k = torch.remainder(n + 6 * hue.unsqueeze(1), 6)  # (N, 3, H, W)
+    return _hexcone_rgb(6 * hue, saturation, value)
+
+
+def _hexcone_rgb(hue6: torch.Tensor, saturation: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
+    """(N, H, W) hue in sixths of a turn (any real: wrapped here), S, V -> RGB (N, 3, H, W)."""
+    n = torch.tensor((5.0, 3.0, 1.0), dtype=value.dtype, device=value.device).view(1, 3, 1, 1)
+    k = torch.remainder(n + hue6.unsqueeze(1), 6)  # (N, 3, H, W)
     ramp = torch.clamp(torch.minimum(k, 4 - k), 0, 1)
     return value.unsqueeze(1) * (1 - saturation.unsqueeze(1) * ramp)
 
@@ -151,10 +160,7 @@ def apply_wei_hsv(images: torch.Tensor, parameters: dict[str, torch.Tensor]) -> 
     saturation = (saturation.pow(p["saturation_power"]) * p["saturation_factor"]
                   + p["saturation_shift"]).clamp(0, 1)
     value = (maxc.pow(p["value_power"]) * p["value_factor"] + p["value_shift"]).clamp(0, 1)
-    n = torch.tensor((5.0, 3.0, 1.0), dtype=x.dtype, device=device).view(1, 3, 1, 1)
-    k = torch.remainder(n + hue6.unsqueeze(1), 6)  # (N, 3, H, W), as in hsv_to_rgb
-    ramp = torch.clamp(torch.minimum(k, 4 - k), 0, 1)
-    return from_unit_float(value.unsqueeze(1) * (1 - saturation.unsqueeze(1) * ramp), images)
+    return from_unit_float(_hexcone_rgb(hue6, saturation, value), images)
 
 
 def wei_hsv(images: torch.Tensor, generator: torch.Generator, power=(0.25, 4.0), factor=(0.7, 1.4),
@@ -162,8 +168,7 @@ def wei_hsv(images: torch.Tensor, generator: torch.Generator, power=(0.25, 4.0),
     """Seed §1's HSV augmentation, each image with probability p; see `draw_wei_hsv_parameters`."""
     require_rgb(images, "wei_hsv")
     parameters = draw_wei_hsv_parameters(len(images), generator, power, factor, shift, hue_shift)
-    keep = torch.rand(len(images), generator=generator, device=generator.device) < p
-    keep = keep.to(images.device)
+    keep = choose(images, p, generator)
     if bool(keep.all()):
         return apply_wei_hsv(images, parameters)
     # Only the chosen images go through the colour-space round trip (the costly part).

@@ -70,7 +70,7 @@ class Run:
     model: torch.nn.Module
     optimizer: torch.optim.Optimizer
     splits: Splits
-    normalize: Preprocess
+    preprocess: Preprocess  # normalization and whitening, fitted on the training split
     device: torch.device
     precision: str
     evaluate: object  # evaluate(store) -> {"loss", "acc", "per_class"}, with the run's TTA setting
@@ -182,10 +182,10 @@ def fit(cfg: Config, run_dir: str | Path, *, resume: bool = False, progress: boo
 
     splits = load_splits(cfg.data, t.seed)
     try:  # fitted on the training split only; a seeded subset for dense whitening
-        normalize = fit_preprocess(cfg.preprocess, splits.train.images, torch.Generator().manual_seed(t.seed))
+        preprocess = fit_preprocess(cfg.preprocess, splits.train.images, torch.Generator().manual_seed(t.seed))
     except ValueError as err:  # e.g. dense ZCA asked of images too big for its D x D covariance
         raise config_module.ConfigError(f"preprocess.whiten={cfg.preprocess.whiten}: {err}") from None
-    normalize.save(run_dir, ckpt.write_atomic)
+    preprocess.save(run_dir, ckpt.write_atomic)
     ckpt.write_atomic(run_dir / "data.json", json.dumps(describe_data(splits), indent=2))
     channels_last = uses_channels_last(cfg)
     model = build(cfg, describe_data(splits), device, warn_size=not resume)
@@ -234,11 +234,11 @@ def fit(cfg: Config, run_dir: str | Path, *, resume: bool = False, progress: boo
         ckpt.write_atomic(run_dir / "config.yaml", config_module.dump(cfg))
 
     def evaluate_split(store) -> dict:
-        logits = predict_logits(model, store.images, normalize, device=device, precision=precision,
+        logits = predict_logits(model, store.images, preprocess, device=device, precision=precision,
                                 tta=t.tta, batch_size=t.eval_batch_size, channels_last=channels_last)
         return metrics(logits, store.labels, len(splits.train.classes))
 
-    run = Run(cfg, run_dir, model, optimizer, splits, normalize, device, precision, evaluate_split)
+    run = Run(cfg, run_dir, model, optimizer, splits, preprocess, device, precision, evaluate_split)
     # Reading a loss back to the host waits for the device. On a CPU that costs nothing, so every
     # step is checked; on CUDA the losses are read every few steps to keep the GPU queue full.
     sync_every = 1 if device.type == "cpu" else 25
@@ -271,7 +271,7 @@ def fit(cfg: Config, run_dir: str | Path, *, resume: bool = False, progress: boo
 
         for indices in batch_indices(len(train_labels), batch_size, generator):
             images = augment(train_images[indices], generator)
-            images = normalize(images)
+            images = preprocess(images)
             if channels_last:
                 images = images.contiguous(memory_format=torch.channels_last)
             labels = train_labels[indices]
