@@ -3,11 +3,12 @@ per-image (albumentations) and batched (kornia) libraries, and its share of a tr
 
 What is measured, per image size (28x28x1, 32x32x3, 224x224x3), on the CPU with torch's default
 threads, on random uint8 images:
-  - cnntricks: the seed policy written here with the library's functions (`seed_policy`):
-    horizontal flip (p 0.5), ONE composed warp (translate 0.1, rotate 15 deg, scale 0.9-1.1,
-    stretch 0.1, shear 10 deg, lens 0.05, each on every image), then, for RGB only, Wei's HSV
-    recipe and fancy PCA. A uint8 (N, C, H, W) batch in, a uint8 batch out; median over
-    --repeats calls after one untimed warm-up call.
+  - cnntricks: the library's `seed` policy (`create_policy`, as training uses it) with every
+    operation's probability set to 1 so that all three libraries do the same work: horizontal
+    flip (p 0.5, folded into the warp's grid), ONE composed warp (translate 0.1, rotate 15 deg,
+    scale 0.9-1.1, stretch 0.1, shear 10 deg, lens 0.05), then, for RGB only, Wei's HSV recipe
+    and fancy PCA. A uint8 (N, C, H, W) batch in, a uint8 batch out; median over --repeats
+    calls after one untimed warm-up call.
   - albumentations: the same operations per image (HorizontalFlip, Affine, OpticalDistortion,
     HueSaturationValue, FancyPCA; all but the flip with p=1), as one uses it: a torch DataLoader
     with 2 workers over a dataset of numpy HWC images, batches of the same size. Timed over
@@ -37,6 +38,7 @@ should not become the bottleneck of training.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib.util
 import statistics
 import sys
@@ -48,7 +50,8 @@ import torch
 import torch.nn.functional as F
 
 from cnntricks.augment import FancyPCA, flip_horizontal, random_warp, wei_hsv
-from cnntricks.config import ModelConfig
+from cnntricks.augment.policy import create_policy
+from cnntricks.config import AugmentConfig, ModelConfig
 from cnntricks.nn.models import ImageSizeWarning, create_model
 from cnntricks.train.device import cpu_has_bf16
 
@@ -62,14 +65,15 @@ WARP = dict(translate=0.1, rotate=15.0, scale=(0.9, 1.1), stretch=0.1, shear=10.
 NOT_INSTALLED = "not installed (pip install albumentations kornia)"
 
 
-def seed_policy(images: torch.Tensor, generator: torch.Generator, pca: FancyPCA | None) -> torch.Tensor:
+# The seed preset with every operation on every image (albumentations' ops below use p=1 too).
+EVERY_IMAGE = AugmentConfig(policy="seed", p_translate=1.0, p_rotate=1.0, p_scale=1.0, p_stretch=1.0,
+                            p_shear=1.0, p_lens=1.0, p_hsv=1.0)
+
+
+def seed_policy(channels: int, pca: FancyPCA | None):
     """Seed §1 on a uint8 (N, C, H, W) batch: flip, one composed warp, then HSV and PCA for RGB."""
-    x = flip_horizontal(images, generator)
-    x = random_warp(x, generator, **WARP)  # every op folded into one grid: one resampling
-    if x.shape[1] == 3:
-        x = wei_hsv(x, generator)
-        x = pca(x, generator)
-    return x
+    return create_policy(dataclasses.replace(EVERY_IMAGE, fancy_pca=0.1 if pca else 0.0,
+                                             p_hsv=1.0 if pca else 0.0), channels, pca)
 
 
 def median_seconds(fn, repeats: int) -> float:
@@ -95,7 +99,8 @@ def cnntricks_rate(images: torch.Tensor, repeats: int) -> tuple[float, dict[str,
     """(images/s of the whole policy, ms per batch of each operation alone)."""
     generator = torch.Generator().manual_seed(0)
     pca = FancyPCA.fit(images) if images.shape[1] == 3 else None
-    rate = len(images) / median_seconds(lambda: seed_policy(images, generator, pca), repeats)
+    policy = seed_policy(images.shape[1], pca)
+    rate = len(images) / median_seconds(lambda: policy(images, generator), repeats)
     ops = {"flip": lambda: flip_horizontal(images, generator),
            "warp": lambda: random_warp(images, generator, **WARP)}
     if pca is not None:
@@ -184,7 +189,8 @@ def augmentation_share(repeats: int) -> tuple[float, float, str]:
         loss.backward()
         optimizer.step()
 
-    augment_ms = 1000 * median_seconds(lambda: seed_policy(images, generator, None), repeats)
+    policy = seed_policy(1, None)
+    augment_ms = 1000 * median_seconds(lambda: policy(images, generator), repeats)
     step_ms = 1000 * median_seconds(step, repeats)
     return augment_ms, step_ms, precision
 

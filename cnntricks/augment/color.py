@@ -139,28 +139,84 @@ def draw_wei_hsv_parameters(n: int, generator: torch.Generator,
     }
 
 
-def apply_wei_hsv(images: torch.Tensor, parameters: dict[str, torch.Tensor]) -> torch.Tensor:
-    """Apply given per-image parameters (from `draw_wei_hsv_parameters`) to every pixel.
+CHUNK_PIXELS = 1 << 16  # pixels per chunk: its dozen float32 planes (256 KB each) stay in cache
+
+
+def pixel_chunks(n: int, pixels: int, chunk: int = CHUNK_PIXELS):
+    """(image slice, pixel slice) pairs covering an (n, C, pixels) batch in cache-sized pieces:
+    whole images grouped while they are small, pieces of one image when it is large."""
+    if pixels >= chunk:
+        for i in range(n):
+            for start in range(0, pixels, chunk):
+                yield slice(i, i + 1), slice(start, start + chunk)
+    else:
+        group = chunk // pixels
+        for i in range(0, n, group):
+            yield slice(i, i + group), slice(None)
+
+
+def map_chunks(images: torch.Tensor, kernel, parameters: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Run kernel(float (n, C, P) chunk in [0, 1], per-image parameters as (n, 1)) over `images`
+    chunk by chunk; uint8 or float in, same dtype out (uint8 rounded).
+
+    An elementwise chain of a few dozen torch operations over a whole batch reads and writes
+    memory once per operation; chunks sized to the cache make each operation a cache hit
+    (measured 2-3x faster than whole-batch operations at 32x32 and 224x224).
+    """
+    n, channels, height, width = images.shape
+    flat = images.reshape(n, channels, height * width)
+    out = torch.empty_like(flat)
+    p = {name: per_image(v, images.device).view(-1, 1) for name, v in parameters.items()}
+    # On the CPU, cache-sized chunks; on an accelerator, one launch per operation for the batch.
+    size = CHUNK_PIXELS if images.device.type == "cpu" else n * height * width
+    for rows, columns in pixel_chunks(n, height * width, size):
+        part = flat[rows, :, columns]
+        x = part.float().mul_(1 / 255) if part.dtype == torch.uint8 else part.float()
+        result = kernel(x, {name: v[rows] for name, v in p.items()}).clamp_(0, 1)
+        if images.dtype == torch.uint8:
+            result = result.mul_(255).round_()
+        out[rows, :, columns] = result
+    return out.view(n, channels, height, width)
+
+
+def _wei_hsv_kernel(x: torch.Tensor, p: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Wei's HSV on a float chunk (n, 3, P) in [0, 1]; parameters (n, 1).
 
     The RGB -> HSV -> RGB round trip of `rgb_to_hsv` and `hsv_to_rgb`, fused: the hue stays in
-    sixths of a turn and is wrapped once, by the closed form's own modulo (measured 2x faster).
+    sixths of a turn, wrapped once into [0, 6), and each channel is V - V S ramp(H) with the
+    hexcone's ramp written without sectors (R: clamp(2 - |H - 3|), G: the same about 5, B about 1,
+    each distance taken around the circle).
     """
-    require_rgb(images, "wei_hsv")
-    x = to_unit_float(images)
-    device = images.device
-    p = {name: per_image(v, device) for name, v in parameters.items()}
-    r, g, b = x.unbind(1)  # each (N, H, W)
+    r, g, b = x.unbind(1)  # each (n, P)
     maxc = torch.maximum(torch.maximum(r, g), b)
     delta = maxc - torch.minimum(torch.minimum(r, g), b)
+    # Which channel holds the maximum, as 0/1 floats: comparisons written straight into float
+    # tensors and torch.lerp (exact at weights 0 and 1) are 5-15x faster here than torch.where.
+    red_max = torch.eq(r, maxc, out=torch.empty_like(maxc))
+    green_max = torch.eq(g, maxc, out=torch.empty_like(maxc))
     # Hue in sixths of a turn, colorsys' ties (red, then green); gray pixels get 0.
-    numerator = torch.where(r == maxc, g - b, torch.where(g == maxc, b - r + 2 * delta, r - g + 4 * delta))
-    hue6 = numerator / delta.clamp_min(1e-12) + 6 * p["hue_shift"]  # hue is an angle: wrapped below
-    saturation = delta / maxc.clamp_min(1e-12)
+    blue_or_green = torch.lerp(torch.add(r - g, delta, alpha=4), torch.add(b - r, delta, alpha=2), green_max)
+    hue = torch.lerp(blue_or_green, g - b, red_max).div_(delta.clamp_min(1e-12)).add_(6 * p["hue_shift"])
+    hue.sub_(torch.floor(hue / 6).mul_(6))  # into [0, 6): hue is an angle
     # S, V: power, then factor, then shift, in the seed's order; clamped back into [0, 1].
-    saturation = (saturation.pow(p["saturation_power"]) * p["saturation_factor"]
-                  + p["saturation_shift"]).clamp(0, 1)
-    value = (maxc.pow(p["value_power"]) * p["value_factor"] + p["value_shift"]).clamp(0, 1)
-    return from_unit_float(_hexcone_rgb(hue6, saturation, value), images)
+    # x^p as exp(p log x) (x >= 0, p > 0; 0 stays 0): 3-4x faster than torch.pow here.
+    saturation = delta.div_(maxc.clamp_min(1e-12)).log_().mul_(p["saturation_power"]).exp_()
+    saturation = saturation.mul_(p["saturation_factor"]).add_(p["saturation_shift"]).clamp_(0, 1)
+    value = maxc.log_().mul_(p["value_power"]).exp_().mul_(p["value_factor"]).add_(p["value_shift"]).clamp_(0, 1)
+    chroma = saturation.mul_(value)  # V S
+    out = torch.empty_like(x)
+    ramp_red = torch.rsub((hue - 3).abs_(), 2)
+    ramp_green = torch.maximum(torch.rsub((hue - 5).abs_(), 2), 1 - hue)
+    ramp_blue = torch.maximum(torch.rsub((hue - 1).abs_(), 2), hue - 5)
+    for channel, ramp in enumerate((ramp_red, ramp_green, ramp_blue)):
+        torch.sub(value, ramp.clamp_(0, 1).mul_(chroma), out=out[:, channel])
+    return out
+
+
+def apply_wei_hsv(images: torch.Tensor, parameters: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Apply given per-image parameters (from `draw_wei_hsv_parameters`) to every pixel."""
+    require_rgb(images, "wei_hsv")
+    return map_chunks(images, _wei_hsv_kernel, parameters)
 
 
 def wei_hsv(images: torch.Tensor, generator: torch.Generator, power=(0.25, 4.0), factor=(0.7, 1.4),
@@ -278,9 +334,12 @@ class FancyPCA:
     def __call__(self, images: torch.Tensor, generator: torch.Generator, std: float = 0.1) -> torch.Tensor:
         """std: AlexNet's 0.1 (seed §1: "standard deviation 0.1")."""
         require_rgb(images, "FancyPCA")
-        offsets = self.draw_offsets(len(images), generator, std).to(images.device)
-        x = to_unit_float(images)
-        return from_unit_float(x + offsets.to(x.dtype).view(-1, 3, 1, 1), images)
+        offsets = self.draw_offsets(len(images), generator, std).to(images.device).view(-1, 3, 1, 1)
+        if images.dtype == torch.uint8:
+            # round(x + 255 o) = x + round(255 o) for whole x: integer arithmetic, no float copy.
+            steps = (255 * offsets).round().to(torch.int16)
+            return (images.to(torch.int16) + steps).clamp_(0, 255).to(torch.uint8)
+        return (images + offsets.to(images.dtype)).clamp_(0, 1)
 
     def state_dict(self) -> dict[str, list]:
         """Plain lists, so it can be saved as JSON in the run directory."""

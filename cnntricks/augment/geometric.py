@@ -10,10 +10,18 @@ import torch
 import torch.nn.functional as F
 
 
+def draw_flip(n: int, generator: torch.Generator, p: float = 0.5) -> torch.Tensor:
+    """(n,) bool: which images to mirror (one draw per image)."""
+    return torch.rand(n, generator=generator, device=generator.device) < p
+
+
 def flip_horizontal(images: torch.Tensor, generator: torch.Generator, p: float = 0.5) -> torch.Tensor:
-    """Mirror each image left-right with probability p."""
-    flip = torch.rand(len(images), generator=generator, device=generator.device) < p
-    flip = flip.to(images.device).view(-1, 1, 1, 1)
+    """Mirror each image left-right with probability p.
+
+    Before a warp, pass `draw_flip`'s mask to `warp(..., flip=)` instead: the mirror is then
+    folded into the warp's sampling grid at no cost (the `policy` does this).
+    """
+    flip = draw_flip(len(images), generator, p).to(images.device).view(-1, 1, 1, 1)
     return torch.where(flip, images.flip(-1), images)
 
 

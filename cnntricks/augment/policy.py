@@ -18,7 +18,7 @@ from typing import Callable
 import torch
 
 from cnntricks.augment.color import FancyPCA, color_jitter, wei_hsv
-from cnntricks.augment.geometric import flip_horizontal, random_crop
+from cnntricks.augment.geometric import draw_flip, flip_horizontal, random_crop
 from cnntricks.augment.mix import cutmix, mixup, random_erasing
 from cnntricks.augment.warp import random_warp
 from cnntricks.config import AugmentConfig
@@ -81,12 +81,16 @@ def create_policy(cfg: AugmentConfig, channels: int = 3, fancy_pca: FancyPCA | N
     warps = any(v[key] and v[f"p_{key}"] for key in ("translate", "rotate", "scale", "stretch", "shear", "lens"))
 
     def policy(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        if v["p_flip"]:
-            images = flip_horizontal(images, generator, p=v["p_flip"])
-        if v["crop_padding"]:
-            images = random_crop(images, v["crop_padding"], generator)
-        if warps:
-            images = random_warp(images, generator, fill=cfg.fill, **warp_options)
+        if warps and not v["crop_padding"]:  # the flip folded into the warp's grid: free
+            flip = draw_flip(len(images), generator, v["p_flip"]) if v["p_flip"] else None
+            images = random_warp(images, generator, fill=cfg.fill, flip=flip, **warp_options)
+        else:
+            if v["p_flip"]:
+                images = flip_horizontal(images, generator, p=v["p_flip"])
+            if v["crop_padding"]:
+                images = random_crop(images, v["crop_padding"], generator)
+            if warps:
+                images = random_warp(images, generator, fill=cfg.fill, **warp_options)
         if v["p_hsv"]:
             images = wei_hsv(images, generator, p=v["p_hsv"])
         if v["p_jitter"] and v["jitter"]:

@@ -123,47 +123,89 @@ def affine_matrices(params: WarpParameters, aspect: float = 1.0) -> torch.Tensor
     return torch.cat([linear, offset], -1).float()
 
 
-def _lens(grid: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
-    """Sample each output point at r_in = r_out (1 - k r_out^2): the first-order inverse of
-    Brown's radial model r_out = r_in (1 + k r_in^2) (k < 0 barrel, k > 0 pincushion).
+def sampling_grid(params: WarpParameters, height: int, width: int,
+                  flip: torch.Tensor | None = None) -> torch.Tensor:
+    """One sampling grid (N, H, W, 2) holding every operation: affine grid, then lens term.
 
-    Written in the sampling direction it costs one multiply per point; solving Brown's cubic
-    exactly (Newton) cost 9 ms of a 10 ms warp of 512 images of 28x28 here. For |k| <= 0.05 the
-    two differ by under 0.3 pixel at the corners of a 28x28 image.
+    flip: optional (N,) bool, images mirrored left-right before the warp, folded into the same
+    grid (the sampled x is negated; the lens is radial, so it commutes with the mirror).
     """
-    k = k.view(-1, 1, 1, 1)
-    return grid * (1 - k * grid.square().sum(-1, keepdim=True))
-
-
-def sampling_grid(params: WarpParameters, height: int, width: int) -> torch.Tensor:
-    """One sampling grid (N, H, W, 2) holding every operation: affine grid, then lens term."""
     theta = affine_matrices(params, aspect=width / height)
-    grid = F.affine_grid(theta, [len(theta), 1, height, width], align_corners=False)
-    return _lens(grid, params.lens.to(grid.dtype))
+    lens = params.lens.to(theta.device)
+    return _grid(theta, lens, height, width, flip, bool(lens.any()))
+
+
+def _grid(theta: torch.Tensor, lens: torch.Tensor, height: int, width: int,
+          flip: torch.Tensor | None, any_lens: bool) -> torch.Tensor:
+    """`F.affine_grid(theta)` followed by the lens term, as a few broadcast operations on x, y.
+
+    Lens: each output point samples at r_in = r_out (1 - k r_out^2), the first-order inverse of
+    Brown's radial model r_out = r_in (1 + k r_in^2) (k < 0 barrel, k > 0 pincushion). Written
+    in the sampling direction it costs one multiply per point; solving Brown's cubic exactly
+    (Newton) cost 9 ms of a 10 ms warp of 512 images of 28x28 here. For |k| <= 0.05 the two
+    differ by under 0.3 pixel at the corners of a 28x28 image.
+    """
+    if flip is not None:
+        theta = theta.clone()
+        theta[flip.to(theta.device), 0] *= -1
+    n, device = len(theta), theta.device
+
+    def centres(size):  # pixel centres in normalized coordinates (align_corners=False)
+        return (torch.arange(size, device=device, dtype=theta.dtype) * 2 + 1) / size - 1
+    xs, ys = centres(width).view(1, 1, width), centres(height).view(1, height, 1)
+    t = theta.view(n, 6, 1, 1).unbind(1)  # each (n, 1, 1)
+    grid = torch.empty(n, height, width, 2, device=device, dtype=theta.dtype)
+    gx, gy = grid.unbind(-1)
+    torch.add(t[0] * xs, t[1] * ys + t[2], out=gx)
+    torch.add(t[3] * xs, t[4] * ys + t[5], out=gy)
+    if any_lens:
+        factor = gx * gx
+        factor.addcmul_(gy, gy).mul_(-lens.to(theta.dtype).view(n, 1, 1)).add_(1)
+        grid.mul_(factor.unsqueeze(-1))
+    return grid
+
+
+CHUNK_PIXELS = 1 << 16  # output pixels per chunk: grid, input and output stay in cache
 
 
 def warp(images: torch.Tensor, params: WarpParameters, fill: str = "zeros",
-         mode: str = "bilinear") -> torch.Tensor:
+         mode: str = "bilinear", flip: torch.Tensor | None = None) -> torch.Tensor:
     """Resample each image of (N, C, H, W) once through its grid; dtype in = dtype out.
 
     fill: "zeros", "reflect" (mirror about the border) or "edge" (repeat the border pixel).
-    uint8 is computed in float32, then rounded and clamped.
+    flip: optional (N,) bool, images to mirror left-right first, in the same resampling (free).
+    uint8 is computed in float32, then rounded. Images are processed in groups of about
+    CHUNK_PIXELS output pixels, so the grid, the float copy and the result of a group stay in
+    cache on the CPU (measured 2-3x faster than one call over a batch of 224x224 images).
     """
     if fill not in _PADDING_MODES:
         raise ValueError(f"warp: fill must be one of {sorted(_PADDING_MODES)}, got {fill!r}")
     if len(params) != len(images):
         raise ValueError(f"warp: {len(params)} parameter sets for a batch of {len(images)} images")
-    _, _, height, width = images.shape
+    n, _, height, width = images.shape
     compute = images.dtype if images.dtype == torch.float64 else torch.float32
-    grid = sampling_grid(params.to(images.device), height, width).to(compute)
-    out = F.grid_sample(images.to(compute), grid, mode=mode, padding_mode=_PADDING_MODES[fill],
-                        align_corners=False)
-    if images.dtype == torch.uint8:
-        return out.round().clamp(0, 255).to(torch.uint8)
-    return out.to(images.dtype)
+    theta = affine_matrices(params.to(images.device), aspect=width / height).to(compute)
+    lens = params.lens.to(device=images.device, dtype=compute)
+    any_lens = bool(lens.any())
+    flip = None if flip is None else flip.to(images.device)
+    # On the CPU, groups that fit the cache; on an accelerator, one launch for the batch.
+    group = max(1, CHUNK_PIXELS // (height * width)) if images.device.type == "cpu" else n
+    out = torch.empty_like(images)
+    for start in range(0, n, group):
+        rows = slice(start, start + group)
+        grid = _grid(theta[rows], lens[rows], height, width, None if flip is None else flip[rows], any_lens)
+        result = F.grid_sample(images[rows].to(compute), grid, mode=mode,
+                               padding_mode=_PADDING_MODES[fill], align_corners=False)
+        if images.dtype == torch.uint8:
+            # Bilinear and nearest are convex combinations of the inputs: already in [0, 255].
+            result = result.round_() if mode != "bicubic" else result.round_().clamp_(0, 255)
+        out[rows] = result
+    return out
 
 
 def random_warp(images: torch.Tensor, generator: torch.Generator, *, fill: str = "zeros",
-                mode: str = "bilinear", **draw_kwargs) -> torch.Tensor:
+                mode: str = "bilinear", flip: torch.Tensor | None = None,
+                **draw_kwargs) -> torch.Tensor:
     """Draw per-image parameters (see `draw_warp` for the keywords) and warp the batch once."""
-    return warp(images, draw_warp(len(images), generator, **draw_kwargs), fill=fill, mode=mode)
+    return warp(images, draw_warp(len(images), generator, **draw_kwargs), fill=fill, mode=mode,
+                flip=flip)

@@ -152,3 +152,30 @@ def test_wei_hsv_with_probability_changes_the_chosen_images_exactly_as_at_p_1():
         expected = apply_with_probability(apply_wei_hsv(images, draw_wei_hsv_parameters(200, generator)),
                                           images, p, generator)
         assert torch.equal(wei_hsv(images, torch.Generator().manual_seed(3), p=p), expected)
+
+
+def test_fused_chunked_wei_hsv_equals_the_two_step_round_trip_at_any_chunk_size(monkeypatch):
+    import cnntricks.augment.color as color
+    images = torch.rand(6, 3, 13, 11, generator=gen(21))
+    parameters = draw_wei_hsv_parameters(6, gen(22), hue_shift=(-0.5, 0.5))  # wraps both ways
+    hsv = rgb_to_hsv(images)
+    p = {name: value.view(-1, 1, 1) for name, value in parameters.items()}
+    hue = torch.remainder(hsv[:, 0] + p["hue_shift"], 1.0)
+    saturation = (hsv[:, 1].pow(p["saturation_power"]) * p["saturation_factor"] + p["saturation_shift"]).clamp(0, 1)
+    value = (hsv[:, 2].pow(p["value_power"]) * p["value_factor"] + p["value_shift"]).clamp(0, 1)
+    expected = hsv_to_rgb(torch.stack((hue, saturation, value), 1))
+    for chunk in (1 << 16, 100, 7):  # whole batch, groups of images, pieces of one image
+        monkeypatch.setattr(color, "CHUNK_PIXELS", chunk)
+        assert (color.apply_wei_hsv(images, parameters) - expected).abs().max() < 1e-5
+        as_uint8 = color.apply_wei_hsv((images * 255).round().to(torch.uint8), parameters)
+        assert as_uint8.dtype == torch.uint8
+
+
+def test_fancy_pca_on_uint8_is_the_float_result_rounded():
+    images = batch(64, 6, seed=23)
+    pca = FancyPCA.fit(images)
+    as_uint8 = pca(images, gen(24), std=3.0)  # large offsets: clamping at both ends is exercised
+    as_float = pca(images.float() / 255, gen(24), std=3.0)
+    assert as_uint8.dtype == torch.uint8
+    assert ((as_uint8.float() - as_float * 255).abs() <= 0.5 + 1e-3).all()
+    assert as_uint8.min() == 0 and as_uint8.max() == 255

@@ -129,3 +129,18 @@ def test_probability_zero_turns_each_operation_off(op):
     changed = sum((getattr(half, f.name) != (1.0 if f.name == "scale" else 0.0)) for f in
                   WarpParameters.__dataclass_fields__.values()).bool()
     assert 850 < int(changed.sum()) < 1150
+
+
+def test_flip_folded_into_the_grid_equals_flipping_first_and_chunks_change_nothing(monkeypatch):
+    import sys
+    warp_module = sys.modules["cnntricks.augment.warp"]  # the package's `warp` is the function
+    images = torch.randint(0, 256, (10, 3, 9, 14), dtype=torch.uint8, generator=torch.Generator().manual_seed(4))
+    params = draw_warp(10, torch.Generator().manual_seed(5), translate=0.1, rotate=20, shear=10, lens=0.05)
+    flip = torch.arange(10) % 3 == 0
+    flipped_first = torch.where(flip.view(-1, 1, 1, 1), images.flip(-1), images)
+    expected = warp(flipped_first.double(), params, fill="reflect")
+    for chunk in (1 << 16, 200, 1):  # one call, groups of images, one image at a time
+        monkeypatch.setattr(warp_module, "CHUNK_PIXELS", chunk)
+        folded = warp(images.double(), params, fill="reflect", flip=flip)
+        assert (folded - expected).abs().max() < 1e-9
+        assert torch.equal(warp(images, params, flip=flip), warp(images, params, flip=flip))
