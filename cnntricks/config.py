@@ -81,9 +81,14 @@ class ModelConfig:
     name: Literal["fastnet", "vgg", "resnet", "mlp"] = "fastnet"  # model zoo entry; all share forward_features / forward_head / reset_head
     width: int = 16  # channels of the first stage, doubled per stage (conv nets); mlp: width·8 units per hidden layer
     depth: int = 3  # stages of the conv nets (each halves the resolution) or hidden layers of the mlp
-    activation: Literal["relu", "leaky_relu", "elu", "gelu", "silu", "tanh", "sigmoid"] = "relu"  # non-linearity after each conv / linear layer (seed §5)
+    activation: Literal["relu", "leaky_relu", "prelu", "rrelu", "maxout", "elu", "gelu", "silu", "tanh", "sigmoid"] = "relu"  # non-linearity after each conv / linear layer (seed §5); rrelu as the seed defines it (slope 1/U(3, 8) in training, 2/11 in evaluation); maxout = max of model.maxout_pieces linear pieces (slides)
+    init: Literal["auto", "zeros", "constant", "small_normal", "small_uniform", "calibrated", "xavier_normal", "xavier_uniform", "he_normal", "he_uniform", "orthogonal", "lsuv"] = "auto"  # weight initialization (seed §3); auto = he_normal for the ReLU family, calibrated (1/sqrt(n)) for tanh, sigmoid and maxout; the classifier layer always starts at 0.001·N(0,1)
+    negative_slope: float = 0.01  # leaky_relu's slope for x < 0; the seed's table writes a = 1/slope: a = 100 is 0.01, a = 5.5 is 0.18
+    prelu: Literal["channel", "shared"] = "channel"  # prelu: one learned slope per channel, or one per layer (both start at 0.25)
+    maxout_pieces: int = 2  # maxout: linear pieces per unit (each layer computes pieces x its width)
     norm: Literal["batch", "none"] = "batch"  # normalization after each conv
-    dropout: float = 0.0  # dropout before the classifier; the seed's fully connected default is 0.5 (§6)
+    dropout: float = 0.0  # inverted dropout before the classifier (and between the mlp's hidden layers); the seed's fully connected default is 0.5 (§6)
+    spatial_dropout: float = 0.0  # conv nets: drop whole feature maps (Dropout2d) after each stage
 
 
 @dataclass
@@ -92,7 +97,8 @@ class OptimConfig:
     lr: float = 0.1  # seed §4: "a typical value of LR in the beginning of your training is 0.1"
     momentum: float = 0.9  # SGD momentum (AdamW: beta1)
     nesterov: bool = True  # Nesterov momentum for SGD
-    weight_decay: float = 5e-4  # decay of conv / linear weights (not biases or norm layers)
+    weight_decay: float = 5e-4  # weight decay of conv / linear weights (not biases or norm layers, unless regularize.penalize=all); see decay
+    decay: Literal["auto", "coupled", "decoupled"] = "auto"  # coupled = λ·w added to the gradient (torch's SGD: L2's gradient, through momentum); decoupled = w ← w - lr·λ·w after each step (Loshchilov & Hutter; AdamW); auto = coupled for sgd, decoupled for adamw
     batch_size: int = 128  # images per step; the loss is a mean over the batch (seed §4, Sutskever)
     label_smoothing: float = 0.1  # cross-entropy target smoothing; 0 = plain one-hot targets
 
@@ -114,7 +120,9 @@ class ScheduleConfig:
 class RegularizeConfig:
     l2: float = 0.0  # penalty ½·λ·‖w‖² added to the loss (seed §6); its gradient is λ·w
     l1: float = 0.0  # penalty λ·‖w‖₁ added to the loss (seed §6); l1 and l2 together = elastic net
+    l1_start: float = 0.0  # share of training (0-1) before l1 switches on; 0.8 = "L2 + L1 towards the end of training" (slides)
     max_norm: float | None = None  # project each unit's incoming weights to ‖w‖₂ <= c after every step; seed §6: c of 3 or 4
+    penalize: Literal["weights", "all"] = "weights"  # what l1, l2 and weight decay act on: conv / linear weights only, or biases and norm parameters too
 
 
 @dataclass
@@ -131,6 +139,7 @@ class TrainConfig:
     checkpoint_every: int = 1  # epochs between checkpoints (the last epoch always writes one)
     log_every: int = 1  # steps between per-batch lines in history.jsonl
     name: str = "run"  # run name, used in the default run directory runs/<timestamp>-<name>
+    monitor: str = "every:50"  # layer statistics into stats.jsonl (activations, dead units, saturation, gradients, updates): off, or every:N steps
 
 
 @dataclass
@@ -176,6 +185,9 @@ _RANGES: dict[str, tuple[typing.Callable[[Any], bool], str]] = {
     "model.width": (lambda v: v >= 1, ">= 1"),
     "model.depth": (lambda v: v >= 1, ">= 1"),
     "model.dropout": (lambda v: 0 <= v < 1, "in [0, 1)"),
+    "model.spatial_dropout": (lambda v: 0 <= v < 1, "in [0, 1)"),
+    "model.negative_slope": (lambda v: 0 <= v < 1, "in [0, 1) (the seed's a = 1/slope: a = 100 is 0.01)"),
+    "model.maxout_pieces": (lambda v: v >= 2, ">= 2"),
     "optim.lr": (lambda v: v > 0, "> 0"),
     "optim.momentum": (lambda v: 0 <= v < 1, "in [0, 1)"),
     "optim.weight_decay": (lambda v: v >= 0, ">= 0"),
@@ -189,6 +201,10 @@ _RANGES: dict[str, tuple[typing.Callable[[Any], bool], str]] = {
     "regularize.l1": (lambda v: v >= 0, ">= 0"),
     "regularize.l2": (lambda v: v >= 0, ">= 0"),
     "regularize.max_norm": (lambda v: v is None or v > 0, "> 0"),
+    "regularize.l1_start": (lambda v: 0 <= v < 1, "in [0, 1) (a share of training)"),
+    "train.monitor": (lambda v: v == "off" or (isinstance(v, str) and v.startswith("every:")
+                                               and v[6:].isdigit() and int(v[6:]) >= 1),
+                      "off or every:N with N >= 1 steps (every:50)"),
     "train.epochs": (lambda v: v >= 1, ">= 1"),
     "train.target_accuracy": (lambda v: v is None or 0 < v <= 1, "in (0, 1] (a fraction, not a percent)"),
     "train.checkpoint_every": (lambda v: v >= 1, ">= 1"),
@@ -210,6 +226,8 @@ def _type_name(tp) -> str:
 def _coerce(key: str, value: Any, tp) -> Any:
     """Check `value` against the annotation `tp`, converting where it is unambiguous (int -> float)."""
     origin = typing.get_origin(tp)
+    if isinstance(value, bool) and (tp is str or origin is Literal):
+        value = "on" if value else "off"  # YAML 1.1 reads a bare off / on as a boolean
     if origin in (typing.Union, types.UnionType):
         args = typing.get_args(tp)
         if value is None or (isinstance(value, str) and value.lower() in ("none", "null")):

@@ -18,9 +18,22 @@ ACTIVATIONS = Registry("activation")
 
 LEAKY_RELU_SLOPE = 0.01  # Maas et al. 2013, the seed's Leaky ReLU; also torch's default
 
+PRELU_INIT = 0.25  # He et al. 2015's initial PReLU slope
+RRELU_RANGE = (3.0, 8.0)  # seed §5 (Xu et al. 2015): a ~ U(3, 8), negative slope 1/a in training
+RRELU_EVAL_SLOPE = 2 / sum(RRELU_RANGE)  # seed §5: x / ((l + u) / 2) at test time = 2/11
+
 # Slope for negative inputs, per activation name (absent = 0, as for ReLU). Besides the layer,
 # He et al. 2015's initialization needs it: variance 2 / ((1 + a²) · fan_in) for slope a.
-NEGATIVE_SLOPE: dict[str, float] = {"leaky_relu": LEAKY_RELU_SLOPE}
+NEGATIVE_SLOPE: dict[str, float] = {"leaky_relu": LEAKY_RELU_SLOPE, "prelu": PRELU_INIT,
+                                    "rrelu": RRELU_EVAL_SLOPE}
+
+
+def negative_slope(name: str, **options) -> float:
+    """The slope for x < 0 that He's initialization should assume for activation `name` built
+    with `options` (a leaky_relu's own `negative_slope`, else the table above, else 0)."""
+    if name == "leaky_relu" and "negative_slope" in options:
+        return float(options["negative_slope"])
+    return NEGATIVE_SLOPE.get(name, 0.0)
 
 
 def create_activation(name: str, **options) -> nn.Module:
