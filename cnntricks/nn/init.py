@@ -24,7 +24,7 @@ import math
 import torch
 from torch import nn
 
-from cnntricks.nn.activations import NEGATIVE_SLOPE
+from cnntricks.nn.activations import negative_slope as slope_of
 from cnntricks.registry import Registry
 
 INITS = Registry("initialization scheme")
@@ -49,13 +49,18 @@ def calibrated(weight: torch.Tensor, activation: str, generator: torch.Generator
 
 @INITS.register("he_normal")
 def he_normal(weight: torch.Tensor, activation: str, generator: torch.Generator | None = None) -> None:
-    slope = NEGATIVE_SLOPE.get(activation, 0.0)
+    slope = slope_of(activation)
     weight.normal_(0.0, math.sqrt(2.0 / ((1.0 + slope**2) * fan_in(weight))), generator=generator)
 
 
 def scheme_for(activation: str) -> str:
     """The seed's choice of scheme for an activation: calibrated for tanh/sigmoid, else He."""
     return "calibrated" if activation in SATURATING else "he_normal"
+
+
+def resolve_scheme(init: str, activation: str) -> str:
+    """`model.init` as a scheme name: "auto" is the seed's choice for the activation."""
+    return scheme_for(activation) if init == "auto" else init
 
 
 @torch.no_grad()
