@@ -1,4 +1,4 @@
-"""The `cnntricks` command line: train, evaluate, predict, config.
+"""The `cnntricks` command line: train, evaluate, predict, config, experiment.
 
 Exit codes (scripts may rely on them):
   0  success
@@ -260,6 +260,31 @@ def cmd_config(args) -> int:
     return EXIT_OK
 
 
+def cmd_experiment(args) -> int:
+    from cnntricks.config import ConfigError
+    from cnntricks.experiments import EXPERIMENTS
+    try:
+        run = EXPERIMENTS.get(args.name)
+    except ValueError as err:  # unknown name: the registry's message lists the known ones
+        raise ConfigError(f"{err}; see cnntricks experiment --help") from None
+    if args.seeds < 1:
+        raise ConfigError(f"--seeds {args.seeds}: give at least 1 seed")
+    out_dir = Path(args.out or Path("results") / args.name)
+    print(f"{args.name}: budget {args.budget}, seeds {args.seed}..{args.seed + args.seeds - 1}, "
+          f"writing to {out_dir}", file=sys.stderr)
+    result = run(out_dir, seed=args.seed, seeds=args.seeds, budget=args.budget, data=args.data)
+    for what, path in result["files"].items():
+        print(f"{what}: {path}")
+    print()
+    print(_table(result["summary"]["rows"], result["summary"]["header"]))
+    return EXIT_OK
+
+
+def _experiment_list() -> str:
+    from cnntricks.experiments import EXPERIMENTS, describe
+    return "experiments:\n" + "\n".join(f"  {name:<14}{describe(name)}" for name in EXPERIMENTS.names())
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="cnntricks",
@@ -311,6 +336,25 @@ def build_parser() -> argparse.ArgumentParser:
     preprocess.add_argument("--images", type=int, default=5000, help="training images to fit on")
     preprocess.add_argument("--out", default="whitening_demo.png", help="PNG to write (default whitening_demo.png)")
 
+    experiment = sub.add_parser("experiment", help="reproduce one of the seed's claims: figures and numbers",
+                                usage="cnntricks experiment NAME [--out DIR] [--budget {smoke,small,full}] "
+                                      "[--seeds N] [--seed S] [--data SOURCE]",
+                                description="Run a named experiment; it writes its figure and numbers to "
+                                            "--out and prints a short table.",
+                                epilog=_experiment_list() + "\n\nexample:\n  cnntricks experiment init-stats "
+                                       "--out results/init-stats",
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    experiment.add_argument("name", metavar="NAME", help="which experiment (listed below)")
+    experiment.add_argument("--out", metavar="DIR", help="where to write (default results/NAME)")
+    experiment.add_argument("--budget", choices=["smoke", "small", "full"], default="small",
+                            help="smoke: seconds, a check that it runs; small (default): a readable "
+                                 "result in about a minute; full: the numbers worth quoting")
+    experiment.add_argument("--seeds", type=int, default=1, metavar="N", help="repeat over N seeds and report means (default 1)")
+    experiment.add_argument("--seed", type=int, default=0, metavar="S", help="first seed (default 0)")
+    experiment.add_argument("--data", metavar="SOURCE",
+                            help="a data.source (fashion-mnist, digits, ...) for experiments that read "
+                                 "images; default: the experiment's own inputs")
+
     cfg = sub.add_parser("config", help="every configuration key, its default and its meaning")
     cfg.add_argument("section", nargs="?", help="only this section (data, optim, ...)")
     cfg.add_argument("--yaml", action="store_true", help="print the defaults as a YAML file")
@@ -344,6 +388,8 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_evaluate(args, words[0], words[1:] + overrides)
         if args.command == "predict":
             return cmd_predict(args)
+        if args.command == "experiment":
+            return cmd_experiment(args)
         return cmd_config(args)
     except DataError as err:
         print(f"cnntricks: data error: {err}", file=sys.stderr)

@@ -9,6 +9,13 @@ The conv nets follow seed §4: 3×3 filters, stride 1, zero padding 1 (the map k
 2×2 max pooling. Seed §4 also says "the size of input images prefers to be power-of-2";
 `create_model` warns (`ImageSizeWarning`) when a side is not, but every model takes any size:
 the conv nets end in a global pooling and skip pools once a side is down to one pixel.
+
+Every model is built from one `ModelConfig` (as nanoGPT's GPT(config)) and honours all its keys:
+`activation` with its options (`negative_slope`, `prelu`, `maxout_pieces`: see nn/activations.py),
+`init`, `norm`, `dropout` and `spatial_dropout`. Maxout keeps the max of each k channels, so the
+layer before every activation (and its norm) outputs k times the width. With the default config
+(relu, auto init, no dropout) the layout and the state-dict keys are those of earlier versions,
+so their checkpoints load.
 """
 from __future__ import annotations
 
@@ -18,8 +25,9 @@ import torch
 from torch import nn
 
 from cnntricks.config import ModelConfig
-from cnntricks.nn.activations import create_activation
-from cnntricks.nn.init import initialize, scheme_for
+from cnntricks.nn.activations import (activation_options, create_activation, negative_slope,
+                                      width_factor)
+from cnntricks.nn.init import initialize, resolve_scheme
 from cnntricks.registry import Registry
 
 MODELS = Registry("model")
@@ -58,16 +66,34 @@ def max_pool_2x2(size: tuple[int, int]) -> tuple[nn.Module, tuple[int, int]]:
     return nn.MaxPool2d(2 if kernel == (2, 2) else kernel), (height // kernel[0], width // kernel[1])
 
 
+def with_spatial_dropout(stage: nn.Sequential, p: float) -> nn.Sequential:
+    """`stage` followed by Dropout2d(p), which zeroes whole feature maps (Tompson et al. 2015):
+    neighbouring pixels of a map are correlated, so dropping single pixels hardly regularizes.
+    Added only for p > 0, at the end, so the default model's state-dict keys do not move."""
+    if p > 0:
+        stage.append(nn.Dropout2d(p))
+    return stage
+
+
 class Classifier(nn.Module):
     """Base of every model: features (N, num_features), then dropout and one linear layer.
 
-    A subclass builds its feature layers, then calls `attach_head` (so the head comes last in
-    `children()` and the state dict) and `initialize_weights`.
+    A subclass builds its feature layers, calling `make_activation(channels)` for each
+    non-linearity and making the layer before it output `width_factor` x channels (maxout's k),
+    then calls `attach_head` (so the head comes last in `children()` and the state dict) and
+    `initialize_weights`.
     """
 
-    def __init__(self, activation: str):
+    def __init__(self, cfg: ModelConfig):
         super().__init__()
-        self.activation_name = activation  # reset_head initializes a new head the same way
+        self.activation_name = cfg.activation
+        self.activation_options = activation_options(cfg)  # negative_slope, mode, pieces
+        self.width_factor = width_factor(cfg.activation, **self.activation_options)
+        self.init_name = cfg.init
+
+    def make_activation(self, channels: int) -> nn.Module:
+        """A fresh activation whose output has `channels` channels (PReLU: one slope per channel)."""
+        return create_activation(self.activation_name, channels=channels, **self.activation_options)
 
     def attach_head(self, num_features: int, num_classes: int, dropout: float) -> None:
         self.num_features = num_features
@@ -86,8 +112,17 @@ class Classifier(nn.Module):
         return self.forward_head(self.forward_features(x))
 
     def initialize_weights(self) -> None:
-        """The seed's initialization for this model's activation (nn/init.py)."""
-        initialize(self, scheme_for(self.activation_name), self.activation_name)
+        """`model.init` for this model's activation (nn/init.py); "lsuv" does its orthogonal step
+        only, the training loop rescales with a batch (`lsuv_`)."""
+        activation, init = self.activation_name, self.init_name
+        if init == "auto" and activation == "maxout":
+            # The seed's calibrated 1/n: max(X, Y)² + min(X, Y)² = X² + Y², and for iid symmetric
+            # X, Y max² and min² have one distribution, so E[max(X, Y)²] = E[X²] (k = 2).
+            init = "calibrated"
+        # Only leaky_relu's slope is configurable; passing a slope for others would also give
+        # orthogonal init a rectifier's gain.
+        slope = negative_slope(activation, **self.activation_options) if activation == "leaky_relu" else None
+        initialize(self, resolve_scheme(init, activation), activation, negative_slope=slope)
         self._initialize_head(self.head)
 
     @staticmethod
@@ -108,127 +143,147 @@ class Classifier(nn.Module):
             nn.Linear(self.num_features, num_classes, device=old.device, dtype=old.dtype))
 
 
+@MODELS.register("fastnet")
 class FastNet(Classifier):
     """The speed default, airbench-style (Keller Jordan's CIFAR-10 speed runs); layout measured.
 
     stem: conv3x3 -> pool -> norm -> act; each further stage doubles the width:
     conv3x3 -> norm -> act -> conv3x3 -> pool -> norm -> act; then a global max pool.
     Pooling comes before norm and activation on purpose: BN and the activation see 4x fewer
-    elements (measured 30% faster on CPU), and max-pooling commutes with a monotone activation.
+    elements (measured 30% faster on CPU), and max-pooling commutes with a monotone activation
+    (and with maxout, itself a max).
     """
 
-    def __init__(self, in_channels: int, num_classes: int, image_size: tuple[int, int] = (32, 32),
-                 width: int = 32, depth: int = 3, activation: str = "relu", norm: str = "batch",
-                 dropout: float = 0.0):
-        super().__init__(activation)
-        bias = norm == "none"  # a norm layer's shift makes a conv bias redundant
+    def __init__(self, cfg: ModelConfig, in_channels: int, num_classes: int,
+                 image_size: tuple[int, int] = (32, 32)):
+        super().__init__(cfg)
+        k, norm, bias = self.width_factor, cfg.norm, cfg.norm == "none"  # a norm's shift makes a conv bias redundant
+        width = cfg.width
         pool, size = max_pool_2x2(image_size)
-        stages = [nn.Sequential(conv3x3(in_channels, width, bias=bias), pool,
-                                create_norm(norm, width), create_activation(activation))]
+        stages = [nn.Sequential(conv3x3(in_channels, k * width, bias=bias), pool,
+                                create_norm(norm, k * width), self.make_activation(width))]
         channels = width
-        for stage in range(1, depth):
+        for stage in range(1, cfg.depth):
             out = width * 2**stage
             pool, size = max_pool_2x2(size)
             stages.append(nn.Sequential(
-                conv3x3(channels, out, bias=bias), create_norm(norm, out), create_activation(activation),
-                conv3x3(out, out, bias=bias), pool, create_norm(norm, out), create_activation(activation)))
+                conv3x3(channels, k * out, bias=bias), create_norm(norm, k * out), self.make_activation(out),
+                conv3x3(out, k * out, bias=bias), pool, create_norm(norm, k * out), self.make_activation(out)))
             channels = out
-        self.stages = nn.Sequential(*stages)
+        self.stages = nn.Sequential(*(with_spatial_dropout(stage, cfg.spatial_dropout) for stage in stages))
         self.pool = nn.AdaptiveMaxPool2d(1)
-        self.attach_head(channels, num_classes, dropout)
+        self.attach_head(channels, num_classes, cfg.dropout)
         self.initialize_weights()
 
 
+@MODELS.register("vgg")
 class VGG(Classifier):
     """Seed §4 literally (Simonyan & Zisserman 2015): per stage two 3x3 stride-1 zero-padded convs,
     each followed by norm and activation, then 2x2 max pooling; global average pool at the end."""
 
-    def __init__(self, in_channels: int, num_classes: int, image_size: tuple[int, int] = (32, 32),
-                 width: int = 32, depth: int = 3, activation: str = "relu", norm: str = "batch",
-                 dropout: float = 0.0):
-        super().__init__(activation)
-        bias = norm == "none"
+    def __init__(self, cfg: ModelConfig, in_channels: int, num_classes: int,
+                 image_size: tuple[int, int] = (32, 32)):
+        super().__init__(cfg)
+        k, norm, bias = self.width_factor, cfg.norm, cfg.norm == "none"
         stages, channels, size = [], in_channels, image_size
-        for stage in range(depth):
-            out = width * 2**stage
+        for stage in range(cfg.depth):
+            out = cfg.width * 2**stage
             pool, size = max_pool_2x2(size)
             stages.append(nn.Sequential(
-                conv3x3(channels, out, bias=bias), create_norm(norm, out), create_activation(activation),
-                conv3x3(out, out, bias=bias), create_norm(norm, out), create_activation(activation), pool))
+                conv3x3(channels, k * out, bias=bias), create_norm(norm, k * out), self.make_activation(out),
+                conv3x3(out, k * out, bias=bias), create_norm(norm, k * out), self.make_activation(out), pool))
             channels = out
-        self.stages = nn.Sequential(*stages)
+        self.stages = nn.Sequential(*(with_spatial_dropout(stage, cfg.spatial_dropout) for stage in stages))
         self.pool = nn.AdaptiveAvgPool2d(1)
-        self.attach_head(channels, num_classes, dropout)
+        self.attach_head(channels, num_classes, cfg.dropout)
         self.initialize_weights()
 
 
 class BasicBlock(nn.Module):
     """He et al. 2016's residual block: conv3x3 -> norm -> act -> conv3x3 -> norm, plus the
-    shortcut, then act. The shortcut is the identity, or a strided 1x1 conv where the shape changes."""
+    shortcut, then act (and Dropout2d when `spatial_dropout` > 0).
 
-    def __init__(self, in_channels: int, out_channels: int, stride: int, activation: str, norm: str):
+    `make_activation(channels)` builds each activation; `width_factor` (maxout's k) is how many
+    channels each one takes per channel it outputs. act2 comes after the sum, so the residual and
+    the shortcut both produce k·out channels: the shortcut is the identity only when the input
+    already has that shape (stride 1 and in = k·out), else a 1x1 conv (strided where the map
+    shrinks) with norm. With maxout (k >= 2) every block therefore projects.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, stride: int, make_activation, norm: str,
+                 width_factor: int = 1, spatial_dropout: float = 0.0):
         super().__init__()
         bias = norm == "none"
-        self.conv1 = conv3x3(in_channels, out_channels, stride, bias=bias)
-        self.norm1 = create_norm(norm, out_channels)
-        self.act1 = create_activation(activation)
-        self.conv2 = conv3x3(out_channels, out_channels, bias=bias)
-        self.norm2 = create_norm(norm, out_channels)
-        self.act2 = create_activation(activation)
+        wide = width_factor * out_channels  # what conv1, conv2 and the shortcut output
+        self.conv1 = conv3x3(in_channels, wide, stride, bias=bias)
+        self.norm1 = create_norm(norm, wide)
+        self.act1 = make_activation(out_channels)
+        self.conv2 = conv3x3(out_channels, wide, bias=bias)
+        self.norm2 = create_norm(norm, wide)
+        self.act2 = make_activation(out_channels)
         self.shortcut: nn.Module = nn.Identity()
-        if stride != 1 or in_channels != out_channels:
+        if stride != 1 or in_channels != wide:
             self.shortcut = nn.Sequential(
-                nn.Conv2d(in_channels, out_channels, 1, stride=stride, bias=bias), create_norm(norm, out_channels))
+                nn.Conv2d(in_channels, wide, 1, stride=stride, bias=bias), create_norm(norm, wide))
+        # No module at p = 0: the default block's layout and state dict stay as they were.
+        self.spatial_dropout = nn.Dropout2d(spatial_dropout) if spatial_dropout > 0 else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         residual = self.norm2(self.conv2(self.act1(self.norm1(self.conv1(x)))))
-        return self.act2(residual + self.shortcut(x))
+        out = self.act2(residual + self.shortcut(x))
+        return out if self.spatial_dropout is None else self.spatial_dropout(out)
 
 
+@MODELS.register("resnet")
 class ResNet(Classifier):
     """A small ResNet (He et al. 2016): stem conv3x3 -> norm -> act, one BasicBlock per stage
     (stride 2 from the second stage on, width doubling), global average pool."""
 
-    def __init__(self, in_channels: int, num_classes: int, image_size: tuple[int, int] = (32, 32),
-                 width: int = 32, depth: int = 3, activation: str = "relu", norm: str = "batch",
-                 dropout: float = 0.0):
-        super().__init__(activation)
+    def __init__(self, cfg: ModelConfig, in_channels: int, num_classes: int,
+                 image_size: tuple[int, int] = (32, 32)):
+        super().__init__(cfg)
+        k, norm, width = self.width_factor, cfg.norm, cfg.width
         # A stride-2 conv with padding 1 maps a 1-pixel side to 1 pixel: any image size works.
-        stages = [nn.Sequential(conv3x3(in_channels, width, bias=norm == "none"),
-                                create_norm(norm, width), create_activation(activation))]
+        stem = nn.Sequential(conv3x3(in_channels, k * width, bias=norm == "none"),
+                             create_norm(norm, k * width), self.make_activation(width))
+        stages: list[nn.Module] = [with_spatial_dropout(stem, cfg.spatial_dropout)]
         channels = width
-        for stage in range(depth):
+        for stage in range(cfg.depth):
             out = width * 2**stage
-            stages.append(BasicBlock(channels, out, 1 if stage == 0 else 2, activation, norm))
+            stages.append(BasicBlock(channels, out, 1 if stage == 0 else 2, self.make_activation, norm,
+                                     k, cfg.spatial_dropout))
             channels = out
         self.stages = nn.Sequential(*stages)
         self.pool = nn.AdaptiveAvgPool2d(1)
-        self.attach_head(channels, num_classes, dropout)
+        self.attach_head(channels, num_classes, cfg.dropout)
         self.initialize_weights()
 
 
+@MODELS.register("mlp")
 class MLP(Classifier):
     """Fully connected baseline: flatten -> `depth` x (linear -> act), dropout between hidden layers
     (seed §6 applies dropout to fully connected layers); the head drops before the last layer.
 
-    Hidden layers have 8 x width units, so width 32 gives 256 (the default width 16 gives 128). No normalization
-    (`norm` applies to convs). Built for one image size: the input layer's size depends on it.
+    Hidden layers have 8 x width units, so width 32 gives 256 (the default width 16 gives 128);
+    with maxout each linear layer outputs k x that many. No normalization and no spatial dropout
+    (`norm` and `spatial_dropout` apply to conv feature maps; `dropout` is the MLP's).
+    Built for one image size: the input layer's size depends on it.
     """
 
-    def __init__(self, in_channels: int, num_classes: int, image_size: tuple[int, int] = (32, 32),
-                 width: int = 32, depth: int = 3, activation: str = "relu", dropout: float = 0.0):
-        hidden = 8 * width
-        super().__init__(activation)
+    def __init__(self, cfg: ModelConfig, in_channels: int, num_classes: int,
+                 image_size: tuple[int, int] = (32, 32)):
+        super().__init__(cfg)
+        hidden = 8 * cfg.width
         self.input_shape = (in_channels, *image_size)
         layers: list[nn.Module] = [nn.Flatten()]
         inputs = in_channels * image_size[0] * image_size[1]
-        for layer in range(depth):
+        for layer in range(cfg.depth):
             if layer > 0:
-                layers.append(nn.Dropout(dropout))
-            layers += [nn.Linear(inputs, hidden), create_activation(activation)]
+                layers.append(nn.Dropout(cfg.dropout))
+            layers += [nn.Linear(inputs, self.width_factor * hidden), self.make_activation(hidden)]
             inputs = hidden
         self.layers = nn.Sequential(*layers)
-        self.attach_head(hidden, num_classes, dropout)
+        self.attach_head(hidden, num_classes, cfg.dropout)
         self.initialize_weights()
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
@@ -236,26 +291,6 @@ class MLP(Classifier):
             raise ValueError(f"mlp: built for images of shape {self.input_shape} (C, H, W), got "
                              f"{tuple(x.shape[1:])}; create the model with this image size")
         return self.layers(x)  # (N, C, H, W) -> (N, hidden)
-
-
-@MODELS.register("fastnet")
-def fastnet(cfg: ModelConfig, in_channels: int, num_classes: int, image_size: tuple[int, int]) -> Classifier:
-    return FastNet(in_channels, num_classes, image_size, cfg.width, cfg.depth, cfg.activation, cfg.norm, cfg.dropout)
-
-
-@MODELS.register("vgg")
-def vgg(cfg: ModelConfig, in_channels: int, num_classes: int, image_size: tuple[int, int]) -> Classifier:
-    return VGG(in_channels, num_classes, image_size, cfg.width, cfg.depth, cfg.activation, cfg.norm, cfg.dropout)
-
-
-@MODELS.register("resnet")
-def resnet(cfg: ModelConfig, in_channels: int, num_classes: int, image_size: tuple[int, int]) -> Classifier:
-    return ResNet(in_channels, num_classes, image_size, cfg.width, cfg.depth, cfg.activation, cfg.norm, cfg.dropout)
-
-
-@MODELS.register("mlp")
-def mlp(cfg: ModelConfig, in_channels: int, num_classes: int, image_size: tuple[int, int]) -> Classifier:
-    return MLP(in_channels, num_classes, image_size, cfg.width, cfg.depth, cfg.activation, cfg.dropout)
 
 
 def is_power_of_two(n: int) -> bool:

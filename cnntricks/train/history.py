@@ -25,7 +25,11 @@ def _clean(value):
     return value
 
 
-class HistoryWriter:
+class JsonlWriter:
+    """Lines buffered in memory and appended (with fsync) at `flush`, which returns the file's line
+    count for the checkpoint; `truncate` cuts the file back to such a count on resume. The writer
+    of history.jsonl here and of stats.jsonl (monitor/)."""
+
     def __init__(self, path: str | Path):
         self.path = Path(path)
         self.pending: list[str] = []
@@ -33,10 +37,6 @@ class HistoryWriter:
         if self.path.exists():
             with self.path.open("rb") as f:  # bytes: a kill may have cut a character in half
                 self.lines = sum(1 for _ in f)
-
-    def add(self, kind: str, **values) -> None:
-        record = {"kind": kind, **{k: _clean(v) for k, v in values.items()}}
-        self.pending.append(json.dumps(record))
 
     def flush(self) -> int:
         """Append the pending lines and fsync; returns the file's line count."""
@@ -51,22 +51,27 @@ class HistoryWriter:
 
     def truncate(self, lines: int) -> None:
         """Keep the first `lines` lines (those a checkpoint vouches for); rewrite atomically."""
-        kept = self.path.read_text().splitlines(keepends=True)[:lines] if self.path.exists() else []
+        kept = self.path.read_bytes().splitlines(keepends=True)[:lines] if self.path.exists() else []
         tmp = self.path.with_name(self.path.name + ".tmp")
-        tmp.write_text("".join(kept))
+        tmp.write_bytes(b"".join(kept))
         os.replace(tmp, self.path)
         self.lines, self.pending = len(kept), []
 
 
-def read_history(run_dir: str | Path) -> list[dict]:
-    """Every record of `<run_dir>/history.jsonl`, in file order.
+class HistoryWriter(JsonlWriter):
+    def add(self, kind: str, **values) -> None:
+        record = {"kind": kind, **{k: _clean(v) for k, v in values.items()}}
+        self.pending.append(json.dumps(record))
+
+
+def read_jsonl(path: Path, missing: str) -> list[dict]:
+    """Every JSON object of a .jsonl file, in file order; `missing` is the error's advice.
 
     A cut-off last line (a run killed while writing) is skipped; a damaged line anywhere else
-    is an error, since no writer of this format leaves one.
+    is an error, since no writer of these formats leaves one.
     """
-    path = Path(run_dir) / "history.jsonl"
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: not found; is '{run_dir}' a run directory written by the trainer?")
+        raise FileNotFoundError(f"{path}: not found; {missing}")
     # errors="replace": a kill can also cut a multi-byte character in half
     lines = [line for line in path.read_bytes().decode("utf-8", errors="replace").splitlines() if line.strip()]
     records = []
@@ -81,6 +86,12 @@ def read_history(run_dir: str | Path) -> list[dict]:
         if isinstance(record, dict):
             records.append(record)
     return records
+
+
+def read_history(run_dir: str | Path) -> list[dict]:
+    """Every record of `<run_dir>/history.jsonl`, in file order (see `read_jsonl`)."""
+    return read_jsonl(Path(run_dir) / "history.jsonl",
+                      f"is '{run_dir}' a run directory written by the trainer?")
 
 
 def split_history(records: list[dict]) -> tuple[list[dict], list[dict]]:

@@ -32,13 +32,15 @@ from cnntricks.augment.policy import resolve as resolve_augment
 from cnntricks.config import Config
 from cnntricks.data import Splits, batch_indices, load_splits
 from cnntricks.nn.models import ImageSizeWarning, create_model
-from cnntricks.nn.regularize import apply_max_norm, penalty
+from cnntricks.monitor import Monitor
+from cnntricks.nn.init import lsuv_
+from cnntricks.nn.regularize import apply_max_norm, l1_active, penalty
 from cnntricks.preprocess.pipeline import Preprocess, fit_preprocess, model_input_shape
 from cnntricks.train import checkpoint as ckpt
 from cnntricks.train.device import autocast, resolve_device, resolve_precision
 from cnntricks.train.evaluate import metrics, predict_logits
 from cnntricks.train.history import HistoryWriter
-from cnntricks.train.optim import create_optimizer, set_lr
+from cnntricks.train.optim import apply_decoupled_decay, create_optimizer, set_lr
 from cnntricks.train.schedule import Schedule
 
 
@@ -189,7 +191,7 @@ def fit(cfg: Config, run_dir: str | Path, *, resume: bool = False, progress: boo
     ckpt.write_atomic(run_dir / "data.json", json.dumps(describe_data(splits), indent=2))
     channels_last = uses_channels_last(cfg)
     model = build(cfg, describe_data(splits), device, warn_size=not resume)
-    optimizer = create_optimizer(cfg.optim, model)
+    optimizer = create_optimizer(cfg.optim, model, cfg.regularize.penalize)
     channels, num_classes = splits.train.images.shape[1], len(splits.train.classes)
     try:
         augment_values, notice = resolve_augment(cfg.augment, channels)
@@ -209,6 +211,7 @@ def fit(cfg: Config, run_dir: str | Path, *, resume: bool = False, progress: boo
     steps_per_epoch = len(train_labels) // batch_size
     schedule = Schedule(cfg.schedule, cfg.optim.lr, t.epochs * steps_per_epoch, steps_per_epoch)
     history = HistoryWriter(run_dir / "history.jsonl")
+    monitor = Monitor.from_setting(t.monitor, model, run_dir / "stats.jsonl")  # None when off
     state = TrainerState()
     scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
 
@@ -225,11 +228,20 @@ def fit(cfg: Config, run_dir: str | Path, *, resume: bool = False, progress: boo
         if saved.get("scaler"):
             scaler.load_state_dict(saved["scaler"])
         history.truncate(saved["history_lines"])
+        if monitor is not None:
+            monitor.truncate(saved.get("stats_lines", 0))
+            monitor.load_state_dict(saved.get("monitor") or {})
         state = TrainerState(**saved["trainer"])
     else:
         # A new run, or one killed before its first checkpoint: start over. Lines that such a run
         # wrote (its first epoch, a nonfinite event) are vouched for by no checkpoint.
         history.truncate(0)
+        if monitor is not None:
+            monitor.truncate(0)
+    if cfg.model.init == "lsuv" and state.step == 0:  # LSUV scales each layer on a real batch
+        first = torch.randperm(len(train_labels), generator=torch.Generator().manual_seed(t.seed))[:batch_size]
+        lsuv_(model, orthogonalize=False, batch=preprocess(train_images[first.to(device)]).contiguous(
+            memory_format=torch.channels_last if channels_last else torch.contiguous_format))
     if resume:  # written once the checkpoint is known to fit, so a refused override changes nothing
         ckpt.write_atomic(run_dir / "config.yaml", config_module.dump(cfg))
 
@@ -259,6 +271,8 @@ def fit(cfg: Config, run_dir: str | Path, *, resume: bool = False, progress: boo
             for (step, step_lr, _), value in zip(pending, values):
                 if not math.isfinite(value):
                     bar.close()
+                    if monitor is not None:  # the statistics up to the fault: evidence for the doctor
+                        monitor.flush()
                     _diverged(run_dir, history, state, epoch, step, value, step_lr)
                 if step % t.log_every == 0:
                     history.add("batch", step=step, epoch=epoch + 1, loss=value, lr=step_lr)
@@ -280,19 +294,28 @@ def fit(cfg: Config, run_dir: str | Path, *, resume: bool = False, progress: boo
                 images, targets = mixing(images, labels, generator)
             lr = schedule.lr(state.step)
             set_lr(optimizer, lr)
+            watched = monitor is not None and monitor.before_forward(state.step + 1)
             with autocast(device, precision):
                 logits = model(images)
                 # Mean over the batch: the seed's "divide the gradients by mini batch size",
                 # so the LR need not change with the batch size (seed §4, Sutskever).
                 loss = F.cross_entropy(logits, targets, label_smoothing=cfg.optim.label_smoothing)
-            total = loss + penalty(model, cfg.regularize.l1, cfg.regularize.l2)
+            reg = cfg.regularize
+            l1 = reg.l1 if reg.l1 and l1_active(state.step, t.epochs * steps_per_epoch, reg.l1_start) else 0.0
+            total = loss + penalty(model, l1, reg.l2, reg.penalize)
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(total).backward()
+            if watched:
+                # the scale as a device tensor: reading it would wait for the device
+                monitor.after_backward(grad_scale=scaler._scale if scaler.is_enabled() else 1.0)
+            apply_decoupled_decay(optimizer)  # SGD with optim.decay=decoupled only
             scaler.step(optimizer)
             scaler.update()
             if cfg.regularize.max_norm is not None:
                 apply_max_norm(model, cfg.regularize.max_norm)
             state.step += 1
+            if watched:
+                monitor.after_step(state.step, epoch + 1)
             pending.append((state.step, lr, total.detach()))
             loss_sum += loss.detach() * len(labels)
             correct += (logits.argmax(1) == labels).sum()
@@ -329,9 +352,12 @@ def fit(cfg: Config, run_dir: str | Path, *, resume: bool = False, progress: boo
             tqdm.write(_epoch_line(record, t.epochs))
         last_epoch = state.epoch == t.epochs or state.stop_reason is not None
         lines = history.flush()
+        stats_lines = monitor.flush() if monitor is not None else 0
         if state.epoch % t.checkpoint_every == 0 or last_epoch:
             ckpt.save_checkpoint(run_dir, state.epoch, model, optimizer, _rng_states(generator),
                                  {"schedule": schedule.state_dict(), "history_lines": lines,
+                                  "stats_lines": stats_lines,
+                                  "monitor": monitor.state_dict() if monitor is not None else None,
                                   "scaler": scaler.state_dict(),
                                   "trainer": state.__dict__})
 

@@ -5,6 +5,7 @@ count by hand) and of the bare loop (against `fit`, weight for weight) import th
 """
 import importlib.util
 import json
+import os
 import re
 import subprocess
 import sys
@@ -31,8 +32,13 @@ def load_script(name: str):
     return module
 
 
-def run_script(*args: str, timeout: int) -> str:
-    result = subprocess.run([sys.executable, *args], capture_output=True, text=True, timeout=timeout)
+def run_script(*args: str, timeout: int, checkout: bool = False) -> str:
+    """Run a script as a user does; `checkout`: import this checkout's cnntricks, not whichever
+    copy is installed (`python benchmarks/x.py` puts benchmarks/, not the repository, on the path)."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(BENCHMARKS.parent),
+                                                                     os.environ.get("PYTHONPATH")]))}
+    result = subprocess.run([sys.executable, *args], capture_output=True, text=True, timeout=timeout,
+                            env=env if checkout else None)
     assert result.returncode == 0, f"exit {result.returncode}\n{result.stdout}\n{result.stderr}"
     return result.stdout
 
@@ -179,3 +185,20 @@ def test_augment_throughput_smoke_prints_rates_ratios_and_share():
     assert float(augment) > 0 and float(step) > 0
     assert float(share) == pytest.approx(100 * float(augment) / (float(augment) + float(step)), abs=0.1)
     assert (verdict == "met") == (float(share) < 15)
+
+
+def test_monitor_overhead_smoke_prints_costs_and_shares():
+    script = str(BENCHMARKS / "monitor_overhead.py")
+    assert "Exit status" in run_script(script, "--help", timeout=60, checkout=True)
+    text = run_script(script, "--smoke", timeout=120, checkout=True)
+    find(r"^device cpu, precision \w+, torch \S+, 1 threads$", text)
+    step, = find(rf"^step without monitor: {NUMBER} ms$", text)
+    sampled, cost = find(rf"^sampled step: {NUMBER} ms, monitor cost (-?\d+\.\d+) ms", text)
+    calls, = find(rf"^unsampled step: {NUMBER} us in the monitor calls", text)
+    assert float(step) > 0 and float(cost) == pytest.approx(float(sampled) - float(step), abs=0.02)
+    assert float(calls) < 1000  # an unsampled step only checks the step number
+    rows = {every: find(rf"^every:{every}\s+(\d+)\s+{NUMBER}\s+{NUMBER}\s+-?{NUMBER}%\s+(-?\d+\.\d+)%$", text)
+            for every in (50, 10, 1)}
+    assert [int(rows[every][0]) for every in (50, 10, 1)] == [1, 1, 4]  # 4 steps: step 1, or all
+    share, verdict = find(r"^monitor share at every:50: (-?\d+\.\d+)% \(target <= 5%: (met|not met)\)$", text)
+    assert share == rows[50][4] and (verdict == "met") == (float(share) <= 5)

@@ -181,3 +181,6 @@ def assert_runs_equal(run: Path, reference: Path) -> None:
     assert len(history) == len(expected), f"history.jsonl has {len(history)} lines, uninterrupted {len(expected)}"
     for number, (line, want_line) in enumerate(zip(history, expected), start=1):
         assert line == want_line, f"history.jsonl line {number}: {line} != {want_line}"
+    if (reference / "stats.jsonl").exists():  # the monitor's statistics, bitwise too
+        stats, expected = (run / "stats.jsonl").read_text(), (reference / "stats.jsonl").read_text()
+        assert stats == expected, "stats.jsonl differs from the uninterrupted run's"

@@ -26,10 +26,11 @@ from safetensors.torch import load_file
 from cnntricks.train.checkpoint import latest_checkpoint
 
 # Many short epochs (28 steps each), so kills fall inside epochs and inside checkpoint writes;
-# dropout and the standard augmentation make the global and the loader RNG matter.
+# dropout and the standard augmentation make the global and the loader RNG matter; the monitor
+# samples often, so its dead-unit window must survive the resume too.
 EPOCHS = 6
 KILL = ["data.source=synthetic", "model.width=8", "model.depth=2", "train.threads=1", "optim.batch_size=16",
-        f"train.epochs={EPOCHS}", "model.dropout=0.2"]
+        f"train.epochs={EPOCHS}", "model.dropout=0.2", "train.monitor=every:3"]
 KILL_AT = Path(__file__).with_name("kill_at.py")
 
 

@@ -1,0 +1,39 @@
+"""Reproductions of the seed's claims, by name: `cnntricks experiment NAME`.
+
+Every experiment is a function registered in `EXPERIMENTS` with one signature, so the command
+line and a notebook call them all the same way:
+
+    run(out_dir: Path, *, seed: int = 0, seeds: int = 1, budget: str = "small",
+        data: str | None = None) -> dict
+
+- `seed`, `seeds`: the experiment repeats over seeds seed, seed+1, ..., seed+seeds-1 and reports
+  means (a single seed's number is an anecdote);
+- `budget`: "smoke" (seconds, for tests), "small" (the default: a readable result in about a
+  minute), "full" (the numbers a README quotes);
+- `data`: a `data.source` name (fashion-mnist, digits, ...) for the experiments that read data,
+  None for the experiment's default.
+
+It writes its figures and numbers under `out_dir` and returns a dict with at least
+`files` ({what: path}) and `summary` ({"header": [...], "rows": [[...], ...]}, the short table the
+command line prints), plus its own numbers.
+"""
+from cnntricks.registry import Registry
+
+EXPERIMENTS = Registry("experiment")
+BUDGETS = ("smoke", "small", "full")
+
+
+def describe(name: str) -> str:
+    """The first line of experiment `name`'s docstring."""
+    return (EXPERIMENTS.get(name).__doc__ or "").strip().splitlines()[0] if name in EXPERIMENTS else ""
+
+
+def check_budget(budget: str) -> str:
+    if budget not in BUDGETS:
+        raise ValueError(f"budget '{budget}' is not one of {', '.join(BUDGETS)}")
+    return budget
+
+
+from cnntricks.experiments import init_stats  # noqa: E402  (importing it registers init-stats)
+
+__all__ = ["BUDGETS", "EXPERIMENTS", "describe", "init_stats"]
