@@ -18,6 +18,7 @@ import warnings
 from pathlib import Path
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_DATA, EXIT_TRAINING, EXIT_INTERRUPTED = 0, 1, 2, 3, 4, 130
+EXIT_FINDINGS = 5  # cnntricks doctor --fail-on: a finding at that severity or worse
 
 
 def _split_overrides(items: list[str]) -> tuple[str | None, list[str]]:
@@ -89,7 +90,14 @@ def cmd_train(args, items: list[str]) -> int:
         cfg = config.load(config_file, overrides)
         run_dir = Path(args.run_dir or Path("runs") / f"{time.strftime('%Y-%m-%d_%H%M%S')}-{cfg.train.name}")
     print(f"run directory: {run_dir}", file=sys.stderr)
-    summary = fit(cfg, run_dir, resume=bool(args.resume), progress=not args.quiet)
+    from cnntricks.train.loop import TrainingDiverged
+    try:
+        summary = fit(cfg, run_dir, resume=bool(args.resume), progress=not args.quiet)
+    except TrainingDiverged:
+        _draw_report(run_dir)  # the figures and the doctor's verdict matter most here
+        if cfg.doctor.mode != "off":
+            _print_findings(run_dir, "warning", sys.stderr)
+        raise
     _draw_report(run_dir)
     rows = [["test accuracy", _percent(summary["test_acc"])],
             ["best validation accuracy", _percent(summary["best_val_acc"])],
@@ -99,15 +107,49 @@ def cmd_train(args, items: list[str]) -> int:
             ["device / precision", f"{summary['device']} / {summary['precision']}"],
             ["run directory", str(run_dir)]]
     print(_table(rows, ["summary", ""]))
+    if cfg.doctor.mode != "off":
+        print()
+        _print_findings(run_dir, "warning", sys.stdout)
+        print(f"report: {run_dir / 'report' / 'index.html'}")
     return EXIT_OK
 
 
 def _draw_report(run_dir: Path) -> None:
     try:
-        from cnntricks.report.figures import plot_curves
-        plot_curves(run_dir)
+        from cnntricks.report import write_report
+        write_report(run_dir)
     except Exception as err:  # a figure must never cost the user a trained model
-        warnings.warn(f"could not draw the report figures in {run_dir / 'report'}: {err}")
+        warnings.warn(f"could not write the report in {run_dir / 'report'}: {err}")
+
+
+def _print_findings(run_dir: Path, minimum: str, stream) -> None:
+    from cnntricks.doctor import diagnose, format_findings
+    try:
+        print(format_findings(diagnose(run_dir), minimum), file=stream)
+    except Exception as err:  # the verdict must never cost the user a trained model
+        warnings.warn(f"the doctor could not read {run_dir}: {err}")
+
+
+def cmd_doctor(args) -> int:
+    import json
+
+    from cnntricks.doctor import SEVERITIES, diagnose, format_findings, worst
+    from cnntricks.train.loop import RunDirectoryError
+    run_dir = Path(args.run_dir)
+    if not (run_dir / "history.jsonl").is_file():
+        raise RunDirectoryError(f"{run_dir} holds no history.jsonl, so there is no run to diagnose; runs are "
+                                "written by cnntricks train (or any loop that writes the README's format)")
+    findings = diagnose(run_dir)
+    if args.json:
+        print(json.dumps([f.to_dict() for f in findings], indent=2))
+    else:
+        print(format_findings(findings, "info" if args.all else "warning"))
+    if args.report:
+        _draw_report(run_dir)
+        print(f"report: {run_dir / 'report' / 'index.html'}", file=sys.stderr)
+    failing = args.fail_on and worst(findings) is not None and \
+        SEVERITIES.index(worst(findings)) >= SEVERITIES.index(args.fail_on)
+    return EXIT_FINDINGS if failing else EXIT_OK
 
 
 def _load_run(run_dir: Path, overrides: list[str]):
@@ -355,6 +397,22 @@ def build_parser() -> argparse.ArgumentParser:
                             help="a data.source (fashion-mnist, digits, ...) for experiments that read "
                                  "images; default: the experiment's own inputs")
 
+    doctor = sub.add_parser("doctor", help="what is wrong with a run, the evidence, and the fix (seed §7)",
+                            usage="cnntricks doctor RUN_DIR [--json] [--all] [--report] [--fail-on {warning,error}]",
+                            description="Read a run directory (config.yaml, history.jsonl, stats.jsonl) and "
+                                        "print the findings: what is wrong, the evidence, the seed's "
+                                        "explanation, the advice and the config change that applies it.",
+                            epilog="Finding ids: lr_diverged, lr_too_high, lr_too_low, batch_too_small, "
+                                   "overfitting, underfitting, plateau, dead_relu, saturation, vanishing_gradient, "
+                                   "exploding_gradient, bad_init, symmetric_init, noisy_filters, "
+                                   "unnormalized_input, nonfinite.")
+    doctor.add_argument("run_dir", metavar="RUN_DIR")
+    doctor.add_argument("--json", action="store_true", help="print every finding (info included) as JSON")
+    doctor.add_argument("--all", action="store_true", help="show info findings too (default: warning and error)")
+    doctor.add_argument("--report", action="store_true", help="also (re)write report/ and report/index.html")
+    doctor.add_argument("--fail-on", choices=["warning", "error"],
+                        help="exit 5 when a finding of this severity or worse is found (for scripts)")
+
     cfg = sub.add_parser("config", help="every configuration key, its default and its meaning")
     cfg.add_argument("section", nargs="?", help="only this section (data, optim, ...)")
     cfg.add_argument("--yaml", action="store_true", help="print the defaults as a YAML file")
@@ -390,6 +448,8 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_predict(args)
         if args.command == "experiment":
             return cmd_experiment(args)
+        if args.command == "doctor":
+            return cmd_doctor(args)
         return cmd_config(args)
     except DataError as err:
         print(f"cnntricks: data error: {err}", file=sys.stderr)

@@ -23,6 +23,8 @@ Unsampled steps run with no hooks and cost nothing; a sampled step reads the dev
      "epoch": 1,                    # 1-based epoch that step belongs to (as in history.jsonl)
      "grad_norm_total": 1.93,       # ‖g‖₂ over ALL trainable parameters with a gradient (biases
                                     #   and norm layers too; what clip_grad_norm_ computes)
+     "input": {"mean": 0.0, "std": 1.0, "min": -0.8, "max": 2.0},  # the model's input batch, as
+                                    #   the first layer sees it (after pre-processing)
      "layers": {                    # every activation module, by qualified module name; a module
                                     #   called k > 1 times in one forward is "name#k" for call k
        "stages.0.3": {
@@ -45,8 +47,10 @@ Unsampled steps run with no hooks and cost nothing; a sampled step reads the dev
        "stages.0.0.weight": {
          "grad_norm": 0.21,         # ‖∂loss/∂w‖₂ of this step (unscaled when a GradScaler ran)
          "weight_norm": 3.1,        # ‖w‖₂ after the step
-         "update_ratio": 0.0012},   # ‖w_after - w_before‖₂ / ‖w_before‖₂: the optimizer step plus
-       ...}}                        #   any projection (max-norm) after it; ~1e-3 is healthy
+         "update_ratio": 0.0012,    # ‖w_after - w_before‖₂ / ‖w_before‖₂: the optimizer step plus
+                                    #   any projection (max-norm) after it; ~1e-3 is healthy
+         "unit_spread": 0.05},      # max over inputs of the std across output units of their
+       ...}}                        #   incoming weights: 0 exactly when all units are the same
 
 Numbers carry 6 significant digits ("dead" is the exact ratio); a value that is NaN or infinite
 (a diverged run), or that was not measured (no gradient; a zero weight for the ratio), is null.
@@ -114,6 +118,7 @@ class Monitor:
             # Looked up on each sampled step: a remedy or reset_head may have changed the model.
             self._handles = [module.register_forward_hook(self._hook(name, module))
                              for name, module in find_activations(self.model)]
+            self._handles.append(self.model.register_forward_pre_hook(self._input_hook))
             self._weights = [(name, p) for name, p in self.model.named_parameters() if p.requires_grad and p.ndim > 1]
         return self.armed
 
@@ -134,7 +139,8 @@ class Monitor:
         for handle in self._handles:
             handle.remove()
         # Everything into one float32 vector (histogram counts <= SAMPLE are exact), read once.
-        parts = [stats for _, _, stats, _ in self._layers.values()]
+        parts = [self._input] if self._input is not None else []
+        parts += [stats for _, _, stats, _ in self._layers.values()]
         parts += [active.float() for _, _, _, active in self._layers.values() if active is not None]
         with torch.no_grad():
             for name, weight in self._weights:
@@ -142,7 +148,9 @@ class Monitor:
                 before = self._before.get(name)
                 norms = [nan, nan, nan] if before is None else [
                     torch.linalg.vector_norm(x, dtype=torch.float32) for x in (weight, before, weight - before)]
-                parts.append(torch.stack([self._grad_norms.get(name, nan), *norms]))
+                # 0 exactly when every unit has the same incoming weights (zero / constant init)
+                spread = weight.detach().float().reshape(len(weight), -1).std(dim=0).max()
+                parts.append(torch.stack([self._grad_norms.get(name, nan), *norms, spread]))
             if self._grad_norms:  # ‖g‖ over every parameter with a gradient, from the norms of each
                 parts.append(torch.stack(list(self._grad_norms.values())).square().sum().sqrt().reshape(1))
         device = parts[0].device if parts else None
@@ -162,10 +170,17 @@ class Monitor:
             self._layers[name if calls == 1 else f"{name}#{calls}"] = (type(module).__name__, kind, stats, active)
         return record
 
+    def _input_hook(self, module, args):
+        x = args[0] if args and isinstance(args[0], torch.Tensor) else None
+        if x is not None and self._input is None:
+            with torch.no_grad():
+                x = x.detach().float()
+                self._input = torch.stack([x.mean(), x.std(), x.min(), x.max()])
+
     def _disarm(self) -> None:
         for handle in self._handles:
             handle.remove()
-        self.armed, self._handles, self._calls = False, [], {}
+        self.armed, self._handles, self._calls, self._input = False, [], {}, None
         self._layers: dict[str, tuple] = {}  # key -> (type name, kind, stats, active mask or None)
         self._weights: list[tuple[str, nn.Parameter]] = []
         self._grad_norms: dict[str, torch.Tensor] = {}
@@ -180,6 +195,9 @@ class Monitor:
             position += count
             return values[position - count:position]
 
+        model_input = None
+        if self._input is not None:
+            model_input = dict(zip(("mean", "std", "min", "max"), map(_number, take(4))))
         layers = {}
         for key, (type_name, kind, stats, _) in self._layers.items():
             mean, std, low, high, saturated = take(HEAD)
@@ -193,12 +211,12 @@ class Monitor:
                 layers[key].update(self._dead_units(key, torch.tensor(take(len(active))) > 0.5))
         params = {}
         for name, _ in self._weights:
-            grad, after, before, delta = take(4)
+            grad, after, before, delta, spread = take(5)
             ratio = delta / before if before > 0 else math.nan
             params[name] = {"grad_norm": _number(grad), "weight_norm": _number(after),
-                            "update_ratio": _number(ratio)}
+                            "update_ratio": _number(ratio), "unit_spread": _number(spread)}
         total = take(1)[0] if self._grad_norms else math.nan
-        return {"step": step, "epoch": epoch, "grad_norm_total": _number(total),
+        return {"step": step, "epoch": epoch, "grad_norm_total": _number(total), "input": model_input,
                 "layers": layers, "params": params}
 
     def _dead_units(self, key: str, active: torch.Tensor) -> dict:

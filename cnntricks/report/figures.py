@@ -1,14 +1,17 @@
-"""Training curves drawn from a run's history (seed §7, "Insights from Figures").
+"""The figures of a run's report (seed §7, "Insights from Figures"; the slides' first-layer weights).
 
 The seed reads a run from its figures: the loss over time (its shape says whether the learning
 rate is too high or too low; the width of the per-batch band says whether the batch is too
 small), the train and validation accuracy (a gap means overfitting, no gap at low accuracy means
-too little capacity), and the learning rate that produced them. `plot_curves` draws these three
-from `<run_dir>/history.jsonl` into `<run_dir>/report/`.
+too little capacity), the learning rate that produced them, and the first layer's filters (noisy
+filters: regularization may be too weak). The monitor's `stats.jsonl` adds what a loss curve
+hides: activation spread along depth (seed §3), dead and saturated units (seed §5), gradient norms
+and update-to-weight ratios. Each `*_figure` function here draws from plain data; `run_report.py` reads
+the run directory and calls them. `plot_curves` draws the three history figures on its own.
 
-This is the only module of cnntricks that imports matplotlib. It draws on the Agg canvas through
-the object API (`Figure`, not pyplot), so it never switches the backend of the process that
-imports it and keeps no figures alive after saving.
+Everything is drawn on the Agg canvas through the object API (`Figure`, not pyplot), so drawing
+never switches the backend of the process that imports this module and keeps no figures alive.
+Colours are the same everywhere: train blue, validation orange, depth from dark to light.
 """
 from __future__ import annotations
 
@@ -18,19 +21,35 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+from matplotlib import colormaps
 from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.colors import Normalize
+from matplotlib.cm import ScalarMappable
 from matplotlib.figure import Figure
+from matplotlib.patches import Patch
 from matplotlib.ticker import MaxNLocator, PercentFormatter
 
 from cnntricks.train.history import read_history as read_records, split_history
 
 DPI = 110
-TRAIN_COLOR, VAL_COLOR = "tab:blue", "tab:orange"
+TRAIN_COLOR, VAL_COLOR, GAP_COLOR = "tab:blue", "tab:orange", "tab:red"
+TREND_COLOR = "navy"  # the per-batch trend: the train colour, darker
+EVENT_STYLES = {"nonfinite": ("red", "-"), "lr_divided": ("tab:green", "--"), "target_reached": ("tab:purple", ":")}
+DEPTH_COLORS = colormaps["viridis"]  # first layer dark, last light
+WIDE = (11, 4.4)  # inches: 1210 px at DPI, the page's width, so the report shows figures at 100%
+HEALTHY_UPDATE_RATIO = 1e-3  # ‖Δw‖/‖w‖ per step; CS231n (the seed's ref. 3): "somewhere around 1e-3"
+DEAD_SHARE = 0.4  # seed §5: "as much as 40% of your network can be dead"
+LEGEND_MAX = 10  # more lines than this get a depth colour bar instead of a legend
 
 
 def read_history(run_dir: str | Path) -> tuple[list[dict], list[dict]]:
     """(batch records, epoch records) from `<run_dir>/history.jsonl`, in file order."""
     return split_history(read_records(run_dir))
+
+
+def plain(text) -> str:
+    """`text` for a matplotlib label: '$' escaped, so a class named 'a$b$' is not read as math."""
+    return str(text).replace("$", r"\$")
 
 
 def column(records: list[dict], key: str) -> np.ndarray:
@@ -41,13 +60,22 @@ def column(records: list[dict], key: str) -> np.ndarray:
     return values
 
 
-def rolling_mean(values: np.ndarray, window: int) -> np.ndarray:
-    """Mean of each `window` consecutive values (len(values) - window + 1 of them)."""
-    return np.convolve(values, np.ones(window) / window, mode="valid")
+def rolling_quantiles(values: np.ndarray, window: int, quantiles: tuple[float, ...],
+                      points: int = 1000) -> tuple[np.ndarray, np.ndarray]:
+    """(centre indices, (len(quantiles), m) array): the quantiles of each centred `window` of values,
+    at no more than `points` evenly spaced centres (a long run needs no more to draw). NaNs are skipped."""
+    windows = np.lib.stride_tricks.sliding_window_view(values, window)  # (n - window + 1, window), no copy
+    starts = np.unique(np.linspace(0, len(windows) - 1, min(points, len(windows))).round().astype(int))
+    chosen = windows[starts]
+    usable = np.isfinite(chosen).sum(axis=1) > window // 2
+    result = np.full((len(quantiles), len(starts)), math.nan)
+    if usable.any():
+        result[:, usable] = np.nanquantile(chosen[usable], quantiles, axis=1)
+    return starts + window // 2, result
 
 
-def new_figure(columns: int = 1) -> tuple[Figure, list]:
-    figure = Figure(figsize=(5.5 * columns, 4), dpi=DPI, layout="constrained")
+def new_figure(columns: int = 1, size: tuple[float, float] | None = None) -> tuple[Figure, list]:
+    figure = Figure(figsize=size or (5.5 * columns, 4), dpi=DPI, layout="constrained")
     FigureCanvasAgg(figure)  # attach the Agg canvas: raster output, no GUI, no pyplot state
     return figure, [figure.add_subplot(1, columns, i + 1) for i in range(columns)]
 
@@ -57,84 +85,419 @@ def say_no_data(axes, what: str) -> None:
               transform=axes.transAxes, color="gray")
 
 
+def log_scale_if_wide(axes, values: np.ndarray, decades: float = 1.0) -> None:
+    """A log y-axis when the positive values span more than `decades` decades."""
+    positive = values[np.isfinite(values) & (values > 0)]
+    if positive.size and positive.max() > positive.min() * 10 ** decades:
+        axes.set_yscale("log")
+
+
 def plot_epoch_lines(axes, epochs: list[dict], keys: dict[str, tuple[str, str]], scale: float = 1.0,
-                     unit: str = "") -> bool:
+                     unit: str = "", x: np.ndarray | None = None) -> bool:
     """One line with markers per key present (markers keep a single epoch visible), the last value
-    in the legend; epochs on whole-number ticks. False when none of the keys has a value."""
-    x = column(epochs, "epoch")
+    in the legend; at `x` (default: the epochs, on whole-number ticks). False when no key has a value."""
+    if x is None:
+        x = column(epochs, "epoch")
+        axes.xaxis.set_major_locator(MaxNLocator(integer=True))
+        if np.unique(x[np.isfinite(x)]).size == 1:  # one epoch: no span for the locator to divide
+            axes.set_xticks(np.unique(x[np.isfinite(x)]))
     drawn = False
     for key, (label, color) in keys.items():
         y = column(epochs, key) * scale
         finite = y[np.isfinite(y)]
         if finite.size:
-            axes.plot(x, y, marker="o", markersize=4, color=color, label=f"{label} (last {finite[-1]:.3g}{unit})")
+            axes.plot(x, y, marker="o", markersize=5, linewidth=1.8, color=color, zorder=5,
+                      label=f"{label} (last {finite[-1]:.3g}{unit})")
             drawn = True
-    axes.xaxis.set_major_locator(MaxNLocator(integer=True))
-    if np.unique(x[np.isfinite(x)]).size == 1:  # one epoch: no span for the locator to divide
-        axes.set_xticks(np.unique(x[np.isfinite(x)]))
     return drawn
 
 
-def loss_figure(batches: list[dict], epochs: list[dict], title: str) -> Figure:
-    """Per-batch loss (thin) with its rolling mean, beside per-epoch train and validation loss."""
-    figure, (per_batch, per_epoch) = new_figure(columns=2)
-    figure.suptitle(f"loss: {title}")
+def epoch_end_steps(batches: list[dict], epochs: list[dict]) -> np.ndarray:
+    """The step at which each epoch record's epoch ended (its last batch), for drawing epochs on a
+    step axis; epochs with no batch of their own are placed by the average steps per epoch."""
+    last_step: dict = {}
+    for record in batches:
+        if record.get("epoch") is not None and record.get("step") is not None:
+            last_step[record["epoch"]] = max(record["step"], last_step.get(record["epoch"], record["step"]))
+    per_epoch = max(last_step.values()) / max(len(last_step), 1) if last_step else 1.0
+    return np.array([last_step.get(e, (e or 0) * per_epoch) for e in (r.get("epoch") for r in epochs)], dtype=float)
+
+
+def event_position(event: dict, batches: list[dict], on_steps: bool) -> float | None:
+    """Where an event goes on the x-axis: its step, or the end of its epoch."""
+    if on_steps and event.get("step") is not None:
+        return float(event["step"])
+    if event.get("epoch") is None:
+        return None
+    return float(epoch_end_steps(batches, [event])[0]) if on_steps else float(event["epoch"])
+
+
+def mark_events(axes, events: list[dict], batches: list[dict], on_steps: bool,
+                kinds: tuple[str, ...] | None = None) -> None:
+    """A vertical line per history event (`kinds` only, when given), one legend entry per kind."""
+    labelled = set()
+    for event in events:
+        kind = str(event.get("event", "event"))
+        x = event_position(event, batches, on_steps)
+        if x is None or (kinds is not None and kind not in kinds):
+            continue
+        color, style = EVENT_STYLES.get(kind, ("gray", ":"))
+        where = f"step {x:g}" if on_steps else f"epoch {x:g}"
+        label = None if kind in labelled else (f"loss not finite ({where})" if kind == "nonfinite" else plain(kind))
+        labelled.add(kind)
+        axes.axvline(x, color=color, linestyle=style, linewidth=1.6 if kind == "nonfinite" else 1.2, label=label)
+
+
+def label_epochs_on_top(axes, batches: list[dict], epochs: list[dict]) -> None:
+    """Epoch numbers along the top of a step axis, at the step each epoch ended."""
+    ends = epoch_end_steps(batches, epochs)
+    if ends.size == 0:
+        return
+    top = axes.secondary_xaxis("top")
+    shown = np.unique(np.linspace(0, len(ends) - 1, min(len(ends), 12)).round().astype(int))  # <= 12 labels
+    top.set_xticks(ends[shown], [f"{epochs[i]['epoch']}" for i in shown])
+    top.set_xlabel("end of epoch", fontsize=9)
+    top.tick_params(labelsize=8)
+
+
+def loss_figure(batches: list[dict], epochs: list[dict], title: str, events: list[dict] = ()) -> Figure:
+    """Seed Fig. 2 and Fig. 1 in one: the per-batch loss (thin) with its rolling median and a band of the
+    10-90% quantiles of the batches around it, whose width is the batch-to-batch variance; per-epoch train and
+    validation loss on top, at the step each epoch ended; non-finite losses marked in red."""
+    figure, (axes,) = new_figure(size=WIDE)
+    figure.suptitle(f"loss: {plain(title)}", fontsize=12)
+    axes.set_title("trend too straight: LR too low; stalls high: LR too high; wide band: batch too small (seed §7)",
+                   fontsize=9, color="dimgray")
+    on_steps = bool(batches)
+    everything = [np.array([])]
     if batches:
         steps, losses = column(batches, "step"), column(batches, "loss")
-        per_batch.plot(steps, losses, linewidth=0.6, alpha=0.4, color=TRAIN_COLOR, label="batch loss")
-        window = max(5, len(losses) // 25)
+        axes.plot(steps, losses, linewidth=0.6, alpha=0.3, color=TRAIN_COLOR, label="batch loss")
+        window = int(np.clip(len(losses) // 15, 5, 500))
         if len(losses) >= 2 * window:  # otherwise too few batches to smooth into a line
-            per_batch.plot(steps[window - 1:], rolling_mean(losses, window), linewidth=1.8, color="navy",
-                           label=f"mean of last {window} batches")
-        broken = np.flatnonzero(~np.isfinite(losses))
-        if broken.size:  # seed §7: a loss that explodes means a learning rate far too high
-            per_batch.axvline(steps[broken[0]], color="red", linestyle="--",
-                              label=f"loss not finite from step {steps[broken[0]]:g}")
-        per_batch.legend()
-    else:
-        say_no_data(per_batch, "per-batch records")
-    per_batch.set(title="per batch", xlabel="step", ylabel="loss")
-    per_batch.xaxis.set_major_locator(MaxNLocator(integer=True))
+            centres, (median,) = rolling_quantiles(losses, window, (0.5,))
+            # The band is the spread around the trend, not the trend's own fall within a window: a
+            # steep start would otherwise look like noisy batches.
+            trend = np.interp(np.arange(len(losses)), centres, median)
+            _, (low, high) = rolling_quantiles(losses - trend, window, (0.1, 0.9))
+            low, high = median + low, median + high
+            axes.fill_between(steps[centres], low, high, color=TRAIN_COLOR, alpha=0.22, linewidth=0,
+                              label=f"spread: 10–90% of each {window} batches")
+            axes.plot(steps[centres], median, linewidth=2, color=TREND_COLOR, label=f"trend: median of {window} batches")
+        everything.append(losses)
+        label_epochs_on_top(axes, batches, epochs)
+        axes.set_xlabel("step")
+        axes.xaxis.set_major_locator(MaxNLocator(integer=True))
     if epochs:
-        plot_epoch_lines(per_epoch, epochs, {"train_loss": ("train", TRAIN_COLOR), "val_loss": ("validation", VAL_COLOR)})
-        per_epoch.legend()
-    else:
-        say_no_data(per_epoch, "finished epochs")
-    per_epoch.set(title="per epoch", xlabel="epoch", ylabel="loss")
+        x = epoch_end_steps(batches, epochs) if on_steps else None
+        plot_epoch_lines(axes, epochs, {"train_loss": ("train, epoch mean", TRAIN_COLOR),
+                                        "val_loss": ("validation", VAL_COLOR)}, x=x)
+        everything += [column(epochs, "train_loss"), column(epochs, "val_loss")]
+        if not on_steps:
+            axes.set_xlabel("epoch")
+    if not batches and not epochs:
+        say_no_data(axes, "losses")
+    mark_events(axes, list(events), batches, on_steps, kinds=("nonfinite",))
+    if batches and "nonfinite" not in {e.get("event") for e in events}:  # a loop that wrote nulls without events
+        steps, broken = column(batches, "step"), np.flatnonzero(~np.isfinite(column(batches, "loss")))
+        if broken.size:
+            axes.axvline(steps[broken[0]], color="red", linewidth=1.6,
+                         label=f"loss not finite from step {steps[broken[0]]:g}")
+    log_scale_if_wide(axes, np.concatenate(everything))
+    axes.set_ylabel("loss" + (" (log scale)" if axes.get_yscale() == "log" else ""))
+    axes.grid(alpha=0.3)
+    if axes.get_legend_handles_labels()[0]:
+        axes.legend(fontsize=9, loc="best")
     return figure
 
 
 def accuracy_figure(epochs: list[dict], title: str) -> Figure:
-    """Train and validation accuracy per epoch in percent; the gap between them is the point."""
-    figure, (axes,) = new_figure()
+    """Seed Fig. 3: train and validation accuracy per epoch in percent, the gap between them shaded."""
+    figure, (axes,) = new_figure(size=(8, 4.4))
+    figure.suptitle(f"accuracy: {plain(title)}", fontsize=12)
+    axes.set_title("wide gap: overfitting (regularize more); no gap at low accuracy: too little capacity",
+                   fontsize=9, color="dimgray")
     if epochs:
         plot_epoch_lines(axes, epochs, {"train_acc": ("train", TRAIN_COLOR)}, scale=100, unit="%")
         has_validation = plot_epoch_lines(axes, epochs, {"val_acc": ("validation", VAL_COLOR)}, scale=100, unit="%")
-        axes.legend(title=None if has_validation else "no validation split")
+        x, train, val = column(epochs, "epoch"), 100 * column(epochs, "train_acc"), 100 * column(epochs, "val_acc")
+        both = np.isfinite(train) & np.isfinite(val)
+        handles, labels = axes.get_legend_handles_labels()
+        if both.any():
+            axes.fill_between(x, train, val, where=both, color=GAP_COLOR, alpha=0.15, linewidth=0)
+            gap = train[both][-1] - val[both][-1]
+            handles.append(Patch(color=GAP_COLOR, alpha=0.15))
+            labels.append(f"gap at epoch {x[both][-1]:g}: {gap:+.1f} points")
+        axes.legend(handles, labels, title=None if has_validation else "no validation split", fontsize=9)
     else:
         say_no_data(axes, "finished epochs")
     axes.yaxis.set_major_formatter(PercentFormatter(100))
-    axes.set(title=f"accuracy: {title}", xlabel="epoch", ylabel="accuracy")
+    axes.set(xlabel="epoch", ylabel="accuracy")
     axes.grid(alpha=0.3)
     return figure
 
 
-def lr_figure(batches: list[dict], epochs: list[dict], title: str) -> Figure:
-    """The learning rate per step, or per epoch when the run logged no batches."""
-    figure, (axes,) = new_figure()
+def lr_figure(batches: list[dict], epochs: list[dict], title: str, events: list[dict] = ()) -> Figure:
+    """The learning rate per step (per epoch when the run logged no batches), events marked."""
+    figure, (axes,) = new_figure(size=(8, 4))
+    figure.suptitle(f"learning rate: {plain(title)}", fontsize=12)
+    axes.set_title("the schedule behind the loss curve; vertical lines: events (LR divided on a plateau, seed §4)",
+                   fontsize=9, color="dimgray")
     per_step = [record for record in batches if record.get("lr") is not None]
     if per_step:
-        axes.plot(column(per_step, "step"), column(per_step, "lr"), color=TRAIN_COLOR)
+        axes.plot(column(per_step, "step"), column(per_step, "lr"), color=TRAIN_COLOR, linewidth=1.8, label="LR")
         axes.set_xlabel("step")
         axes.xaxis.set_major_locator(MaxNLocator(integer=True))
     elif epochs:
-        plot_epoch_lines(axes, epochs, {"lr": ("learning rate", TRAIN_COLOR)})
+        plot_epoch_lines(axes, epochs, {"lr": ("LR", TRAIN_COLOR)})
         axes.set_xlabel("epoch")
     else:
         say_no_data(axes, "learning rates")
+    mark_events(axes, list(events), batches, on_steps=bool(per_step))
+    if axes.get_legend_handles_labels()[0]:
+        axes.legend(fontsize=9)
     axes.ticklabel_format(axis="y", style="sci", scilimits=(-3, 3))
-    axes.set(title=f"learning rate: {title}", ylabel="learning rate")
+    axes.set(ylabel="learning rate")
     axes.grid(alpha=0.3)
+    return figure
+
+
+# ---- the monitor's stats.jsonl (format: monitor/monitor.py) ----------------------------------
+
+def names_in_order(stats: list[dict], section: str) -> list[str]:
+    """The keys of `section` ("layers" or "params") in first-seen order: the network's order."""
+    return list(dict.fromkeys(name for record in stats for name in record.get(section, {})))
+
+
+def series(stats: list[dict], section: str, name: str, key: str) -> tuple[np.ndarray, np.ndarray]:
+    """(steps, values) of record[section][name][key] over the records that have `name`; null -> NaN."""
+    having = [r for r in stats if name in r.get(section, {})]
+    return column(having, "step"), column([r[section][name] for r in having], key)
+
+
+def depth_colors(count: int) -> list:
+    return [DEPTH_COLORS(0.9 * i / max(count - 1, 1)) for i in range(count)]
+
+
+def depth_key(figure: Figure, axes, names: list[str], location=None, bar_beside=None) -> None:
+    """A legend naming each line, or, with more than LEGEND_MAX `names` (layers), a colour bar of depth
+    (beside `bar_beside`, default `axes`) and a legend of the other lines (reference lines, the input)."""
+    if len(names) <= LEGEND_MAX:
+        axes.legend(fontsize=8, loc=location or "best")
+        return
+    bar = figure.colorbar(ScalarMappable(Normalize(0, 1), DEPTH_COLORS), ax=bar_beside or axes, ticks=[0, 0.9], shrink=0.9)
+    bar.ax.set_yticklabels([f"first\n{plain(names[0])}", f"last\n{plain(names[-1])}"], fontsize=8)
+    bar.ax.set_ylim(0, 0.9)
+    bar.set_label("depth", fontsize=9)
+    layers = {plain(name) for name in names}
+    others = [(h, label) for h, label in zip(*axes.get_legend_handles_labels()) if label not in layers]
+    if others:
+        axes.legend(*zip(*others), fontsize=8, loc=location or "best")
+
+
+def activations_figure(stats: list[dict], title: str, edges) -> Figure:
+    """Mean and std of each activation's output over steps (one line per layer, coloured by depth),
+    and the histogram of each layer's last sampled output. `edges(layer)` gives a layer record's
+    bin edges (monitor.histogram_edges)."""
+    layers = names_in_order(stats, "layers")
+    rows = math.ceil(len(layers) / 5)
+    figure = Figure(figsize=(WIDE[0], 4.2 + 1.9 * rows), dpi=DPI, layout="constrained")
+    FigureCanvasAgg(figure)
+    figure.suptitle(f"activations per layer: {plain(title)}", fontsize=12)
+    top, bottom = figure.subfigures(2, 1, height_ratios=[4.2, 1.9 * rows])
+    mean_axes, std_axes = top.subplots(1, 2)
+    colors = depth_colors(len(layers))
+    types = {name: next(r["layers"][name].get("type", "") for r in stats if name in r.get("layers", {}))
+             for name in layers}
+    labels = {name: f"{name} ({types[name]})" for name in layers}
+    for color, name in zip(colors, layers):
+        for axes, key in ((mean_axes, "mean"), (std_axes, "std")):
+            steps, values = series(stats, "layers", name, key)
+            axes.plot(steps, values, color=color, linewidth=1.5, label=plain(labels[name]))
+    if any("input" in r for r in stats):  # the input's spread: the reference for the layers' (seed §3)
+        having = [r for r in stats if "input" in r]
+        for axes, key in ((mean_axes, "mean"), (std_axes, "std")):
+            axes.plot(column(having, "step"), column([r["input"] for r in having], key), color="black",
+                      linestyle="--", linewidth=1.2, label="input")
+    mean_axes.set(title="mean of each layer's output", xlabel="step")
+    std_axes.set(title="std: should stay of one order along depth (seed §3)", xlabel="step")
+    std_values = np.concatenate([series(stats, "layers", n, "std")[1] for n in layers] or [np.array([])])
+    log_scale_if_wide(std_axes, std_values)
+    for axes in (mean_axes, std_axes):
+        axes.title.set_fontsize(10)
+        axes.grid(alpha=0.3)
+        axes.xaxis.set_major_locator(MaxNLocator(integer=True))
+    depth_key(top, std_axes, list(labels.values()))
+    bottom.suptitle("histogram of each layer's output at the last sampled step (share of values)", fontsize=10)
+    grid = bottom.subplots(rows, min(5, len(layers)), squeeze=False).ravel()
+    for axes, color, name in zip(grid, colors, layers):
+        record = next(r for r in reversed(stats) if name in r.get("layers", {}))
+        layer, step = record["layers"][name], record.get("step")
+        axes.set_title(plain(f"{name} ({types[name]}), step {step}"), fontsize=8)
+        axes.tick_params(labelsize=7)
+        counts, bin_edges = np.asarray(layer.get("hist", []), dtype=float), edges(layer)
+        if counts.sum() == 0 or len(bin_edges) != len(counts) + 1:
+            axes.text(0.5, 0.5, "not finite" if not bin_edges else "no values", ha="center", va="center",
+                      transform=axes.transAxes, color="gray")
+        elif bin_edges[0] == bin_edges[-1]:  # every value the same (e.g. a dead layer: all 0)
+            axes.text(0.5, 0.5, f"all values = {bin_edges[0]:.3g}", ha="center", va="center",
+                      transform=axes.transAxes, color=GAP_COLOR)
+        else:
+            axes.stairs(counts / counts.sum(), bin_edges, fill=True, color=color)
+            axes.yaxis.set_major_formatter(PercentFormatter(1, decimals=0))
+    for axes in grid[len(layers):]:
+        axes.set_axis_off()
+    return figure
+
+
+def gradients_figure(stats: list[dict], title: str) -> Figure:
+    """Per weight tensor the gradient norm and the update-to-weight ratio over steps (log y, a dotted
+    line at the healthy 1e-3), and the total gradient norm."""
+    params = names_in_order(stats, "params")
+    figure = Figure(figsize=(WIDE[0], 7.8), dpi=DPI, layout="constrained")
+    FigureCanvasAgg(figure)
+    figure.suptitle(f"gradients and updates: {plain(title)}", fontsize=12)
+    grid = figure.add_gridspec(2, 2, height_ratios=[1.4, 1])
+    grad_axes, ratio_axes = figure.add_subplot(grid[0, 0]), figure.add_subplot(grid[0, 1])
+    total_axes = figure.add_subplot(grid[1, :])
+    for color, name in zip(depth_colors(len(params)), params):
+        for axes, key in ((grad_axes, "grad_norm"), (ratio_axes, "update_ratio")):
+            steps, values = series(stats, "params", name, key)
+            values[values <= 0] = math.nan  # log axis
+            axes.plot(steps, values, color=color, linewidth=1.4, label=plain(name))
+    ratio_axes.axhline(HEALTHY_UPDATE_RATIO, color="black", linestyle=":", linewidth=1.5,
+                       label="1e-3: the usual healthy ratio")
+    steps, total = column(stats, "step"), column(stats, "grad_norm_total")
+    total[total <= 0] = math.nan
+    total_axes.plot(steps, total, color=TRAIN_COLOR, linewidth=1.8, label="‖g‖ over all parameters")
+    grad_axes.set(title="gradient norm ‖∂L/∂w‖ per weight tensor\nfalling along depth: vanishing gradients",
+                  xlabel="step")
+    ratio_axes.set(title="update ratio ‖Δw‖/‖w‖ per step\nfar above 1e-3: LR too high; far below: LR too low",
+                   xlabel="step")
+    total_axes.set(title="total gradient norm: spikes or steady growth = exploding gradients", xlabel="step")
+    for axes in (grad_axes, ratio_axes):  # log: norms of different tensors differ by orders
+        values = np.concatenate([line.get_ydata() for line in axes.get_lines()] or [np.array([])])
+        positive = values[np.isfinite(values) & (values > 0)]
+        if positive.size and positive.min() == positive.max():  # one value: give the log axis a span
+            axes.set_ylim(positive.min() / 10, positive.max() * 10)
+        axes.set_yscale("log")
+    log_scale_if_wide(total_axes, total)
+    for axes in (grad_axes, ratio_axes, total_axes):
+        axes.title.set_fontsize(10)
+        axes.grid(alpha=0.3)
+        axes.xaxis.set_major_locator(MaxNLocator(integer=True))
+    depth_key(figure, grad_axes, params, bar_beside=[grad_axes, ratio_axes])
+    ratio_axes.legend(handles=ratio_axes.get_lines()[-1:], fontsize=8, loc="best")
+    total_axes.legend(fontsize=8)
+    return figure
+
+
+def dead_units_figure(stats: list[dict], title: str) -> Figure:
+    """The share of dead units per ReLU-family layer over steps (a dashed line at the seed's 40%), and
+    the share of saturated outputs per tanh / sigmoid layer. ValueError when there are neither."""
+    layers = names_in_order(stats, "layers")
+    dead = [n for n in layers if any(r["layers"].get(n, {}).get("dead") is not None for r in stats)]
+    saturated = [n for n in layers if any(r["layers"].get(n, {}).get("saturated") is not None for r in stats)]
+    if not dead and not saturated:
+        raise ValueError("stats.jsonl has no ReLU-family, tanh or sigmoid layer: nothing can die or saturate")
+    panels = [(names, key) for names, key in ((dead, "dead"), (saturated, "saturated")) if names]
+    figure, grid = new_figure(len(panels), size=(WIDE[0] if len(panels) == 2 else 8, 4.4))
+    figure.suptitle(f"dead and saturated units: {plain(title)}", fontsize=12)
+    for axes, (names, key) in zip(grid, panels):
+        for color, name in zip(depth_colors(len(layers)), layers):
+            if name in names:
+                steps, values = series(stats, "layers", name, key)
+                axes.plot(steps, values, color=color, linewidth=1.6, marker="." if len(steps) < 30 else None,
+                          label=plain(name))
+        if key == "dead":
+            axes.axhline(DEAD_SHARE, color=GAP_COLOR, linestyle="--", linewidth=1.3, label="40%: the seed's alarm")
+            axes.set_title("share of units never active (ReLU family): seed §5 warns of 40%", fontsize=9)
+        else:
+            axes.set_title("share of saturated outputs (tanh, sigmoid): they 'kill gradients' (seed §5)", fontsize=9)
+        axes.set(xlabel="step", ylim=(-0.02, 1.02))
+        axes.yaxis.set_major_formatter(PercentFormatter(1, decimals=0))
+        axes.xaxis.set_major_locator(MaxNLocator(integer=True))
+        axes.grid(alpha=0.3)
+        depth_key(figure, axes, names, location="upper left")
+    return figure
+
+
+def filters_figure(weight: np.ndarray, name: str, title: str) -> Figure:
+    """The first conv layer's filters, `weight` (out, in, kH, kW), each min-max normalized on its own,
+    as a grid: RGB with 3 input channels, gray otherwise (the first input channel when in > 1)."""
+    out, inputs, height, width = weight.shape
+    tiles = weight.transpose(0, 2, 3, 1) if inputs == 3 else weight[:, :1].transpose(0, 2, 3, 1).repeat(3, axis=3)
+    low = tiles.min(axis=(1, 2, 3), keepdims=True)
+    span = tiles.max(axis=(1, 2, 3), keepdims=True) - low
+    tiles = np.where(span > 0, (tiles - low) / np.where(span > 0, span, 1), 0.5)
+    columns = math.ceil(math.sqrt(out))
+    rows = math.ceil(out / columns)
+    gap = max(1, height // 4)
+    mosaic = np.ones((rows * (height + gap) - gap, columns * (width + gap) - gap, 3))  # white between tiles
+    for index, tile in enumerate(tiles):
+        r, c = divmod(index, columns)
+        mosaic[r * (height + gap):r * (height + gap) + height, c * (width + gap):c * (width + gap) + width] = tile
+    figure, (axes,) = new_figure(size=(7, 7.4))
+    figure.suptitle(f"first-layer filters: {plain(title)}", fontsize=12)
+    axes.imshow(mosaic, interpolation="nearest")
+    channels = "RGB" if inputs == 3 else ("gray" if inputs == 1 else f"input channel 1 of {inputs}, gray")
+    axes.set_title(f"{plain(name)}: {out} filters {height}×{width}, {channels}, each min-max scaled\n"
+                   "smooth, structured filters are healthy; noisy ones: regularization may be too weak",
+                   fontsize=9, color="dimgray")
+    axes.set_axis_off()
+    return figure
+
+
+def confusion_figure(matrix: np.ndarray, classes: list[str], title: str) -> Figure:
+    """The test confusion matrix, rows (true classes) normalized to shares, cells annotated."""
+    counts = np.asarray(matrix, dtype=float)
+    totals = counts.sum(axis=1, keepdims=True)
+    shares = np.divide(counts, totals, out=np.full_like(counts, math.nan), where=totals > 0)
+    k = len(counts)
+    side = float(np.clip(2.8 + 0.55 * k, 6, 14))
+    figure, (axes,) = new_figure(size=(side + 1.2, side))
+    figure.suptitle(f"test confusion: {plain(title)}", fontsize=12)
+    image = axes.imshow(shares, cmap="Blues", vmin=0, vmax=1)
+    names = [plain(c if len(str(c)) <= 18 else str(c)[:17] + "…") for c in classes]
+    axes.set_xticks(range(k), names, rotation=45 if k > 4 else 0, ha="right" if k > 4 else "center", fontsize=9)
+    axes.set_yticks(range(k), names, fontsize=9)
+    axes.set(xlabel="predicted class", ylabel="true class")
+    axes.set_title("share of each true class (row) given each prediction; off the diagonal: confusions",
+                   fontsize=9, color="dimgray")
+    if k <= 20:
+        for (i, j), share in np.ndenumerate(shares):
+            if np.isfinite(share) and counts[i, j] > 0:
+                axes.text(j, i, f"{100 * share:.0f}", ha="center", va="center", fontsize=8 if k > 10 else 9,
+                          color="white" if share > 0.55 else "black")
+    figure.colorbar(image, ax=axes, shrink=0.8, format=PercentFormatter(1, decimals=0))
+    return figure
+
+
+def misclassified_figure(images: np.ndarray, labels: np.ndarray, predicted: np.ndarray,
+                         confidence: np.ndarray, classes: list[str], title: str, limit: int = 32) -> Figure:
+    """The most confident test mistakes, `images` (K, C, H, W) uint8, each titled "true → predicted (p)"."""
+    order = np.argsort(-np.asarray(confidence, dtype=float), kind="stable")[:limit]
+    columns = min(8, max(len(order), 1))
+    rows = max(1, math.ceil(len(order) / columns))
+    figure = Figure(figsize=(WIDE[0], 0.8 + 1.65 * rows), dpi=DPI, layout="constrained")
+    FigureCanvasAgg(figure)
+    figure.suptitle(f"most confident test mistakes: {plain(title)}  (true → predicted (confidence))", fontsize=12)
+
+    def name(index) -> str:
+        text = str(classes[int(index)]) if 0 <= int(index) < len(classes) else str(int(index))
+        return plain(text if len(text) <= 11 else text[:10] + "…")
+
+    grid = figure.subplots(rows, columns, squeeze=False).ravel()
+    for axes, i in zip(grid, order):
+        image = np.asarray(images[i])
+        if image.shape[0] == 3:
+            axes.imshow(image.transpose(1, 2, 0), interpolation="nearest")
+        else:
+            axes.imshow(image[0], cmap="gray", vmin=0, vmax=255, interpolation="nearest")
+        axes.set_title(f"{name(labels[i])} → {name(predicted[i])}\n({float(confidence[i]):.2f})",
+                       fontsize=8, color="darkred")
+    for axes in grid:
+        axes.set_axis_off()
     return figure
 
 
@@ -156,13 +519,15 @@ def plot_curves(run_dir: str | Path, out_dir: str | Path | None = None) -> list[
     """Draw loss.png, accuracy.png and lr.png for a run into `out_dir` (default `<run_dir>/report`).
 
     Works on a run still in progress, a run with one epoch and a run without validation.
-    Returns the paths written.
+    Returns the paths written. `write_report` (run_report.py) draws these and the other figures.
     """
     run_dir = Path(run_dir)
     out_dir = Path(out_dir) if out_dir is not None else run_dir / "report"
-    batches, epochs = read_history(run_dir)
+    records = read_records(run_dir)
+    batches, epochs = split_history(records)
+    events = [r for r in records if r.get("kind") == "event"]
     out_dir.mkdir(parents=True, exist_ok=True)
     title = run_dir.resolve().name
-    return [save_png(loss_figure(batches, epochs, title), out_dir / "loss.png"),
+    return [save_png(loss_figure(batches, epochs, title, events), out_dir / "loss.png"),
             save_png(accuracy_figure(epochs, title), out_dir / "accuracy.png"),
-            save_png(lr_figure(batches, epochs, title), out_dir / "lr.png")]
+            save_png(lr_figure(batches, epochs, title, events), out_dir / "lr.png")]

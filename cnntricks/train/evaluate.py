@@ -31,7 +31,7 @@ def predict_logits(model: torch.nn.Module, images: torch.Tensor, normalize, *,
 def metrics(logits: torch.Tensor, labels: torch.Tensor, num_classes: int) -> dict:
     """Loss, accuracy and per-class accuracy of `logits` against int64 `labels`."""
     if len(labels) == 0:
-        return {"loss": None, "acc": None, "per_class": []}
+        return {"loss": None, "acc": None, "per_class": [], "confusion": []}
     predictions = logits.argmax(1)
     correct = predictions == labels
     per_class = []
@@ -39,5 +39,7 @@ def metrics(logits: torch.Tensor, labels: torch.Tensor, num_classes: int) -> dic
         mask = labels == c
         per_class.append({"class": c, "count": int(mask.sum()),
                           "acc": float(correct[mask].float().mean()) if mask.any() else None})
+    cells = torch.bincount(labels.long().cpu() * num_classes + predictions.cpu(), minlength=num_classes ** 2)
     return {"loss": float(F.cross_entropy(logits, labels)), "acc": float(correct.float().mean()),
-            "per_class": per_class}
+            "per_class": per_class,
+            "confusion": cells.view(num_classes, num_classes).tolist()}  # rows: true, columns: predicted

@@ -32,6 +32,7 @@ from cnntricks.augment.policy import resolve as resolve_augment
 from cnntricks.config import Config
 from cnntricks.data import Splits, batch_indices, load_splits
 from cnntricks.nn.models import ImageSizeWarning, create_model
+from cnntricks.doctor.act import EXPLODED_LOSS, MAX_ROLLBACKS, ROLLBACK_LR_FACTOR, TrainingDoctor
 from cnntricks.monitor import Monitor
 from cnntricks.nn.init import lsuv_
 from cnntricks.nn.regularize import apply_max_norm, l1_active, penalty
@@ -62,6 +63,7 @@ class TrainerState:
     best_val_acc: float | None = None
     last_epoch: dict = field(default_factory=dict)
     stop_reason: str | None = None
+    first_loss: float | None = None  # the run's first finite loss: doctor.mode=fix measures explosions by it
 
 
 @dataclass
@@ -215,14 +217,11 @@ def fit(cfg: Config, run_dir: str | Path, *, resume: bool = False, progress: boo
     state = TrainerState()
     scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
 
-    if resume and (last := ckpt.latest_checkpoint(run_dir)) is not None:
-        try:
-            saved, rng = ckpt.load_checkpoint(last, model, optimizer)
-        except (RuntimeError, ValueError) as err:  # tensor shapes or parameter groups differ
-            raise config_module.ConfigError(
-                f"--resume {run_dir}: the checkpoint {last.name} does not fit this configuration "
-                f"({str(err).strip().splitlines()[-1].strip()}); when resuming, change training keys "
-                f"(train.epochs, optim.lr, ...) but not the model or the data") from None
+    doctor = TrainingDoctor(cfg.doctor.mode, run_dir)
+
+    def restore(last: Path) -> TrainerState:
+        """Everything back to checkpoint `last`: weights, optimizer, RNG, schedule, files."""
+        saved, rng = ckpt.load_checkpoint(last, model, optimizer)
         _restore_rng(generator, rng)
         schedule.load_state_dict(saved["schedule"])
         if saved.get("scaler"):
@@ -231,7 +230,25 @@ def fit(cfg: Config, run_dir: str | Path, *, resume: bool = False, progress: boo
         if monitor is not None:
             monitor.truncate(saved.get("stats_lines", 0))
             monitor.load_state_dict(saved.get("monitor") or {})
-        state = TrainerState(**saved["trainer"])
+        doctor.load_state_dict(saved.get("doctor") or {})
+        return TrainerState(**saved["trainer"])
+
+    def save(epoch: int) -> None:
+        ckpt.save_checkpoint(run_dir, epoch, model, optimizer, _rng_states(generator),
+                             {"schedule": schedule.state_dict(), "history_lines": history.flush(),
+                              "stats_lines": monitor.flush() if monitor is not None else 0,
+                              "monitor": monitor.state_dict() if monitor is not None else None,
+                              "doctor": doctor.state_dict(), "scaler": scaler.state_dict(),
+                              "trainer": state.__dict__})
+
+    if resume and (last := ckpt.latest_checkpoint(run_dir)) is not None:
+        try:
+            state = restore(last)
+        except (RuntimeError, ValueError) as err:  # tensor shapes or parameter groups differ
+            raise config_module.ConfigError(
+                f"--resume {run_dir}: the checkpoint {last.name} does not fit this configuration "
+                f"({str(err).strip().splitlines()[-1].strip()}); when resuming, change training keys "
+                f"(train.epochs, optim.lr, ...) but not the model or the data") from None
     else:
         # A new run, or one killed before its first checkpoint: start over. Lines that such a run
         # wrote (its first epoch, a nonfinite event) are vouched for by no checkpoint.
@@ -244,122 +261,158 @@ def fit(cfg: Config, run_dir: str | Path, *, resume: bool = False, progress: boo
             memory_format=torch.channels_last if channels_last else torch.contiguous_format))
     if resume:  # written once the checkpoint is known to fit, so a refused override changes nothing
         ckpt.write_atomic(run_dir / "config.yaml", config_module.dump(cfg))
+    if cfg.doctor.mode == "fix" and ckpt.latest_checkpoint(run_dir) is None:
+        save(0)  # a NaN in the first epoch can then roll back too
 
-    def evaluate_split(store) -> dict:
+    def evaluate_split(store, keep_logits: bool = False) -> dict:
         logits = predict_logits(model, store.images, preprocess, device=device, precision=precision,
                                 tta=t.tta, batch_size=t.eval_batch_size, channels_last=channels_last)
-        return metrics(logits, store.labels, len(splits.train.classes))
+        result = metrics(logits, store.labels, len(splits.train.classes))
+        return {**result, "logits": logits} if keep_logits else result
 
     run = Run(cfg, run_dir, model, optimizer, splits, preprocess, device, precision, evaluate_split)
     # Reading a loss back to the host waits for the device. On a CPU that costs nothing, so every
     # step is checked; on CUDA the losses are read every few steps to keep the GPU queue full.
     sync_every = 1 if device.type == "cpu" else 25
     while state.epoch < t.epochs and state.stop_reason is None:
-        epoch = state.epoch
-        model.train()
-        loss_sum = torch.zeros((), device=device)
-        correct = torch.zeros((), device=device, dtype=torch.long)
-        seen = 0
-        bar = tqdm(total=steps_per_epoch, desc=f"epoch {epoch + 1}/{t.epochs}", leave=False,
-                   disable=not progress, unit="step", dynamic_ncols=True)
-        started = time.perf_counter()
-        pending: list[tuple[int, float, torch.Tensor]] = []  # (step, lr, loss on the device)
+        try:
+            epoch = state.epoch
+            model.train()
+            loss_sum = torch.zeros((), device=device)
+            correct = torch.zeros((), device=device, dtype=torch.long)
+            seen = 0
+            bar = tqdm(total=steps_per_epoch, desc=f"epoch {epoch + 1}/{t.epochs}", leave=False,
+                       disable=not progress, unit="step", dynamic_ncols=True)
+            started = time.perf_counter()
+            pending: list[tuple[int, float, torch.Tensor]] = []  # (step, lr, loss on the device)
 
-        def read_pending() -> None:
-            """One host sync for the steps since the last: history lines, the finite check, the bar."""
-            values = torch.stack([loss for _, _, loss in pending]).float().tolist()
-            for (step, step_lr, _), value in zip(pending, values):
-                if not math.isfinite(value):
-                    bar.close()
-                    if monitor is not None:  # the statistics up to the fault: evidence for the doctor
-                        monitor.flush()
-                    _diverged(run_dir, history, state, epoch, step, value, step_lr)
-                if step % t.log_every == 0:
-                    history.add("batch", step=step, epoch=epoch + 1, loss=value, lr=step_lr)
-            if progress:  # drawn by bar.update, at most every 0.1 s
-                rate = seen / (time.perf_counter() - started)
-                bar.set_postfix(loss=f"{values[-1]:.3f}", lr=f"{pending[-1][1]:.3g}", img_s=f"{rate:.0f}",
-                                refresh=False)
-            bar.update(len(pending))
-            pending.clear()
+            def read_pending() -> None:
+                """One host sync for the steps since the last: history lines, the finite check, the bar."""
+                values = torch.stack([loss for _, _, loss in pending]).float().tolist()
+                for (step, step_lr, _), value in zip(pending, values):
+                    finite = math.isfinite(value)
+                    if state.first_loss is None and finite:
+                        state.first_loss = value
+                    # fix mode: a loss that exploded (still finite) is rolled back too, before it
+                    # leaves garbage weights in the next checkpoint
+                    exploded = (cfg.doctor.mode == "fix" and finite and state.first_loss is not None
+                                and value > EXPLODED_LOSS * state.first_loss)
+                    if not finite or exploded:
+                        last = ckpt.latest_checkpoint(run_dir)
+                        if cfg.doctor.mode == "fix" and last is not None and doctor.rollbacks < MAX_ROLLBACKS:
+                            bar.close()
+                            raise _Rollback(step, value, step_lr, last)
+                    if not finite:
+                        bar.close()
+                        if monitor is not None:  # the statistics up to the fault: evidence for the doctor
+                            monitor.flush()
+                        _diverged(run_dir, history, state, epoch, step, value, step_lr)
+                    if step % t.log_every == 0:
+                        history.add("batch", step=step, epoch=epoch + 1, loss=value, lr=step_lr)
+                if progress:  # drawn by bar.update, at most every 0.1 s
+                    rate = seen / (time.perf_counter() - started)
+                    bar.set_postfix(loss=f"{values[-1]:.3f}", lr=f"{pending[-1][1]:.3g}", img_s=f"{rate:.0f}",
+                                    refresh=False)
+                bar.update(len(pending))
+                pending.clear()
 
-        for indices in batch_indices(len(train_labels), batch_size, generator):
-            images = augment(train_images[indices], generator)
-            images = preprocess(images)
-            if channels_last:
-                images = images.contiguous(memory_format=torch.channels_last)
-            labels = train_labels[indices]
-            targets = labels
-            if mixing is not None:  # mixup / cutmix: soft targets (N, classes)
-                images, targets = mixing(images, labels, generator)
-            lr = schedule.lr(state.step)
-            set_lr(optimizer, lr)
-            watched = monitor is not None and monitor.before_forward(state.step + 1)
-            with autocast(device, precision):
-                logits = model(images)
-                # Mean over the batch: the seed's "divide the gradients by mini batch size",
-                # so the LR need not change with the batch size (seed §4, Sutskever).
-                loss = F.cross_entropy(logits, targets, label_smoothing=cfg.optim.label_smoothing)
-            reg = cfg.regularize
-            l1 = reg.l1 if reg.l1 and l1_active(state.step, t.epochs * steps_per_epoch, reg.l1_start) else 0.0
-            total = loss + penalty(model, l1, reg.l2, reg.penalize)
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(total).backward()
-            if watched:
-                # the scale as a device tensor: reading it would wait for the device
-                monitor.after_backward(grad_scale=scaler._scale if scaler.is_enabled() else 1.0)
-            apply_decoupled_decay(optimizer)  # SGD with optim.decay=decoupled only
-            scaler.step(optimizer)
-            scaler.update()
-            if cfg.regularize.max_norm is not None:
-                apply_max_norm(model, cfg.regularize.max_norm)
-            state.step += 1
-            if watched:
-                monitor.after_step(state.step, epoch + 1)
-            pending.append((state.step, lr, total.detach()))
-            loss_sum += loss.detach() * len(labels)
-            correct += (logits.argmax(1) == labels).sum()
-            seen += len(labels)
-            if len(pending) >= sync_every:
+            for indices in batch_indices(len(train_labels), batch_size, generator):
+                images = augment(train_images[indices], generator)
+                images = preprocess(images)
+                if channels_last:
+                    images = images.contiguous(memory_format=torch.channels_last)
+                labels = train_labels[indices]
+                targets = labels
+                if mixing is not None:  # mixup / cutmix: soft targets (N, classes)
+                    images, targets = mixing(images, labels, generator)
+                lr = schedule.lr(state.step)
+                set_lr(optimizer, lr)
+                watched = monitor is not None and monitor.before_forward(state.step + 1)
+                with autocast(device, precision):
+                    logits = model(images)
+                    # Mean over the batch: the seed's "divide the gradients by mini batch size",
+                    # so the LR need not change with the batch size (seed §4, Sutskever).
+                    loss = F.cross_entropy(logits, targets, label_smoothing=cfg.optim.label_smoothing)
+                reg = cfg.regularize
+                l1 = reg.l1 if reg.l1 and l1_active(state.step, t.epochs * steps_per_epoch, reg.l1_start) else 0.0
+                total = loss + penalty(model, l1, reg.l2, reg.penalize)
+                optimizer.zero_grad(set_to_none=True)
+                scaler.scale(total).backward()
+                if watched:
+                    # the scale as a device tensor: reading it would wait for the device
+                    monitor.after_backward(grad_scale=scaler._scale if scaler.is_enabled() else 1.0)
+                apply_decoupled_decay(optimizer)  # SGD with optim.decay=decoupled only
+                scaler.step(optimizer)
+                scaler.update()
+                if cfg.regularize.max_norm is not None:
+                    apply_max_norm(model, cfg.regularize.max_norm)
+                state.step += 1
+                if watched:
+                    monitor.after_step(state.step, epoch + 1)
+                pending.append((state.step, lr, total.detach()))
+                loss_sum += loss.detach() * len(labels)
+                correct += (logits.argmax(1) == labels).sum()
+                seen += len(labels)
+                if len(pending) >= sync_every:
+                    read_pending()
+                for callback in callbacks:
+                    getattr(callback, "on_step_end", lambda s, r: None)(state, run)
+            if pending:
                 read_pending()
-            for callback in callbacks:
-                getattr(callback, "on_step_end", lambda s, r: None)(state, run)
-        if pending:
-            read_pending()
-        seconds = time.perf_counter() - started
-        bar.close()
-        state.train_seconds += seconds
-        state.images_seen += seen
+            seconds = time.perf_counter() - started
+            bar.close()
+            state.train_seconds += seconds
+            state.images_seen += seen
 
-        val = evaluate_split(splits.val)
-        state.epoch = epoch + 1
-        if val["acc"] is not None and (state.best_val_acc is None or val["acc"] > state.best_val_acc):
-            state.best_val_acc = val["acc"]
-        record = {"epoch": state.epoch, "train_loss": float(loss_sum) / seen,
-                  "train_acc": float(correct) / seen, "val_loss": val["loss"], "val_acc": val["acc"],
-                  "lr": lr, "seconds": seconds, "images_per_second": seen / seconds}
-        history.add("epoch", **record)
-        state.last_epoch = record
-        if message := schedule.on_epoch_end(val["acc"]):
-            history.add("event", epoch=state.epoch, step=state.step, event="lr_divided", message=message)
-        if t.target_accuracy is not None and val["acc"] is not None and val["acc"] >= t.target_accuracy:
-            state.stop_reason = "target_accuracy"
-            history.add("event", epoch=state.epoch, step=state.step, event="target_reached",
-                        message=f"validation accuracy {val['acc']:.4f} >= {t.target_accuracy}")
-        for callback in callbacks:
-            getattr(callback, "on_epoch_end", lambda s, r: None)(state, run)
-        if progress:
-            tqdm.write(_epoch_line(record, t.epochs))
-        last_epoch = state.epoch == t.epochs or state.stop_reason is not None
-        lines = history.flush()
-        stats_lines = monitor.flush() if monitor is not None else 0
-        if state.epoch % t.checkpoint_every == 0 or last_epoch:
-            ckpt.save_checkpoint(run_dir, state.epoch, model, optimizer, _rng_states(generator),
-                                 {"schedule": schedule.state_dict(), "history_lines": lines,
-                                  "stats_lines": stats_lines,
-                                  "monitor": monitor.state_dict() if monitor is not None else None,
-                                  "scaler": scaler.state_dict(),
-                                  "trainer": state.__dict__})
+            val = evaluate_split(splits.val)
+            state.epoch = epoch + 1
+            if val["acc"] is not None and (state.best_val_acc is None or val["acc"] > state.best_val_acc):
+                state.best_val_acc = val["acc"]
+            record = {"epoch": state.epoch, "train_loss": float(loss_sum) / seen,
+                      "train_acc": float(correct) / seen, "val_loss": val["loss"], "val_acc": val["acc"],
+                      "lr": lr, "seconds": seconds, "images_per_second": seen / seconds}
+            history.add("epoch", **record)
+            state.last_epoch = record
+            if message := schedule.on_epoch_end(val["acc"]):
+                history.add("event", epoch=state.epoch, step=state.step, event="lr_divided", message=message)
+            if t.target_accuracy is not None and val["acc"] is not None and val["acc"] >= t.target_accuracy:
+                state.stop_reason = "target_accuracy"
+                history.add("event", epoch=state.epoch, step=state.step, event="target_reached",
+                            message=f"validation accuracy {val['acc']:.4f} >= {t.target_accuracy}")
+            for callback in callbacks:
+                getattr(callback, "on_epoch_end", lambda s, r: None)(state, run)
+            if progress:
+                tqdm.write(_epoch_line(record, t.epochs))
+            history.flush()  # the doctor reads the files: this epoch's lines must be in them
+            if monitor is not None:
+                monitor.flush()
+            _consult(doctor, cfg, state, schedule, optimizer, history, progress)
+            last_epoch = state.epoch == t.epochs or state.stop_reason is not None
+            if state.epoch % t.checkpoint_every == 0 or last_epoch:
+                save(state.epoch)
+            else:
+                history.flush()
+
+        except _Rollback as rollback:  # doctor.mode=fix: back to the last good checkpoint, half the LR
+            doctor_state, before = doctor.state_dict(), schedule.plateau_scale  # the LR that failed
+            state = restore(rollback.checkpoint)  # (cuts history.jsonl back to the checkpoint)
+            schedule.plateau_scale = min(before, schedule.plateau_scale) * ROLLBACK_LR_FACTOR
+            message = (f"loss {rollback.value} at step {rollback.step}: rolled back to {rollback.checkpoint.name}, "
+                       f"learning rate x{ROLLBACK_LR_FACTOR} (scale {before:.3g} -> {schedule.plateau_scale:.3g})")
+            kind = "nonfinite" if not math.isfinite(rollback.value) else "exploded"
+            logged = doctor_state["rollback_events"] + [
+                dict(epoch=state.epoch, step=rollback.step, event=kind,
+                     message=f"loss is {rollback.value} at step {rollback.step}"),
+                dict(epoch=state.epoch, step=rollback.step, event="remedy", id="nonfinite", what="rollback",
+                     before=before, after=schedule.plateau_scale, message=message)]
+            doctor.load_state_dict({**doctor_state, "rollbacks": doctor_state["rollbacks"] + 1,
+                                    "rollback_events": logged})
+            for event in logged:  # every roll back so far, also those the cut removed
+                if event["step"] > state.step:
+                    history.add("event", **event)
+            history.flush()
+            if progress:
+                tqdm.write(f"doctor: {message}")
 
     return _finish(cfg, run_dir, model, splits, state, evaluate_split, device, precision)
 
@@ -369,6 +422,35 @@ def _epoch_line(record: dict, epochs: int) -> str:
     return (f"epoch {record['epoch']:>3}/{epochs}  train loss {record['train_loss']:.4f}  "
             f"train acc {100 * record['train_acc']:.2f}%  val acc {val}  lr {record['lr']:.4g}  "
             f"{record['images_per_second']:.0f} img/s  {record['seconds']:.1f}s")
+
+
+class _Rollback(Exception):
+    """A non-finite loss under doctor.mode=fix, with a checkpoint to go back to."""
+
+    def __init__(self, step: int, value: float, lr: float, checkpoint: Path):
+        super().__init__(f"loss {value} at step {step}")
+        self.step, self.value, self.lr, self.checkpoint = step, value, lr, checkpoint
+
+
+def _consult(doctor: TrainingDoctor, cfg: Config, state: TrainerState, schedule, optimizer,
+             history: HistoryWriter, progress: bool) -> None:
+    """The doctor at an epoch's end: announce new findings (warn), apply remedies (fix), stop (stop)."""
+    if doctor.mode == "off":
+        return
+    new, current = doctor.review()
+    for f in new:
+        history.add("event", epoch=state.epoch, step=state.step, event="finding", id=f.id,
+                    severity=f.severity, message=f"{f.title}: {f.evidence}")
+        if progress:
+            tqdm.write(f"doctor: {f.severity} {f.id}: {f.title} ({f.evidence})")
+    for event in doctor.remedies(current, state.epoch, schedule, optimizer):
+        history.add("event", epoch=state.epoch, step=state.step, **event)
+        if progress:
+            tqdm.write(f"doctor: fix: {event['message']}")
+    if doctor.mode == "stop" and current:
+        state.stop_reason = f"doctor:{current[0].id}"
+        history.add("event", epoch=state.epoch, step=state.step, event="doctor_stop", id=current[0].id,
+                    message=f"stopped by the doctor: {current[0].title}")
 
 
 def _diverged(run_dir: Path, history: HistoryWriter, state: TrainerState, epoch: int, step: int,
@@ -385,8 +467,32 @@ def _diverged(run_dir: Path, history: HistoryWriter, state: TrainerState, epoch:
     raise TrainingDiverged(message)
 
 
+MISCLASSIFIED = 36  # test images kept for the report's grid of confident mistakes
+
+
+def _save_misclassified(run_dir: Path, store, logits: torch.Tensor) -> None:
+    """misclassified.npz: the most confident test mistakes (images uint8, labels, predicted, confidence)."""
+    import io
+
+    import numpy as np
+    probabilities = logits.float().softmax(1).cpu()
+    confidence, predicted = probabilities.max(1)
+    labels = store.labels.cpu()
+    wrong = torch.nonzero(predicted != labels).flatten()
+    chosen = wrong[confidence[wrong].argsort(descending=True)[:MISCLASSIFIED]]
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, images=store.images[chosen].cpu().numpy(), labels=labels[chosen].numpy(),
+                        predicted=predicted[chosen].numpy(), confidence=confidence[chosen].numpy())
+    path, tmp = run_dir / "misclassified.npz", run_dir / ".misclassified.npz.tmp"
+    tmp.write_bytes(buffer.getvalue())
+    tmp.replace(path)
+
+
 def _finish(cfg, run_dir, model, splits, state, evaluate_split, device, precision) -> dict:
-    test = evaluate_split(splits.test) if splits.test is not None else {"acc": None, "loss": None, "per_class": []}
+    test = {"acc": None, "loss": None, "per_class": [], "confusion": []}
+    if splits.test is not None:
+        test = evaluate_split(splits.test, keep_logits=True)
+        _save_misclassified(run_dir, splits.test, test.pop("logits"))
     for row in test["per_class"]:
         row["name"] = splits.train.classes[row["class"]]
     summary = {
@@ -398,7 +504,7 @@ def _finish(cfg, run_dir, model, splits, state, evaluate_split, device, precisio
         "stop_reason": state.stop_reason or "completed",
         "device": str(device), "precision": precision,
         "parameters": sum(p.numel() for p in model.parameters()),
-        "classes": splits.train.classes, "per_class": test["per_class"],
+        "classes": splits.train.classes, "per_class": test["per_class"], "confusion": test["confusion"],
         "split_sizes": {"train": len(splits.train), "val": len(splits.val),
                         "test": len(splits.test) if splits.test is not None else 0},
     }

@@ -1,0 +1,574 @@
+"""The checks: each reads the `Evidence` of a run and returns findings (seed §7).
+
+Seed §7 reads three figures: the loss against time for different learning rates (Fig. 1: a
+very high LR explodes, a high one drops fast and then stalls high, a low one falls slowly and
+almost linearly), the per-batch loss, whose band is too wide for its trend when the batch is
+too small (Fig. 2), and train against validation accuracy (Fig. 3: a big gap is overfitting, no
+gap at a low accuracy is a model too small). The monitor's statistics (stats.jsonl) add what the
+curves cannot show: dead ReLUs (seed §5: "as much as 40%"), saturated sigmoid/tanh units,
+vanishing and exploding gradients, symmetric weights and unnormalized inputs.
+
+Every threshold is a named constant below, with how it was chosen: on the planted-fault
+benchmark (`benchmarks/doctor_faults.py`: 12 faults, as many healthy runs with near misses,
+3 seeds each), not on single runs.
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from cnntricks.doctor.evidence import Evidence, load_evidence
+from cnntricks.doctor.findings import Finding
+from cnntricks.registry import Registry
+
+Check = Callable[[Evidence], list[Finding]]
+CHECKS = Registry("doctor check")
+
+# ---- thresholds (see the module docstring for how they were chosen) ---------------------------
+DIVERGE_RISE = 1.5        # trend loss above 1.5x its starting value: the loss explodes (Fig. 1)
+UPDATE_HIGH = 0.05        # median ‖Δw‖/‖w‖ per step above this: steps too big (healthy ~1e-3..1e-2)
+UPDATE_LOW = 2e-4         # ... below this: steps too small
+STALL_GAIN = 0.05         # last half of training cut the trend loss by under 5%: stalled
+STUCK_HIGH = 0.5          # ... while still above half the starting loss: stuck high
+SLOW_PROGRESS = 0.35      # trend loss fell by under 35% of its start over the whole run: slow
+LINEAR_R2 = 0.9           # and a straight line explains the trend that well: "almost linear"
+BAND_WIDTH = 0.5          # per-batch spread (median |loss - trend|) above half the trend: noisy
+GAP = 0.10                # train - validation accuracy above 10 points: overfitting
+VAL_RISE = 1.2            # validation loss 20% above its minimum, 2+ epochs after it: overfitting
+UNDERFIT_ACC = 0.80       # train accuracy below 80% ...
+UNDERFIT_GAP = 0.05       # ... within 5 points of validation ...
+STALLED_ACC = 0.01        # ... and gaining under 1 point over the last 3 epochs: too small a model
+PATIENCE = 3              # epochs without a new best validation accuracy: a plateau (seed §4)
+DEAD_ERROR = 0.40         # seed §5: "as much as 40% of your network can be dead"
+DEAD_INFO = 0.10          # reported as information above this
+SATURATED = 0.50          # over half of a tanh/sigmoid layer's outputs at |.| > 0.99 (or < .01)
+VANISH_RATIO = 1e-3       # first layer's gradient norm under 1e-3 of the last hidden layer's
+EXPLODE_RATIO = 1e3       # ... over 1e3 of it
+EXPLODE_NORM = 1e3        # or the total gradient norm above 1e3
+INIT_LOSS = 0.5           # first loss off ln(C) by more than max(1, 0.5 ln C): bad initialization
+DEPTH_COLLAPSE = 1e-2     # last activation layer's std under 1% of the first's at step 1
+DEPTH_EXPLODE = 1e2       # ... or over 100x
+NOISY_CORRELATION = 0.2   # first-layer filters (5x5 or larger) whose neighbouring weights barely correlate
+NOISY_MIN_KERNEL = 5      # 3x3 filters: trained edge detectors are anti-correlated, like noise; not judged
+RAW_INPUT_STD = 10.0      # inputs with std over 10 (raw 0-255 pixels have ~80)
+CENTER = 0.5              # |mean| above half the std: inputs not zero-centred (seed §2)
+
+
+def register(check: Check) -> Check:
+    CHECKS.register(check.__name__.removeprefix("check_"))(check)
+    return check
+
+
+# ---- small helpers ---------------------------------------------------------------------------
+
+
+def finite_losses(evidence: Evidence) -> tuple[np.ndarray, np.ndarray]:
+    """(steps, losses) of the per-batch records with a finite loss."""
+    pairs = [(b["step"], b["loss"]) for b in evidence.batches
+             if isinstance(b.get("loss"), (int, float)) and math.isfinite(b["loss"])]
+    if not pairs:
+        return np.zeros(0), np.zeros(0)
+    steps, losses = zip(*pairs)
+    return np.asarray(steps, dtype=float), np.asarray(losses, dtype=float)
+
+
+def trend(values: np.ndarray) -> np.ndarray:
+    """Rolling median over ~5% of the run (at least 5 points): the curve without batch noise."""
+    window = max(5, len(values) // 20)
+    half = window // 2
+    return np.array([np.median(values[max(0, i - half):i + half + 1]) for i in range(len(values))])
+
+
+def lr_of(evidence: Evidence) -> float | None:
+    if evidence.config is not None:
+        return evidence.config.optim.lr
+    lrs = [b.get("lr") for b in evidence.batches if b.get("lr")]
+    return max(lrs) if lrs else None
+
+
+def last_step(evidence: Evidence) -> int:
+    return evidence.steps
+
+
+def epoch_of_step(evidence: Evidence, step: int) -> int | None:
+    for b in evidence.batches:
+        if b["step"] >= step:
+            return b.get("epoch")
+    return evidence.epochs[-1]["epoch"] if evidence.epochs else None
+
+
+def hidden_weights(record: dict) -> list[tuple[str, dict]]:
+    """The record's weight tensors in network order, the classifier head left out."""
+    return [(name, p) for name, p in record.get("params", {}).items() if not name.startswith("head.")]
+
+
+def median_update_ratio(evidence: Evidence) -> float | None:
+    """Median ‖Δw‖/‖w‖ over the hidden weights, after the first 10% of steps (warm-up)."""
+    start = 0.1 * evidence.steps
+    ratios = [p["update_ratio"] for r in evidence.stats if r["step"] > start
+              for _, p in hidden_weights(r) if p.get("update_ratio") is not None]
+    return float(np.median(ratios)) if ratios else None
+
+
+def change_lr(evidence: Evidence, factor: float) -> dict:
+    lr = lr_of(evidence)
+    return {"optim.lr": float(f"{lr * factor:.3g}")} if lr else {}
+
+
+def finding(source: Evidence, step: int | None = None, /, **fields) -> Finding:
+    """A Finding stamped with the step (default: the run's last) and its epoch."""
+    step = last_step(source) if step is None else step
+    return Finding(step=step, epoch=epoch_of_step(source, step), **fields)
+
+
+# ---- the learning rate (Fig. 1) --------------------------------------------------------------
+
+
+@register
+def check_nonfinite(evidence: Evidence) -> list[Finding]:
+    events = [e for e in evidence.events if e.get("event") == "nonfinite"]
+    bad_stats = [r for r in evidence.stats
+                 if r.get("grad_norm_total") is None and r.get("params")
+                 or any(p.get("weight_norm") is None for p in r.get("params", {}).values())]
+    if not events and not bad_stats:
+        return []
+    step = events[0].get("step") if events else bad_stats[0]["step"]
+    what = (f"the loss is NaN or infinite at step {step}" if events else
+            f"gradients or weights are NaN or infinite at step {step} (stats.jsonl)")
+    return [finding(evidence, step, id="nonfinite", severity="error", title="NaN or infinite values",
+                    evidence=what, figure="loss.png",
+                    explanation="A non-finite number spreads to every weight in one step; the run cannot "
+                                "recover by itself. Most often the learning rate is far too high (seed §7, Fig. 1), "
+                                "sometimes the inputs hold NaN or are not normalized.",
+                    advice="Lower the learning rate (by 10x), check the inputs, and resume from the last good "
+                           "checkpoint (doctor.mode=fix does this automatically: roll back, halve the LR).",
+                    change=change_lr(evidence, 0.1))]
+
+
+@register
+def check_lr_diverged(evidence: Evidence) -> list[Finding]:
+    steps, losses = finite_losses(evidence)
+    nonfinite = [e for e in evidence.events if e.get("event") == "nonfinite"]
+    evidence_text, step = None, None
+    if nonfinite:
+        step = nonfinite[0].get("step")
+        before = f", after rising from {losses[0]:.3g} to {losses[-1]:.3g}" if len(losses) >= 2 else ""
+        evidence_text = f"the loss became non-finite at step {step}{before}"
+    elif len(losses) >= 10:
+        smooth = trend(losses)
+        start = smooth[: max(1, len(smooth) // 20)].mean()
+        rise = np.flatnonzero(smooth > DIVERGE_RISE * start)
+        if len(rise):
+            step = int(steps[rise[0]])
+            evidence_text = (f"the loss trend rose from {start:.3g} to {smooth.max():.3g} "
+                             f"({smooth.max() / start:.1f}x; first above {DIVERGE_RISE}x at step {step})")
+    if evidence_text is None:
+        return []
+    return [finding(evidence, step, id="lr_diverged", severity="error", title="The learning rate is far too high",
+                    evidence=evidence_text, figure="loss.png",
+                    explanation="Seed §7, Fig. 1: with a very high learning rate the loss explodes instead of "
+                                "falling; the steps overshoot every minimum.",
+                    advice="Divide the learning rate by 10 (seed §4: start around 0.1 for SGD with a mean loss).",
+                    change=change_lr(evidence, 0.1))]
+
+
+@register
+def check_lr_too_high(evidence: Evidence) -> list[Finding]:
+    if any(e.get("event") == "nonfinite" for e in evidence.events):
+        return []  # lr_diverged says it
+    steps, losses = finite_losses(evidence)
+    ratio = median_update_ratio(evidence)
+    facts = []
+    if ratio is not None and ratio > UPDATE_HIGH:
+        facts.append(f"the median update-to-weight ratio is {ratio:.2g} (healthy runs: about 1e-3 to 1e-2)")
+    if len(losses) >= 20:
+        smooth = trend(losses)
+        start, end, middle = smooth[0], smooth[-1], smooth[len(smooth) // 2]
+        fast = (start - smooth[len(smooth) // 10]) > 0.5 * max(start - end, 1e-12)
+        stalled = (middle - end) < STALL_GAIN * middle
+        if fast and stalled and end > STUCK_HIGH * start:
+            facts.append(f"the loss fell fast, then stalled at {end:.3g} ({end / start:.0%} of its start) "
+                         f"for the second half of training")
+    if not facts:
+        return []
+    return [finding(evidence, id="lr_too_high", severity="warning", title="The learning rate is too high",
+                    evidence="; ".join(facts), figure="loss.png",
+                    explanation="Seed §7, Fig. 1: a high learning rate drops the loss quickly at first, then "
+                                "stalls at a high value: the steps are too big to settle into a minimum.",
+                    advice="Lower the learning rate by 3-10x, or decay it (schedule.name=cosine).",
+                    change=change_lr(evidence, 0.3))]
+
+
+@register
+def check_lr_too_low(evidence: Evidence) -> list[Finding]:
+    steps, losses = finite_losses(evidence)
+    if len(losses) < 20:
+        return []
+    smooth = trend(losses)
+    start, end = smooth[: max(1, len(smooth) // 20)].mean(), smooth[-1]
+    progress = (start - end) / start if start > 0 else 0.0
+    ratio = median_update_ratio(evidence)
+    slow = 0 <= progress < SLOW_PROGRESS
+    r2 = float(np.corrcoef(steps, smooth)[0, 1] ** 2) if np.std(smooth) > 0 else 0.0
+    tiny_steps = ratio is not None and ratio < UPDATE_LOW
+    if not (slow and (r2 > LINEAR_R2 or tiny_steps)):
+        return []
+    facts = [f"the loss fell by only {progress:.0%} over {int(steps[-1])} steps, almost linearly (R² {r2:.2f})"]
+    if ratio is not None:
+        facts.append(f"median update-to-weight ratio {ratio:.2g} (healthy: about 1e-3)")
+    return [finding(evidence, id="lr_too_low", severity="warning", title="The learning rate is too low",
+                    evidence="; ".join(facts), figure="loss.png",
+                    explanation="Seed §7, Fig. 1: with a low learning rate the loss decreases slowly and almost "
+                                "linearly; training would take far longer than needed.",
+                    advice="Raise the learning rate by 3-10x (seed §4: around 0.1 for SGD).",
+                    change=change_lr(evidence, 10.0))]
+
+
+@register
+def check_batch_too_small(evidence: Evidence) -> list[Finding]:
+    steps, losses = finite_losses(evidence)
+    if len(losses) < 40:
+        return []
+    half = len(losses) // 2
+    smooth = trend(losses)
+    spread = float(np.median(np.abs(losses[half:] - smooth[half:])))
+    level = float(np.median(smooth[half:]))
+    if level <= 0 or spread / level <= BAND_WIDTH:
+        return []
+    batch = evidence.config.optim.batch_size if evidence.config else None
+    change = {"optim.batch_size": min(128, batch * 8)} if batch else {}
+    return [finding(evidence, id="batch_too_small", severity="warning", title="The batch is too small",
+                    evidence=f"per-batch loss spread {spread:.3g} around a trend of {level:.3g} "
+                             f"({spread / level:.0%}) in the second half of training"
+                             + (f"; batch size {batch}" if batch else ""),
+                    figure="loss.png",
+                    explanation="Seed §7, Fig. 2: the width of the per-batch loss curve shows the batch size; "
+                                "too small a batch gives gradients so noisy that the band dwarfs the trend.",
+                    advice="Use a bigger batch (with a mean loss the learning rate need not change, seed §4).",
+                    change=change)]
+
+
+# ---- train against validation (Fig. 3) and the plateau (seed §4) ----------------------------
+
+
+def accuracies(evidence: Evidence) -> list[tuple[int, float, float, float | None]]:
+    """(epoch, train acc, val acc, val loss) of the epochs that have both accuracies."""
+    return [(e["epoch"], e["train_acc"], e["val_acc"], e.get("val_loss")) for e in evidence.epochs
+            if e.get("train_acc") is not None and e.get("val_acc") is not None]
+
+
+def epoch_end_step(evidence: Evidence, epoch: int) -> int:
+    steps = [b["step"] for b in evidence.batches if b.get("epoch") == epoch]
+    return max(steps) if steps else last_step(evidence)
+
+
+@register
+def check_overfitting(evidence: Evidence) -> list[Finding]:
+    rows = accuracies(evidence)
+    if len(rows) < 2:
+        return []
+    facts, when = [], None
+    for epoch, train, val, _ in rows:
+        if train - val > GAP:
+            facts.append(f"train accuracy {train:.1%} against validation {val:.1%} at epoch {epoch} "
+                         f"(gap {train - val:.1%})")
+            when = epoch
+            break
+    losses = [(epoch, loss) for epoch, _, _, loss in rows if loss is not None]
+    if len(losses) >= 3:
+        best_epoch, best = min(losses, key=lambda item: item[1])
+        last_epoch, last = losses[-1]
+        if last > VAL_RISE * best and last_epoch - best_epoch >= 2:
+            facts.append(f"validation loss rose from {best:.3g} (epoch {best_epoch}) to {last:.3g} (epoch {last_epoch})")
+            when = when or last_epoch
+    if not facts:
+        return []
+    cfg = evidence.config
+    change = {}
+    if cfg is not None:
+        change = {"optim.weight_decay": float(f"{max(cfg.optim.weight_decay * 2, 5e-4):.3g}")}
+        if cfg.model.dropout < 0.5:
+            change["model.dropout"] = 0.5
+        if cfg.augment.policy in ("none", "flip"):
+            change["augment.policy"] = "standard"
+    return [finding(evidence, epoch_end_step(evidence, when), id="overfitting", severity="warning",
+                    title="The model overfits", evidence="; ".join(facts), figure="accuracy.png",
+                    explanation="Seed §7, Fig. 3: a big gap between training and validation accuracy means the "
+                                "network learns the training set rather than the task.",
+                    advice="Regularize more (weight decay or L2, dropout 0.5, seed §6), augment the data (§1), "
+                           "or get more training data.",
+                    change=change)]
+
+
+@register
+def check_underfitting(evidence: Evidence) -> list[Finding]:
+    rows = accuracies(evidence)
+    if len(rows) < 4:
+        return []
+    epoch, train, val, _ = rows[-1]
+    gained = train - rows[-4][1]
+    if not (train < UNDERFIT_ACC and abs(train - val) < UNDERFIT_GAP and gained < STALLED_ACC):
+        return []
+    cfg = evidence.config
+    change = {"model.width": cfg.model.width * 2} if cfg is not None else {}
+    return [finding(evidence, epoch_end_step(evidence, epoch), id="underfitting", severity="warning",
+                    title="The model is too small (or cannot learn this data)",
+                    evidence=f"train accuracy {train:.1%}, validation {val:.1%}: no gap, and only "
+                             f"{gained:+.1%} over the last 3 epochs",
+                    figure="accuracy.png",
+                    explanation="Seed §7, Fig. 3: training and validation accuracy close together at a low value "
+                                "mean the model's capacity is too low to fit even the training set.",
+                    advice="Make the model bigger (more width or depth), train longer, or check that the labels "
+                           "match the images.",
+                    change=change)]
+
+
+@register
+def check_plateau(evidence: Evidence) -> list[Finding]:
+    rows = accuracies(evidence)
+    if len(rows) < PATIENCE + 2:
+        return []
+    best_epoch, _, best, _ = max(rows, key=lambda row: row[2])
+    last_epoch = rows[-1][0]
+    if last_epoch - best_epoch < PATIENCE:
+        return []
+    lrs = {e["epoch"]: e.get("lr") for e in evidence.epochs}
+    lr_then, lr_now = lrs.get(best_epoch), lrs.get(last_epoch)
+    if lr_then is None or lr_now is None or lr_now < 0.9 * lr_then:
+        return []  # the LR was decayed since: the schedule is already acting on it
+    return [finding(evidence, epoch_end_step(evidence, best_epoch + PATIENCE), id="plateau", severity="warning",
+                    title="Validation accuracy stopped improving",
+                    evidence=f"best validation accuracy {best:.1%} at epoch {best_epoch}, none better in the "
+                             f"{last_epoch - best_epoch} epochs since, at an unchanged learning rate {lr_now:.3g}",
+                    figure="accuracy.png",
+                    explanation="Seed §4: once validation accuracy stops improving, divide the learning rate by "
+                                "2 (or by 5) and keep going.",
+                    advice="Divide the LR by 2 on plateaus (schedule.name=plateau) or use a decaying schedule.",
+                    change={"schedule.name": "plateau"})]
+
+
+# ---- the monitor's statistics -----------------------------------------------------------------
+
+
+@register
+def check_dead_relu(evidence: Evidence) -> list[Finding]:
+    worst, where, step = 0.0, None, None
+    for record in evidence.stats:
+        for name, layer in record.get("layers", {}).items():
+            dead = layer.get("dead")
+            if dead is not None and dead > worst:
+                worst, where, step = dead, name, record["step"]
+            if dead is not None and dead > DEAD_ERROR and step is not None:
+                break
+        if worst > DEAD_ERROR:
+            break
+    if worst <= DEAD_INFO:
+        return []
+    severity = "error" if worst > DEAD_ERROR else "info"
+    change = change_lr(evidence, 0.1)
+    if evidence.config is not None and evidence.config.model.activation == "relu":
+        change["model.activation"] = "leaky_relu"
+    return [finding(evidence, step, id="dead_relu", severity=severity,
+                    title="Dead ReLU units" if severity == "error" else "Some ReLU units are dead",
+                    evidence=f"{worst:.0%} of the units of layer {where} never activated over "
+                             f"{5} sampled batches (step {step})",
+                    figure="dead_units.png",
+                    explanation="Seed §5: a large gradient can push a ReLU unit where it never activates again; "
+                                "with too high a learning rate 'as much as 40% of your network can be dead'.",
+                    advice="Lower the learning rate, or use Leaky ReLU / PReLU, whose negative slope keeps a gradient.",
+                    change=change)]
+
+
+@register
+def check_saturation(evidence: Evidence) -> list[Finding]:
+    for record in evidence.stats:
+        for name, layer in record.get("layers", {}).items():
+            share = layer.get("saturated")
+            if share is not None and share > SATURATED:
+                return [finding(evidence, record["step"], id="saturation", severity="warning",
+                                title="Saturated sigmoid / tanh units",
+                                evidence=f"{share:.0%} of layer {name}'s outputs are saturated at step {record['step']}",
+                                figure="dead_units.png",
+                                explanation="Seed §5: sigmoid and tanh saturate at their tails, where the gradient "
+                                            "is almost zero, so saturated units stop learning.",
+                                advice="Use ReLU-family activations, the calibrated 1/sqrt(n) initialization for "
+                                       "tanh, or batch normalization.",
+                                change={"model.activation": "relu", "model.init": "auto"})]
+    return []
+
+
+def gradient_ratio(record: dict) -> tuple[float, str, str] | None:
+    """(first hidden layer's gradient norm / last hidden layer's, their names)."""
+    weights = [(n, p["grad_norm"]) for n, p in hidden_weights(record) if p.get("grad_norm") is not None]
+    if len(weights) < 2:
+        return None
+    (first, g_first), (last, g_last) = weights[0], weights[-1]
+    if g_last <= 0:
+        return None
+    return g_first / g_last, first, last
+
+
+@register
+def check_gradients(evidence: Evidence) -> list[Finding]:
+    """Vanishing and exploding gradients, from the gradient norms along depth."""
+    findings = []
+    for record in evidence.stats[1:]:  # step 1 is the initialization, read by bad_init
+        found = gradient_ratio(record)
+        total = record.get("grad_norm_total")
+        if found and found[0] < VANISH_RATIO and not any(f.id == "vanishing_gradient" for f in findings):
+            ratio, first, last = found
+            findings.append(finding(
+                evidence, record["step"], id="vanishing_gradient", severity="warning",
+                title="Vanishing gradients", figure="gradients.png",
+                evidence=f"the gradient of {first} is {ratio:.1e} of {last}'s at step {record['step']}",
+                explanation="Each saturating or badly scaled layer multiplies the gradient by a factor below 1, "
+                            "so the first layers of a deep network stop learning (seed §3, §5).",
+                advice="Use ReLU-family activations with He initialization, or batch normalization.",
+                change={"model.activation": "relu", "model.init": "he_normal"}))
+        exploding = (found and found[0] > EXPLODE_RATIO) or (total is not None and total > EXPLODE_NORM)
+        if exploding and not any(f.id == "exploding_gradient" for f in findings):
+            what = (f"the total gradient norm is {total:.3g}" if total is not None and total > EXPLODE_NORM
+                    else f"the gradient of {found[1]} is {found[0]:.1e} times {found[2]}'s")
+            findings.append(finding(
+                evidence, record["step"], id="exploding_gradient", severity="warning",
+                title="Exploding gradients", figure="gradients.png",
+                evidence=f"{what} at step {record['step']}",
+                explanation="Gradients that grow layer after layer make steps that overshoot; the loss "
+                            "jumps or becomes NaN (seed §3, §7).",
+                advice="Lower the learning rate, use batch normalization or a smaller initialization.",
+                change=change_lr(evidence, 0.1)))
+    return findings
+
+
+@register
+def check_bad_init(evidence: Evidence) -> list[Finding]:
+    facts = []
+    steps, losses = finite_losses(evidence)
+    classes = evidence.classes
+    if len(losses) and classes and classes > 1:
+        expected = math.log(classes)
+        if abs(losses[0] - expected) > max(1.0, INIT_LOSS * expected):
+            facts.append(f"the first loss is {losses[0]:.3g}, where ln({classes}) = {expected:.3g} is expected "
+                         "from small random weights")
+    if evidence.stats:
+        stds = [layer.get("std") for layer in evidence.stats[0].get("layers", {}).values()
+                if layer.get("std") is not None]
+        if len(stds) >= 3 and stds[0] > 0:
+            ratio = stds[-1] / stds[0]
+            if ratio < DEPTH_COLLAPSE or ratio > DEPTH_EXPLODE:
+                verb = "collapses" if ratio < DEPTH_COLLAPSE else "explodes"
+                facts.append(f"the activations' spread {verb} with depth at step 1: std {stds[0]:.3g} in the "
+                             f"first activation layer, {stds[-1]:.3g} in the last ({ratio:.1e}x)")
+    if not facts:
+        return []
+    return [finding(evidence, 1, id="bad_init", severity="warning", title="A bad initialization",
+                    evidence="; ".join(facts), figure="activations.png",
+                    explanation="Seed §3: weights too small make the signal vanish layer by layer, too large make "
+                                "it explode; 1/sqrt(n) (tanh) or He's sqrt(2/n) (ReLU) keep its variance.",
+                    advice="Use model.init=auto (He for ReLU, calibrated for tanh/sigmoid).",
+                    change={"model.init": "auto"})]
+
+
+@register
+def check_symmetric_init(evidence: Evidence) -> list[Finding]:
+    for record in evidence.stats[:1]:
+        same = [name for name, p in hidden_weights(record) if p.get("unit_spread") == 0.0]
+        if same:
+            return [finding(evidence, record["step"], id="symmetric_init", severity="error",
+                            title="Symmetric weights: every unit is the same",
+                            evidence=f"all units of {', '.join(same[:3])}{' ...' if len(same) > 3 else ''} have "
+                                     "identical incoming weights at step 1",
+                            figure="gradients.png",
+                            explanation="Seed §3: with all-zero (or all-equal) weights every unit computes the "
+                                        "same output and gets the same gradient, so they never become different.",
+                            advice="Initialize with small random numbers: model.init=auto.",
+                            change={"model.init": "auto"})]
+    return []
+
+
+@register
+def check_unnormalized_input(evidence: Evidence) -> list[Finding]:
+    record = next((r for r in evidence.stats if r.get("input")), None)
+    cfg = evidence.config
+    if record is None:
+        if cfg is not None and cfg.preprocess.normalize == "none":
+            return [finding(evidence, 1, id="unnormalized_input", severity="warning",
+                            title="Inputs are not normalized", evidence="preprocess.normalize=none",
+                            explanation="Seed §2: zero-center the data and normalize its scale.",
+                            advice="Use preprocess.normalize=standardize.",
+                            change={"preprocess.normalize": "standardize"})]
+        return []
+    x = record["input"]
+    mean, std = x.get("mean"), x.get("std")
+    if mean is None or std is None:
+        return []
+    if std > RAW_INPUT_STD:
+        severity, what = "error", f"the model's inputs have mean {mean:.3g} and std {std:.3g} (raw pixel values?)"
+    elif abs(mean) > CENTER * max(std, 1e-12) and abs(mean) > 0.1:
+        severity, what = "warning", f"the model's inputs have mean {mean:.3g} against a std of {std:.3g}: not zero-centred"
+    else:
+        return []
+    return [finding(evidence, record["step"], id="unnormalized_input", severity=severity,
+                    title="Inputs are not normalized", evidence=what,
+                    explanation="Seed §2: zero-center the data (subtract the mean) and normalize its scale; "
+                                "unscaled inputs make the first layer's gradients huge and the loss surface badly "
+                                "conditioned.",
+                    advice="Use preprocess.normalize=standardize (per-channel mean and std of the training set).",
+                    change={"preprocess.normalize": "standardize"})]
+
+
+@register
+def check_noisy_filters(evidence: Evidence) -> list[Finding]:
+    correlation = first_layer_smoothness(evidence.run_dir)
+    if correlation is None or correlation >= NOISY_CORRELATION:
+        return []
+    return [finding(evidence, None, id="noisy_filters", severity="info", title="Noisy first-layer filters",
+                    evidence=f"neighbouring weights of the first layer's filters correlate at {correlation:.2f} "
+                             "(smooth, structured filters: clearly positive)",
+                    figure="filters.png",
+                    explanation="The slides: well-trained first-layer filters are smooth; noisy patterns point to "
+                                "too little regularization or training that has not converged.",
+                    advice="Regularize more (weight decay, L2) or train longer.",
+                    change={"optim.weight_decay": 5e-4})]
+
+
+def first_layer_smoothness(run_dir: Path) -> float | None:
+    """Mean correlation of horizontally and vertically adjacent weights in the first conv layer's
+    filters (latest checkpoint), each filter centred; None without a checkpoint, or when the first
+    conv's kernel is smaller than NOISY_MIN_KERNEL: on a 3x3 kernel a trained edge detector
+    ([-1, 0, 1]) has as little neighbour correlation as noise (measured -0.17 on a healthy
+    fastnet), so smoothness says nothing there."""
+    from cnntricks.train.checkpoint import latest_checkpoint
+
+    folder = latest_checkpoint(run_dir)
+    if folder is None or not (folder / "model.safetensors").is_file():
+        return None
+    from safetensors import safe_open
+
+    with safe_open(str(folder / "model.safetensors"), framework="numpy") as f:
+        name = next((k for k in f.keys() if len(f.get_slice(k).get_shape()) == 4), None)
+        if name is None or min(f.get_slice(name).get_shape()[2:]) < NOISY_MIN_KERNEL:
+            return None
+        weight = f.get_tensor(name).astype(np.float64)
+    w = weight - weight.mean(axis=(2, 3), keepdims=True)
+    pairs = [(w[..., :, :-1], w[..., :, 1:]), (w[..., :-1, :], w[..., 1:, :])]
+    numerator = sum(float((a * b).sum()) for a, b in pairs)
+    denominator = sum(math.sqrt(float((a * a).sum()) * float((b * b).sum())) for a, b in pairs)
+    return numerator / denominator if denominator > 0 else None
+
+
+# ---- running them ----------------------------------------------------------------------------
+
+
+def diagnose_evidence(evidence: Evidence) -> list[Finding]:
+    """Every check's findings, worst first (then by id)."""
+    findings = [f for name in CHECKS.names() for f in CHECKS.get(name)(evidence)]
+    return sorted(findings, key=lambda f: (-f.rank, f.id))
+
+
+def diagnose(run_dir: str | Path) -> list[Finding]:
+    """The findings for the run in `run_dir` (see `load_evidence` for what is read)."""
+    return diagnose_evidence(load_evidence(run_dir))
