@@ -18,7 +18,7 @@ from typing import Callable
 
 import numpy as np
 
-from cnntricks.report import figures
+from cnntricks.report import figures, model_figures
 from cnntricks.report.html import render_page
 from cnntricks.train.history import read_history, split_history
 
@@ -86,18 +86,18 @@ def draw_activations(run: Run):
     from cnntricks.monitor import histogram_edges
     if not any(record.get("layers") for record in run.stats):
         raise Missing("stats.jsonl holds no activation layer (the model has no activation module)")
-    return figures.activations_figure(run.stats, run.name, histogram_edges)
+    return model_figures.activations_figure(run.stats, run.name, histogram_edges)
 
 
 def draw_gradients(run: Run):
     if not any(record.get("params") for record in run.stats):
         raise Missing("stats.jsonl holds no weight tensor statistics")
-    return figures.gradients_figure(run.stats, run.name)
+    return model_figures.gradients_figure(run.stats, run.name)
 
 
 def draw_dead_units(run: Run):
     try:
-        return figures.dead_units_figure(run.stats, run.name)
+        return model_figures.dead_units_figure(run.stats, run.name)
     except ValueError as error:
         raise Missing(str(error)) from None
 
@@ -135,7 +135,7 @@ def draw_filters(run: Run):
     if found is None:
         raise Missing(f"{folder.name}/model.safetensors has no 4-D weight: the model has no convolution")
     name, weight = found
-    return figures.filters_figure(weight, name, f"{run.name}, {folder.name}")
+    return model_figures.filters_figure(weight, name, f"{run.name}, {folder.name}")
 
 
 def draw_confusion(run: Run):
@@ -143,7 +143,7 @@ def draw_confusion(run: Run):
         raise Missing("needs summary.json with \"confusion\" (written when training finishes with a test split)")
     matrix = np.asarray(run.summary["confusion"], dtype=float)
     classes = run.classes if len(run.classes) == len(matrix) else [str(i) for i in range(len(matrix))]
-    return figures.confusion_figure(matrix, classes, run.name)
+    return model_figures.confusion_figure(matrix, classes, run.name)
 
 
 def draw_misclassified(run: Run):
@@ -153,7 +153,7 @@ def draw_misclassified(run: Run):
     with np.load(file, allow_pickle=False) as arrays:
         if len(arrays["labels"]) == 0:
             raise Missing("misclassified.npz is empty: no test image was misclassified")
-        return figures.misclassified_figure(arrays["images"], arrays["labels"], arrays["predicted"],
+        return model_figures.misclassified_figure(arrays["images"], arrays["labels"], arrays["predicted"],
                                             arrays["confidence"], run.classes, run.name)
 
 

@@ -11,7 +11,7 @@ from safetensors.torch import save_file
 
 from cnntricks.doctor import Finding
 from cnntricks.monitor import histogram_edges
-from cnntricks.report import FIGURES, figures, write_report
+from cnntricks.report import FIGURES, figures, model_figures, write_report
 from cnntricks.report.run_report import first_conv_weight
 
 ALL_FIGURES = [spec.file for spec in FIGURES]
@@ -247,7 +247,7 @@ def test_events_are_marked_on_the_lr_figure():
 def test_activations_keep_network_order_and_draw_the_monitors_histogram(tmp_path):
     rng = np.random.default_rng(0)
     stats = [{"step": s, "layers": {"z.first": layer("ReLU", rng), "a.second": layer("Tanh", rng)}} for s in (1, 5)]
-    figure = figures.activations_figure(stats, "t", histogram_edges)
+    figure = model_figures.activations_figure(stats, "t", histogram_edges)
     mean_axes = figure.subfigs[0].axes[0]
     assert [line.get_label() for line in mean_axes.get_lines()] == ["z.first (ReLU)", "a.second (Tanh)"]
     first, second = (line.get_color() for line in mean_axes.get_lines())
@@ -261,13 +261,13 @@ def test_gradients_and_dead_units_draw_their_reference_lines():
     rng = np.random.default_rng(0)
     stats = [{"step": s, "grad_norm_total": 1.0, "layers": {"r": layer("ReLU", rng)},
               "params": {"w": {"grad_norm": 0.1, "weight_norm": 1.0, "update_ratio": 1e-3}}} for s in (1, 2, 3)]
-    ratio_axes = figures.gradients_figure(stats, "t").axes[1]
+    ratio_axes = model_figures.gradients_figure(stats, "t").axes[1]
     assert ratio_axes.get_yscale() == "log"
     assert [1e-3, 1e-3] in [list(line.get_ydata()) for line in ratio_axes.get_lines()]
-    dead_axes = figures.dead_units_figure(stats, "t").axes[0]
+    dead_axes = model_figures.dead_units_figure(stats, "t").axes[0]
     assert [0.4, 0.4] in [list(line.get_ydata()) for line in dead_axes.get_lines()]
     with pytest.raises(ValueError, match="nothing can die or saturate"):
-        figures.dead_units_figure([{"step": 1, "layers": {"e": {"type": "ELU", "mean": 0, "std": 1}}}], "t")
+        model_figures.dead_units_figure([{"step": 1, "layers": {"e": {"type": "ELU", "mean": 0, "std": 1}}}], "t")
 
 
 def test_the_first_conv_is_the_one_reading_the_image(tmp_path):
@@ -285,7 +285,7 @@ def test_the_first_conv_is_the_one_reading_the_image(tmp_path):
 @pytest.mark.parametrize("inputs", [1, 3])
 def test_each_filter_is_min_max_scaled_rgb_or_gray(inputs):
     weight = np.random.default_rng(0).normal(0, 1, (4, inputs, 3, 3)) * np.array([1, 10, 100, 1000]).reshape(4, 1, 1, 1)
-    mosaic = figures.filters_figure(weight, "conv", "t").axes[0].images[0].get_array()
+    mosaic = model_figures.filters_figure(weight, "conv", "t").axes[0].images[0].get_array()
     tiles = [mosaic[r:r + 3, c:c + 3] for r in (0, 4) for c in (0, 4)]  # 2 x 2 grid, 1-pixel gaps
     for tile in tiles:
         assert tile.min() == pytest.approx(0) and tile.max() == pytest.approx(1)
@@ -295,7 +295,7 @@ def test_each_filter_is_min_max_scaled_rgb_or_gray(inputs):
 
 def test_the_confusion_matrix_is_normalized_per_true_class():
     matrix = np.array([[8, 2, 0], [1, 1, 0], [0, 0, 0]])
-    image = np.ma.filled(figures.confusion_figure(matrix, ["a", "b", "c"], "t").axes[0].images[0].get_array(), np.nan)
+    image = np.ma.filled(model_figures.confusion_figure(matrix, ["a", "b", "c"], "t").axes[0].images[0].get_array(), np.nan)
     np.testing.assert_allclose(image[:2].sum(axis=1), 1)
     np.testing.assert_allclose(image[0], [0.8, 0.2, 0])
     assert np.isnan(image[2]).all()  # a class with no test image: no share
@@ -303,7 +303,7 @@ def test_the_confusion_matrix_is_normalized_per_true_class():
 
 def test_misclassified_are_titled_true_to_predicted_most_confident_first():
     images = np.zeros((3, 1, 8, 8), dtype=np.uint8)
-    figure = figures.misclassified_figure(images, np.array([0, 1, 2]), np.array([1, 2, 0]),
+    figure = model_figures.misclassified_figure(images, np.array([0, 1, 2]), np.array([1, 2, 0]),
                                           np.array([0.5, 0.9, 0.7]), ["cat", "dog", "bird"], "t")
     titles = [axes.get_title() for axes in figure.axes if axes.get_title()]
     assert titles == ["dog → bird\n(0.90)", "bird → cat\n(0.70)", "cat → dog\n(0.50)"]
