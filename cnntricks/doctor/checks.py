@@ -9,8 +9,10 @@ curves cannot show: dead ReLUs (seed §5: "as much as 40%"), saturated sigmoid/t
 vanishing and exploding gradients, symmetric weights and unnormalized inputs.
 
 Every threshold is a named constant below, with how it was chosen: on the planted-fault
-benchmark (`benchmarks/doctor_faults.py`: 12 faults, as many healthy runs with near misses,
-3 seeds each), not on single runs.
+benchmark (`benchmarks/doctor_faults.py`: 12 faults and 16 healthy configurations with near
+misses, 3 seeds each), not on single runs. There, as calibrated: every fault found in 3 of 3
+runs, every finding id that fired right every time (precision 1.00), no warning on any of the 48
+healthy runs. Root causes demote the findings they explain to info (`CONSEQUENCES`).
 """
 from __future__ import annotations
 
@@ -35,12 +37,13 @@ STALL_GAIN = 0.05         # last half of training cut the trend loss by under 5%
 STUCK_HIGH = 0.5          # ... while still above half the starting loss: stuck high
 SLOW_PROGRESS = 0.35      # trend loss fell by under 35% of its start over the whole run: slow
 LINEAR_R2 = 0.9           # and a straight line explains the trend that well: "almost linear"
-BAND_WIDTH = 0.5          # per-batch spread (median |loss - trend|) above half the trend: noisy
+BAND_WIDTH = 0.25         # per-batch spread (median |loss - trend|) above a quarter of the trend:
+                          #   batch 2 measured 0.35-0.5, batch 32 and 128 under 0.1
 GAP = 0.10                # train - validation accuracy above 10 points: overfitting
 VAL_RISE = 1.2            # validation loss 20% above its minimum, 2+ epochs after it: overfitting
-UNDERFIT_ACC = 0.80       # train accuracy below 80% ...
-UNDERFIT_GAP = 0.05       # ... within 5 points of validation ...
-STALLED_ACC = 0.01        # ... and gaining under 1 point over the last 3 epochs: too small a model
+UNDERFIT_SHARE = 0.5      # train accuracy below chance + half the way to 100% (55% for 10 classes)
+                          #   ... (healthy 5-epoch runs measured >= 75%, a width-2 model 17-29%)
+UNDERFIT_GAP = 0.10       # ... and within 10 points of validation: no gap at a low accuracy
 PATIENCE = 3              # epochs without a new best validation accuracy: a plateau (seed §4)
 DEAD_ERROR = 0.40         # seed §5: "as much as 40% of your network can be dead"
 DEAD_INFO = 0.10          # reported as information above this
@@ -184,6 +187,8 @@ def check_lr_too_high(evidence: Evidence) -> list[Finding]:
     facts = []
     if ratio is not None and ratio > UPDATE_HIGH:
         facts.append(f"the median update-to-weight ratio is {ratio:.2g} (healthy runs: about 1e-3 to 1e-2)")
+    if ratio is not None and not facts:
+        return []  # the statistics say the steps are not too big: a stall has another cause
     if len(losses) >= 20:
         smooth = trend(losses)
         start, end, middle = smooth[0], smooth[-1], smooth[len(smooth) // 2]
@@ -213,8 +218,10 @@ def check_lr_too_low(evidence: Evidence) -> list[Finding]:
     ratio = median_update_ratio(evidence)
     slow = 0 <= progress < SLOW_PROGRESS
     r2 = float(np.corrcoef(steps, smooth)[0, 1] ** 2) if np.std(smooth) > 0 else 0.0
-    tiny_steps = ratio is not None and ratio < UPDATE_LOW
-    if not (slow and (r2 > LINEAR_R2 or tiny_steps)):
+    # With the monitor's statistics the steps themselves must be small (a small model is slow too,
+    # with normal steps); without them, the curve's shape is all there is.
+    small_steps = r2 > LINEAR_R2 if ratio is None else ratio < UPDATE_LOW
+    if not (slow and small_steps):
         return []
     facts = [f"the loss fell by only {progress:.0%} over {int(steps[-1])} steps, almost linearly (R² {r2:.2f})"]
     if ratio is not None:
@@ -235,7 +242,9 @@ def check_batch_too_small(evidence: Evidence) -> list[Finding]:
     half = len(losses) // 2
     smooth = trend(losses)
     spread = float(np.median(np.abs(losses[half:] - smooth[half:])))
-    level = float(np.median(smooth[half:]))
+    # relative to the trend, but not to a trend near 0 (a memorized training set), where any
+    # wobble is a large share
+    level = max(float(np.median(smooth[half:])), 0.1 * float(smooth[0]))
     if level <= 0 or spread / level <= BAND_WIDTH:
         return []
     batch = evidence.config.optim.batch_size if evidence.config else None
@@ -270,19 +279,24 @@ def check_overfitting(evidence: Evidence) -> list[Finding]:
     rows = accuracies(evidence)
     if len(rows) < 2:
         return []
+    # Epoch 1 is left out: with batch norm, validation lags training in the first epoch of every
+    # healthy run (measured gaps up to 23 points). The gap must hold for two epochs in a row.
+    rows = [row for row in rows if row[0] > 1]
     facts, when = [], None
-    for epoch, train, val, _ in rows:
-        if train - val > GAP:
+    for (_, train_a, val_a, _), (epoch, train, val, _) in zip(rows, rows[1:]):
+        if train_a - val_a > GAP and train - val > GAP:
             facts.append(f"train accuracy {train:.1%} against validation {val:.1%} at epoch {epoch} "
-                         f"(gap {train - val:.1%})")
+                         f"(gap {train - val:.1%}, and {train_a - val_a:.1%} the epoch before)")
             when = epoch
             break
     losses = [(epoch, loss) for epoch, _, _, loss in rows if loss is not None]
     if len(losses) >= 3:
         best_epoch, best = min(losses, key=lambda item: item[1])
         last_epoch, last = losses[-1]
-        if last > VAL_RISE * best and last_epoch - best_epoch >= 2:
-            facts.append(f"validation loss rose from {best:.3g} (epoch {best_epoch}) to {last:.3g} (epoch {last_epoch})")
+        gap = rows[-1][1] - rows[-1][2]
+        if last > VAL_RISE * best and last_epoch - best_epoch >= 2 and gap > GAP / 2:
+            facts.append(f"validation loss rose from {best:.3g} (epoch {best_epoch}) to {last:.3g} "
+                         f"(epoch {last_epoch}) while training accuracy leads by {gap:.1%}")
             when = when or last_epoch
     if not facts:
         return []
@@ -306,18 +320,20 @@ def check_overfitting(evidence: Evidence) -> list[Finding]:
 @register
 def check_underfitting(evidence: Evidence) -> list[Finding]:
     rows = accuracies(evidence)
-    if len(rows) < 4:
+    if len(rows) < 3 or not evidence.classes:
         return []
     epoch, train, val, _ = rows[-1]
-    gained = train - rows[-4][1]
-    if not (train < UNDERFIT_ACC and abs(train - val) < UNDERFIT_GAP and gained < STALLED_ACC):
+    chance = 1 / evidence.classes
+    low = chance + UNDERFIT_SHARE * (1 - chance)
+    gained = train - rows[-3][1]
+    if not (train < low and abs(train - val) < UNDERFIT_GAP):
         return []
     cfg = evidence.config
     change = {"model.width": cfg.model.width * 2} if cfg is not None else {}
     return [finding(evidence, epoch_end_step(evidence, epoch), id="underfitting", severity="warning",
                     title="The model is too small (or cannot learn this data)",
-                    evidence=f"train accuracy {train:.1%}, validation {val:.1%}: no gap, and only "
-                             f"{gained:+.1%} over the last 3 epochs",
+                    evidence=f"train accuracy {train:.1%}, validation {val:.1%} after {epoch} epochs (chance "
+                             f"{chance:.0%}): no gap at a low accuracy; {gained:+.1%} over the last 2 epochs",
                     figure="accuracy.png",
                     explanation="Seed §7, Fig. 3: training and validation accuracy close together at a low value "
                                 "mean the model's capacity is too low to fit even the training set.",
@@ -501,10 +517,12 @@ def check_unnormalized_input(evidence: Evidence) -> list[Finding]:
                             advice="Use preprocess.normalize=standardize.",
                             change={"preprocess.normalize": "standardize"})]
         return []
-    x = record["input"]
-    mean, std = x.get("mean"), x.get("std")
-    if mean is None or std is None:
+    # medians over every sampled batch: one small batch (2 bright images) is not the data set
+    inputs = [r["input"] for r in evidence.stats if r.get("input") and r["input"].get("std") is not None]
+    if not inputs:
         return []
+    mean = float(np.median([x["mean"] for x in inputs]))
+    std = float(np.median([x["std"] for x in inputs]))
     if std > RAW_INPUT_STD:
         severity, what = "error", f"the model's inputs have mean {mean:.3g} and std {std:.3g} (raw pixel values?)"
     elif abs(mean) > CENTER * max(std, 1e-12) and abs(mean) > 0.1:
@@ -563,9 +581,43 @@ def first_layer_smoothness(run_dir: Path) -> float | None:
 # ---- running them ----------------------------------------------------------------------------
 
 
+# A root cause makes other findings its consequences: a zero-initialized net also has dead units
+# and a stalled loss, a diverged one exploding gradients. Those are shown as info, naming the
+# cause, so the verdict leads with what to fix (measured: without this, the planted-fault
+# benchmark's precision for lr_too_high, underfitting and plateau fell below 0.5).
+SYMPTOMS = frozenset({"lr_too_high", "lr_too_low", "underfitting", "plateau", "batch_too_small"})
+CONSEQUENCES: dict[str, frozenset[str]] = {  # cause -> what it explains; causes in priority order
+    "nonfinite": SYMPTOMS | {"exploding_gradient"},
+    "lr_diverged": SYMPTOMS | {"exploding_gradient"},
+    "symmetric_init": SYMPTOMS | {"dead_relu", "bad_init", "vanishing_gradient", "saturation"},
+    "unnormalized_input": frozenset({"exploding_gradient"}),
+    "bad_init": SYMPTOMS | {"dead_relu"},
+    "vanishing_gradient": SYMPTOMS,
+    "saturation": SYMPTOMS,
+    "dead_relu": SYMPTOMS - {"lr_too_high"},  # a too-high LR is what kills ReLUs: keep saying it
+    "overfitting": frozenset({"plateau"}),      # validation stalls because the model memorizes
+    "lr_too_low": frozenset({"underfitting"}),  # a low accuracy that a bigger step size would fix
+}
+
+
+def demote_consequences(findings: list[Finding]) -> list[Finding]:
+    """Findings explained by a root cause among them become info, their title naming the cause."""
+    alarms = {f.id for f in findings if f.rank >= 1}
+    explained: dict[str, str] = {}
+    for cause, consequences in CONSEQUENCES.items():
+        if cause in alarms and cause not in explained:
+            for other in consequences & alarms:
+                explained.setdefault(other, cause)
+    for f in findings:
+        if f.id in explained and f.rank >= 1:
+            f.severity = "info"
+            f.title += f" (likely a consequence of {explained[f.id]})"
+    return findings
+
+
 def diagnose_evidence(evidence: Evidence) -> list[Finding]:
-    """Every check's findings, worst first (then by id)."""
-    findings = [f for name in CHECKS.names() for f in CHECKS.get(name)(evidence)]
+    """Every check's findings, root causes first: worst first (then by id)."""
+    findings = demote_consequences([f for name in CHECKS.names() for f in CHECKS.get(name)(evidence)])
     return sorted(findings, key=lambda f: (-f.rank, f.id))
 
 

@@ -202,3 +202,32 @@ def test_monitor_overhead_smoke_prints_costs_and_shares():
     assert [int(rows[every][0]) for every in (50, 10, 1)] == [1, 1, 4]  # 4 steps: step 1, or all
     share, verdict = find(r"^monitor share at every:50: (-?\d+\.\d+)% \(target <= 5%: (met|not met)\)$", text)
     assert share == rows[50][4] and (verdict == "met") == (float(share) <= 5)
+
+
+def test_doctor_faults_smoke_prints_recall_precision_and_false_alarms(tmp_path):
+    script = str(BENCHMARKS / "doctor_faults.py")
+    assert "Exit status" in run_script(script, "--help", timeout=60, checkout=True)
+    out = tmp_path / "faults.json"
+    text = run_script(script, "--smoke", "--out", str(out), timeout=180, checkout=True)
+    saved = json.loads(out.read_text())
+    runs = {run["case"]: run for run in saved["runs"]}
+    assert sorted(runs) == sorted(["lr_x100", "zero_init", "raw_inputs", "default", "mlp"])
+    assert saved["torch"] == torch.__version__
+    assert all(run["stats_records"] >= 10 for run in runs.values() if not run["error"])  # monitor: >= 10 samples
+    for name, run in runs.items():  # one progress line per run, with the findings it printed
+        findings = ", ".join(f"{f['id']}:{f['severity']}@{f['step']}" for f in run["findings"]) or "none"
+        find(rf"^\[\s*\d+/5\] {name}\s+seed 0\s+{NUMBER} s  findings: ({re.escape(findings)})(  |$)", text)
+    # the planted faults showed, whatever the doctor made of them
+    assert runs["zero_init"]["symptom_shown"] and runs["raw_inputs"]["symptom_shown"]
+    for name, row in saved["summary"]["faults"].items():
+        runs_, found, recall = find(rf"^{name}\s+(\d+)\s+(\d+)\s+{NUMBER}\s", text)
+        assert (int(runs_), int(found)) == (row["runs"], row["detected"]) == (1, row["detected"])
+        assert float(recall) == pytest.approx(row["recall"], abs=0.005)
+        expected = set(saved["cases"][name]["detected_by"])
+        alarms = {f["id"] for f in runs[name]["findings"] + runs[name]["finding_events"]
+                  if f["severity"] in ("warning", "error")}
+        assert row["detected"] == bool(alarms & expected)  # recall counted from the saved findings
+    flagged, healthy, rate = find(rf"^false alarms: (\d+)/(\d+) healthy runs \({NUMBER}%\)", text)
+    assert int(healthy) == 2 and int(flagged) == saved["summary"]["false_alarm_runs"]
+    assert float(rate) == pytest.approx(50 * int(flagged), abs=0.05)
+    find(r"^targets \(recall >= 0\.67 per fault, false alarms <= 10%\): (met|not met)", text)
