@@ -3,8 +3,9 @@
 - warn (default): each new finding of severity warning or error is written to history.jsonl as
   a `finding` event (id, severity, title) and printed once.
 - fix: also applies the remedy and logs it as a `remedy` event with the values before and after:
-  plateau -> LR / 2 (seed §4); overfitting -> weight decay x 2; dead ReLUs, a too-high LR or
-  exploding gradients -> LR / 2. A non-finite loss rolls back to the last good checkpoint and
+  plateau -> LR / 2 (seed §4); overfitting -> weight decay x 2; dead ReLUs -> every ReLU becomes
+  a Leaky ReLU (seed §5: its negative slope gives dead units a gradient again) and LR / 2; a
+  too-high LR or exploding gradients -> LR / 2; a too-low LR -> LR x 2. A non-finite loss rolls back to the last good checkpoint and
   halves the LR (the loop does that part: `ROLLBACK_LR_FACTOR`); so does a loss that exploded
   to EXPLODED_LOSS times the run's first loss while still finite.
 - stop: ends the run cleanly after the epoch that raised a warning or an error; the summary's
@@ -18,14 +19,17 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from torch import nn
+
 from cnntricks.doctor.checks import diagnose
 from cnntricks.doctor.findings import SEVERITIES, Finding
+from cnntricks.nn.activations import LEAKY_RELU_SLOPE
 
 ROLLBACK_LR_FACTOR = 0.5   # a NaN: back to the last good checkpoint, half the learning rate
 MAX_ROLLBACKS = 5          # then give up: the fault is not the learning rate alone
 EXPLODED_LOSS = 100.0      # fix mode: a loss 100x the run's first is rolled back like a NaN
 REMEDY_EVERY = 3           # epochs between two applications of the same remedy (the plateau patience)
-LR_FACTOR = {"plateau": 0.5, "dead_relu": 0.5, "lr_too_high": 0.5, "exploding_gradient": 0.5}
+LR_FACTOR = {"plateau": 0.5, "dead_relu": 0.5, "lr_too_high": 0.5, "exploding_gradient": 0.5, "lr_too_low": 2.0}
 DECAY_FACTOR, DECAY_FLOOR, DECAY_CAP = 2.0, 5e-4, 5e-2  # overfitting: weight decay x2 (from 5e-4), up to 0.05
 
 
@@ -47,7 +51,8 @@ class TrainingDoctor:
         self.reported += [f.id for f in new]
         return new, current
 
-    def remedies(self, findings: list[Finding], epoch: int, schedule, optimizer) -> list[dict]:
+    def remedies(self, findings: list[Finding], epoch: int, schedule, optimizer,
+                 model: nn.Module | None = None) -> list[dict]:
         """Apply the fix-mode remedies for `findings`; returns one event dict per change made."""
         if self.mode != "fix":
             return []
@@ -56,6 +61,11 @@ class TrainingDoctor:
             last = self.remedied.get(f.id)
             if last is not None and epoch - last < REMEDY_EVERY:
                 continue
+            if f.id == "dead_relu" and model is not None and (swapped := leaky_swap(model)):
+                events.append(dict(event="remedy", id=f.id, what="activation", before="relu",
+                                   after=f"leaky_relu({LEAKY_RELU_SLOPE})",
+                                   message=f"dead ReLUs: {swapped} ReLU layers became Leaky ReLU "
+                                           f"(slope {LEAKY_RELU_SLOPE})"))
             if f.id in LR_FACTOR:
                 before = schedule.plateau_scale
                 schedule.plateau_scale *= LR_FACTOR[f.id]
@@ -78,6 +88,11 @@ class TrainingDoctor:
             self.remedied[f.id] = epoch
         return events
 
+    def reapply(self, model: nn.Module) -> None:
+        """On resume: the remedies that changed the model itself (the model is rebuilt from the config)."""
+        if "dead_relu" in self.remedied:
+            leaky_swap(model)
+
     def state_dict(self) -> dict:
         return {"reported": list(self.reported), "remedied": dict(self.remedied), "rollbacks": self.rollbacks,
                 "rollback_events": list(self.rollback_events)}
@@ -87,3 +102,15 @@ class TrainingDoctor:
         self.remedied = dict(state.get("remedied", {}))
         self.rollbacks = int(state.get("rollbacks", 0))
         self.rollback_events = list(state.get("rollback_events", []))
+
+
+def leaky_swap(model: nn.Module) -> int:
+    """Replace every nn.ReLU inside `model` by a Leaky ReLU, in place; returns how many.
+    Neither has parameters, so checkpoints load the same."""
+    swapped = 0
+    for parent in model.modules():
+        for name, child in parent.named_children():
+            if type(child) is nn.ReLU:
+                setattr(parent, name, nn.LeakyReLU(LEAKY_RELU_SLOPE))
+                swapped += 1
+    return swapped

@@ -231,6 +231,7 @@ def fit(cfg: Config, run_dir: str | Path, *, resume: bool = False, progress: boo
             monitor.truncate(saved.get("stats_lines", 0))
             monitor.load_state_dict(saved.get("monitor") or {})
         doctor.load_state_dict(saved.get("doctor") or {})
+        doctor.reapply(model)
         return TrainerState(**saved["trainer"])
 
     def save(epoch: int) -> None:
@@ -386,7 +387,7 @@ def fit(cfg: Config, run_dir: str | Path, *, resume: bool = False, progress: boo
             history.flush()  # the doctor reads the files: this epoch's lines must be in them
             if monitor is not None:
                 monitor.flush()
-            _consult(doctor, cfg, state, schedule, optimizer, history, progress)
+            _consult(doctor, cfg, state, schedule, optimizer, model, history, progress)
             last_epoch = state.epoch == t.epochs or state.stop_reason is not None
             if state.epoch % t.checkpoint_every == 0 or last_epoch:
                 save(state.epoch)
@@ -432,7 +433,7 @@ class _Rollback(Exception):
         self.step, self.value, self.lr, self.checkpoint = step, value, lr, checkpoint
 
 
-def _consult(doctor: TrainingDoctor, cfg: Config, state: TrainerState, schedule, optimizer,
+def _consult(doctor: TrainingDoctor, cfg: Config, state: TrainerState, schedule, optimizer, model,
              history: HistoryWriter, progress: bool) -> None:
     """The doctor at an epoch's end: announce new findings (warn), apply remedies (fix), stop (stop)."""
     if doctor.mode == "off":
@@ -443,7 +444,7 @@ def _consult(doctor: TrainingDoctor, cfg: Config, state: TrainerState, schedule,
                     severity=f.severity, message=f"{f.title}: {f.evidence}")
         if progress:
             tqdm.write(f"doctor: {f.severity} {f.id}: {f.title} ({f.evidence})")
-    for event in doctor.remedies(current, state.epoch, schedule, optimizer):
+    for event in doctor.remedies(current, state.epoch, schedule, optimizer, model):
         history.add("event", epoch=state.epoch, step=state.step, **event)
         if progress:
             tqdm.write(f"doctor: fix: {event['message']}")
