@@ -324,7 +324,8 @@ def cmd_experiment(args) -> int:
 
 def _experiment_list() -> str:
     from cnntricks.experiments import EXPERIMENTS, describe
-    return "experiments:\n" + "\n".join(f"  {name:<14}{describe(name)}" for name in EXPERIMENTS.names())
+    width = max(map(len, EXPERIMENTS.names())) + 2
+    return "experiments:\n" + "\n".join(f"  {name:<{width}}{describe(name)}" for name in EXPERIMENTS.names())
 
 
 def build_parser() -> argparse.ArgumentParser:

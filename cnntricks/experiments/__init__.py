@@ -34,6 +34,10 @@ def check_budget(budget: str) -> str:
     return budget
 
 
-from cnntricks.experiments import init_stats  # noqa: E402  (importing it registers init-stats)
+# importing a study registers it
+from cnntricks.experiments import init_stats  # noqa: E402
+from cnntricks.experiments import (activations, augmentation, init_depth, learning_rate,  # noqa: E402
+                                   preprocessing, regularization)
 
-__all__ = ["BUDGETS", "EXPERIMENTS", "describe", "init_stats"]
+__all__ = ["BUDGETS", "EXPERIMENTS", "describe", "init_stats", "activations", "augmentation", "init_depth",
+           "learning_rate", "preprocessing", "regularization"]
