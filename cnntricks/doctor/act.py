@@ -5,7 +5,9 @@
 - fix: also applies the remedy and logs it as a `remedy` event with the values before and after:
   plateau -> LR / 2 (seed §4); overfitting -> weight decay x 2; dead ReLUs -> every ReLU becomes
   a Leaky ReLU (seed §5: its negative slope gives dead units a gradient again) and LR / 2; a
-  too-high LR or exploding gradients -> LR / 2; a too-low LR -> LR x 2. A non-finite loss rolls back to the last good checkpoint and
+  too-high LR or exploding gradients -> LR / 2; a too-low LR -> LR x 2; symmetric weights or a
+  bad initialization -> the weights start again from the seed's scheme for the activation
+  (model.init=auto), with the optimizer's momentum cleared. A non-finite loss rolls back to the last good checkpoint and
   halves the LR (the loop does that part: `ROLLBACK_LR_FACTOR`); so does a loss that exploded
   to EXPLODED_LOSS times the run's first loss while still finite.
 - stop: ends the run cleanly after the epoch that raised a warning or an error; the summary's
@@ -29,6 +31,7 @@ ROLLBACK_LR_FACTOR = 0.5   # a NaN: back to the last good checkpoint, half the l
 MAX_ROLLBACKS = 5          # then give up: the fault is not the learning rate alone
 EXPLODED_LOSS = 100.0      # fix mode: a loss 100x the run's first is rolled back like a NaN
 REMEDY_EVERY = 3           # epochs between two applications of the same remedy (the plateau patience)
+REINIT = ("symmetric_init", "bad_init")  # remedied by starting the weights again
 LR_FACTOR = {"plateau": 0.5, "dead_relu": 0.5, "lr_too_high": 0.5, "exploding_gradient": 0.5, "lr_too_low": 2.0}
 DECAY_FACTOR, DECAY_FLOOR, DECAY_CAP = 2.0, 5e-4, 5e-2  # overfitting: weight decay x2 (from 5e-4), up to 0.05
 
@@ -59,8 +62,18 @@ class TrainingDoctor:
         events = []
         for f in findings:
             last = self.remedied.get(f.id)
-            if last is not None and epoch - last < REMEDY_EVERY:
-                continue
+            if last is not None and (epoch - last < REMEDY_EVERY or f.id in REINIT):
+                continue  # spaced out; a re-initialization once (its evidence, step 1, stays)
+            made = len(events)
+            if (f.id in REINIT and model is not None and hasattr(model, "initialize_weights")
+                    and getattr(model, "init_name", "auto") != "auto"):  # auto already: starting again changes nothing
+                before = getattr(model, "init_name", None)
+                model.init_name = "auto"
+                model.initialize_weights()  # the seed's scheme for the activation, head 0.001·N(0,1)
+                optimizer.state.clear()  # momentum built on the old weights would point nowhere
+                events.append(dict(event="remedy", id=f.id, what="init", before=before, after="auto",
+                                   message=f"{f.id}: weights re-initialized with model.init=auto "
+                                           f"(was {before}), optimizer state cleared"))
             if f.id == "dead_relu" and model is not None and (swapped := leaky_swap(model)):
                 events.append(dict(event="remedy", id=f.id, what="activation", before="relu",
                                    after=f"leaky_relu({LEAKY_RELU_SLOPE})",
@@ -73,19 +86,17 @@ class TrainingDoctor:
                                    after=schedule.plateau_scale,
                                    message=f"{f.id}: learning rate x{LR_FACTOR[f.id]} "
                                            f"(scale {before:.3g} -> {schedule.plateau_scale:.3g})"))
-            elif f.id == "overfitting":
+            if f.id == "overfitting":
                 group = optimizer.param_groups[0]  # the decayed weights (train/optim.py)
                 key = "decoupled_decay" if group.get("decoupled_decay") else "weight_decay"
                 before = group.get(key, 0.0)
                 after = min(max(before * DECAY_FACTOR, DECAY_FLOOR), DECAY_CAP)
-                if after == before:
-                    continue
-                group[key] = after
-                events.append(dict(event="remedy", id=f.id, what="weight_decay", before=before, after=after,
-                                   message=f"overfitting: weight decay {before:.3g} -> {after:.3g}"))
-            else:
-                continue
-            self.remedied[f.id] = epoch
+                if after != before:
+                    group[key] = after
+                    events.append(dict(event="remedy", id=f.id, what="weight_decay", before=before,
+                                       after=after, message=f"overfitting: weight decay {before:.3g} -> {after:.3g}"))
+            if len(events) > made:
+                self.remedied[f.id] = epoch
         return events
 
     def reapply(self, model: nn.Module) -> None:

@@ -65,3 +65,18 @@ def test_leaky_swap_keeps_the_state_dict_and_revives_gradients():
     model.zero_grad()
     model(x).sum().backward()
     assert model[0].weight.grad.abs().sum() > 0
+
+
+def test_a_bad_initialization_is_started_again_once_with_the_seeds_scheme(tmp_path):
+    from cnntricks.config import ModelConfig
+    from cnntricks.nn.models import create_model
+    model = create_model(ModelConfig(name="mlp", depth=3, init="zeros"), 1, 10, (8, 8))
+    optimizer = create_optimizer(OptimConfig(), model)
+    schedule = Schedule(ScheduleConfig(name="constant", warmup_epochs=0), 0.1, 100, 10)
+    assert model.layers[1].weight.abs().sum() == 0
+    doctor = TrainingDoctor("fix", tmp_path)
+    events = doctor.remedies([finding("symmetric_init")], 1, schedule, optimizer, model)
+    assert [e["what"] for e in events] == ["init"] and events[0]["before"] == "zeros"
+    weight = model.layers[1].weight
+    assert 0.5 < weight.std().item() * (weight.shape[1] / 2) ** 0.5 < 1.5  # He: sqrt(2 / fan_in)
+    assert doctor.remedies([finding("symmetric_init")], 9, schedule, optimizer, model) == []  # once
