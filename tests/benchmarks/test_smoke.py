@@ -10,6 +10,7 @@ import re
 import subprocess
 import sys
 import tempfile
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -204,30 +205,61 @@ def test_monitor_overhead_smoke_prints_costs_and_shares():
     assert share == rows[50][4] and (verdict == "met") == (float(share) <= 5)
 
 
-def test_doctor_faults_smoke_prints_recall_precision_and_false_alarms(tmp_path):
+def test_doctor_faults_smoke_prints_recall_precision_fixes_and_cost(tmp_path):
     script = str(BENCHMARKS / "doctor_faults.py")
     assert "Exit status" in run_script(script, "--help", timeout=60, checkout=True)
     out = tmp_path / "faults.json"
     text = run_script(script, "--smoke", "--out", str(out), timeout=180, checkout=True)
     saved = json.loads(out.read_text())
-    runs = {run["case"]: run for run in saved["runs"]}
+    runs = {run["case"]: run for run in saved["runs"] if run["role"] == "detect"}
     assert sorted(runs) == sorted(["lr_x100", "zero_init", "raw_inputs", "default", "mlp"])
     assert saved["torch"] == torch.__version__
     assert all(run["stats_records"] >= 10 for run in runs.values() if not run["error"])  # monitor: >= 10 samples
+    total = len(saved["runs"])
     for name, run in runs.items():  # one progress line per run, with the findings it printed
         findings = ", ".join(f"{f['id']}:{f['severity']}@{f['step']}" for f in run["findings"]) or "none"
-        find(rf"^\[\s*\d+/5\] {name}\s+seed 0\s+{NUMBER} s  findings: ({re.escape(findings)})(  |$)", text)
+        find(rf"^\[\s*\d+/{total}\] {name}\s+seed 0\s+{NUMBER} s  findings: ({re.escape(findings)})(  |$)", text)
     # the planted faults showed, whatever the doctor made of them
     assert runs["zero_init"]["symptom_shown"] and runs["raw_inputs"]["symptom_shown"]
+
+    def alarms(run):
+        return {f["id"] for f in run["findings"] + run["finding_events"] if f["severity"] in ("warning", "error")}
+
     for name, row in saved["summary"]["faults"].items():
-        runs_, found, recall = find(rf"^{name}\s+(\d+)\s+(\d+)\s+{NUMBER}\s", text)
+        runs_, found, recall, precision = find(rf"^{name}\s+(\d+)\s+(\d+)\s+{NUMBER}\s+(-|{NUMBER})\s", text)[:4]
         assert (int(runs_), int(found)) == (row["runs"], row["detected"]) == (1, row["detected"])
         assert float(recall) == pytest.approx(row["recall"], abs=0.005)
         expected = set(saved["cases"][name]["detected_by"])
-        alarms = {f["id"] for f in runs[name]["findings"] + runs[name]["finding_events"]
-                  if f["severity"] in ("warning", "error")}
-        assert row["detected"] == bool(alarms & expected)  # recall counted from the saved findings
+        assert row["detected"] == bool(alarms(runs[name]) & expected)  # recall counted from the saved findings
+        # precision recounted: runs where the fault's ids fired, right when all of them are the run's own
+        fired = [r for r in runs.values() if alarms(r) & expected]
+        right = [r for r in fired if alarms(r) & expected
+                 <= set(saved["cases"][r["case"]]["detected_by"] + saved["cases"][r["case"]]["also_true"])]
+        assert precision == ("-" if not fired else f"{len(right) / len(fired):.2f}")
     flagged, healthy, rate = find(rf"^false alarms: (\d+)/(\d+) healthy runs \({NUMBER}%\)", text)
     assert int(healthy) == 2 and int(flagged) == saved["summary"]["false_alarm_runs"]
     assert float(rate) == pytest.approx(50 * int(flagged), abs=0.05)
-    find(r"^targets \(recall >= 0\.67 per fault, false alarms <= 10%\): (met|not met)", text)
+
+    # --smoke fixes lr_x100 once, against its twin (the same budget at the default LR)
+    fix, = [r for r in saved["runs"] if r["role"] == "fix"]
+    twin, = [r for r in saved["runs"] if r["role"] == "twin"]
+    assert (fix["case"], twin["case"]) == ("lr_x100", saved["cases"]["lr_x100"]["twin"])
+    fixed, fix_runs = find(r"^lr_x100\s+(\d+)/(\d+)\s", text)
+    was_fixed = fix["test_acc"] is not None and fix["test_acc"] >= 0.9 * twin["test_acc"]
+    assert (int(fixed), int(fix_runs)) == (int(was_fixed), 1) == (saved["fixes"]["fixed"], saved["fixes"]["runs"])
+    remedies = Counter(f"{e['id']}:{e['what']}" for e in fix["remedies"])  # the remedy events of history.jsonl
+    assert remedies == saved["fixes"]["faults"]["lr_x100"]["remedies"]
+    assert fix["remedies"], "the fix run of LR x100 applied no remedy"
+
+    cost, = find(r"^monitor \+ live doctor cost: ([+-]\d+\.\d)% of fit\(\) wall time", text)
+    timed = saved["cost"]
+    assert len(timed["fit_seconds_in_order"]) == 4 and timed["order"] == ["off", "on", "on", "off"]
+    assert float(cost) == pytest.approx(100 * timed["cost"], abs=0.05)
+    assert timed["on"] == pytest.approx(sum(timed["fit_seconds_in_order"][1:3]) / 2)  # the median of two
+    assert timed["off"] == pytest.approx((timed["fit_seconds_in_order"][0] + timed["fit_seconds_in_order"][3]) / 2)
+
+    verdicts = dict(re.findall(r"^  (.+?) {2,}(met|NOT MET|not measured) \(", text, re.M))
+    assert set(verdicts) == {"recall >= 0.95 per fault", "precision >= 0.95 per fault", "false alarms <= 5%",
+                             "fixed >= 80% of faulty runs", "monitor + live doctor <= 5% of fit()"}
+    assert (verdicts["fixed >= 80% of faulty runs"] == "met") == (saved["fixes"]["fixed_share"] >= 0.8)
+    assert (verdicts["false alarms <= 5%"] == "met") == (int(flagged) == 0)
