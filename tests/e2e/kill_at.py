@@ -6,6 +6,7 @@ A kill from outside lands where the scheduler puts it; these points are the mome
 writes of one epoch's history and checkpoint, where a careless writer loses a run:
   history-flushed     the epoch's history lines are on disk, its checkpoint not begun
   history-half        half of the epoch's history text is on disk (a cut-off last line)
+(both count only the flushes that carry an epoch line)
   model-written       model.safetensors written in the temporary folder, state.safetensors not
   checkpoint-renamed  the folder renamed into place; `latest` still names the previous checkpoint
   latest-half         `latest`'s temporary file written, not yet renamed over `latest`
@@ -45,7 +46,10 @@ def main(point: str, n: int, argv: list[str]) -> int:
     flush = history.HistoryWriter.flush
 
     def flush_then_maybe_die(self):
-        if self.pending and arrive("history-half"):
+        # Only the flush that carries an epoch's line counts: the doctor's events may be flushed
+        # on their own just before the checkpoint.
+        epoch_flush = any('"kind": "epoch"' in line for line in self.pending)
+        if epoch_flush and arrive("history-half"):
             text = "\n".join(self.pending) + "\n"
             with self.path.open("a") as f:
                 f.write(text[: len(text) // 2])
@@ -53,7 +57,7 @@ def main(point: str, n: int, argv: list[str]) -> int:
                 os.fsync(f.fileno())
             die()
         lines = flush(self)
-        if arrive("history-flushed"):
+        if epoch_flush and arrive("history-flushed"):
             die()
         return lines
     history.HistoryWriter.flush = flush_then_maybe_die
