@@ -94,11 +94,13 @@ def cmd_train(args, items: list[str]) -> int:
     try:
         summary = fit(cfg, run_dir, resume=bool(args.resume), progress=not args.quiet)
     except TrainingDiverged:
-        _draw_report(run_dir)  # the figures and the doctor's verdict matter most here
-        if cfg.doctor.mode != "off":
-            _print_findings(run_dir, "warning", sys.stderr)
+        findings = _diagnose(run_dir) if cfg.doctor.mode != "off" else None  # the verdict matters most here
+        _draw_report(run_dir, findings)
+        if findings is not None:
+            _print_findings(findings, "warning", sys.stderr)
         raise
-    _draw_report(run_dir)
+    findings = _diagnose(run_dir) if cfg.doctor.mode != "off" else None  # once, for report and verdict
+    _draw_report(run_dir, findings)
     rows = [["test accuracy", _percent(summary["test_acc"])],
             ["best validation accuracy", _percent(summary["best_val_acc"])],
             ["epochs", summary["epochs"]], ["training seconds", f"{summary['train_seconds']:.1f}"],
@@ -107,27 +109,35 @@ def cmd_train(args, items: list[str]) -> int:
             ["device / precision", f"{summary['device']} / {summary['precision']}"],
             ["run directory", str(run_dir)]]
     print(_table(rows, ["summary", ""]))
-    if cfg.doctor.mode != "off":
+    if findings is not None:
         print()
-        _print_findings(run_dir, "warning", sys.stdout)
+        _print_findings(findings, "warning", sys.stdout)
         print(f"report: {run_dir / 'report' / 'index.html'}")
     return EXIT_OK
 
 
-def _draw_report(run_dir: Path) -> None:
+def _diagnose(run_dir: Path) -> list | None:
+    """The doctor's findings, or None (with a warning) when it cannot read the run."""
+    from cnntricks.doctor import diagnose
+    try:
+        return diagnose(run_dir)
+    except Exception as err:  # the verdict must never cost the user a trained model
+        warnings.warn(f"the doctor could not read {run_dir}: {err}")
+        return None
+
+
+def _draw_report(run_dir: Path, findings: list | None = None) -> None:
+    """report/ and index.html; `findings` None: the report asks the doctor (and shows its error)."""
     try:
         from cnntricks.report import write_report
-        write_report(run_dir)
+        write_report(run_dir, findings)
     except Exception as err:  # a figure must never cost the user a trained model
         warnings.warn(f"could not write the report in {run_dir / 'report'}: {err}")
 
 
-def _print_findings(run_dir: Path, minimum: str, stream) -> None:
-    from cnntricks.doctor import diagnose, format_findings
-    try:
-        print(format_findings(diagnose(run_dir), minimum), file=stream)
-    except Exception as err:  # the verdict must never cost the user a trained model
-        warnings.warn(f"the doctor could not read {run_dir}: {err}")
+def _print_findings(findings: list, minimum: str, stream) -> None:
+    from cnntricks.doctor import format_findings
+    print(format_findings(findings, minimum), file=stream)
 
 
 def cmd_doctor(args) -> int:
@@ -145,7 +155,7 @@ def cmd_doctor(args) -> int:
     else:
         print(format_findings(findings, "info" if args.all else "warning"))
     if args.report:
-        _draw_report(run_dir)
+        _draw_report(run_dir, findings)
         print(f"report: {run_dir / 'report' / 'index.html'}", file=sys.stderr)
     failing = args.fail_on and worst(findings) is not None and \
         SEVERITIES.index(worst(findings)) >= SEVERITIES.index(args.fail_on)

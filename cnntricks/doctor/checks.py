@@ -68,23 +68,6 @@ def register(check: Check) -> Check:
 # ---- small helpers ---------------------------------------------------------------------------
 
 
-def finite_losses(evidence: Evidence) -> tuple[np.ndarray, np.ndarray]:
-    """(steps, losses) of the per-batch records with a finite loss."""
-    pairs = [(b["step"], b["loss"]) for b in evidence.batches
-             if isinstance(b.get("loss"), (int, float)) and math.isfinite(b["loss"])]
-    if not pairs:
-        return np.zeros(0), np.zeros(0)
-    steps, losses = zip(*pairs)
-    return np.asarray(steps, dtype=float), np.asarray(losses, dtype=float)
-
-
-def trend(values: np.ndarray) -> np.ndarray:
-    """Rolling median over ~5% of the run (at least 5 points): the curve without batch noise."""
-    window = max(5, len(values) // 20)
-    half = window // 2
-    return np.array([np.median(values[max(0, i - half):i + half + 1]) for i in range(len(values))])
-
-
 def lr_of(evidence: Evidence) -> float | None:
     if evidence.config is not None:
         return evidence.config.optim.lr
@@ -153,7 +136,7 @@ def check_nonfinite(evidence: Evidence) -> list[Finding]:
 
 @register
 def check_lr_diverged(evidence: Evidence) -> list[Finding]:
-    steps, losses = finite_losses(evidence)
+    steps, losses = evidence.losses
     nonfinite = [e for e in evidence.events if e.get("event") == "nonfinite"]
     evidence_text, step = None, None
     if nonfinite:
@@ -161,7 +144,7 @@ def check_lr_diverged(evidence: Evidence) -> list[Finding]:
         before = f", after rising from {losses[0]:.3g} to {losses[-1]:.3g}" if len(losses) >= 2 else ""
         evidence_text = f"the loss became non-finite at step {step}{before}"
     elif len(losses) >= 10:
-        smooth = trend(losses)
+        smooth = evidence.loss_trend
         start = smooth[: max(1, len(smooth) // 20)].mean()
         rise = np.flatnonzero(smooth > DIVERGE_RISE * start)
         if len(rise):
@@ -182,7 +165,7 @@ def check_lr_diverged(evidence: Evidence) -> list[Finding]:
 def check_lr_too_high(evidence: Evidence) -> list[Finding]:
     if any(e.get("event") == "nonfinite" for e in evidence.events):
         return []  # lr_diverged says it
-    steps, losses = finite_losses(evidence)
+    steps, losses = evidence.losses
     ratio = median_update_ratio(evidence)
     facts = []
     if ratio is not None and ratio > UPDATE_HIGH:
@@ -190,7 +173,7 @@ def check_lr_too_high(evidence: Evidence) -> list[Finding]:
     if ratio is not None and not facts:
         return []  # the statistics say the steps are not too big: a stall has another cause
     if len(losses) >= 20:
-        smooth = trend(losses)
+        smooth = evidence.loss_trend
         start, end, middle = smooth[0], smooth[-1], smooth[len(smooth) // 2]
         fast = (start - smooth[len(smooth) // 10]) > 0.5 * max(start - end, 1e-12)
         stalled = (middle - end) < STALL_GAIN * middle
@@ -209,10 +192,10 @@ def check_lr_too_high(evidence: Evidence) -> list[Finding]:
 
 @register
 def check_lr_too_low(evidence: Evidence) -> list[Finding]:
-    steps, losses = finite_losses(evidence)
+    steps, losses = evidence.losses
     if len(losses) < 20:
         return []
-    smooth = trend(losses)
+    smooth = evidence.loss_trend
     start, end = smooth[: max(1, len(smooth) // 20)].mean(), smooth[-1]
     progress = (start - end) / start if start > 0 else 0.0
     ratio = median_update_ratio(evidence)
@@ -236,11 +219,11 @@ def check_lr_too_low(evidence: Evidence) -> list[Finding]:
 
 @register
 def check_batch_too_small(evidence: Evidence) -> list[Finding]:
-    steps, losses = finite_losses(evidence)
+    steps, losses = evidence.losses
     if len(losses) < 40:
         return []
     half = len(losses) // 2
-    smooth = trend(losses)
+    smooth = evidence.loss_trend
     spread = float(np.median(np.abs(losses[half:] - smooth[half:])))
     # relative to the trend, but not to a trend near 0 (a memorized training set), where any
     # wobble is a large share
@@ -465,7 +448,7 @@ def check_gradients(evidence: Evidence) -> list[Finding]:
 @register
 def check_bad_init(evidence: Evidence) -> list[Finding]:
     facts = []
-    steps, losses = finite_losses(evidence)
+    steps, losses = evidence.losses
     classes = evidence.classes
     if len(losses) and classes and classes > 1:
         expected = math.log(classes)

@@ -4,8 +4,12 @@ another loop in the documented format is diagnosed the same way."""
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
+
+import numpy as np
 
 from cnntricks import config as config_module
 from cnntricks.train.history import read_history
@@ -26,8 +30,43 @@ class Evidence:
     def steps(self) -> int:
         return max((b["step"] for b in self.batches), default=0)
 
-    def losses(self) -> list[float | None]:
-        return [b.get("loss") for b in self.batches]
+    @cached_property
+    def losses(self) -> tuple[np.ndarray, np.ndarray]:
+        """(steps, losses) of the per-batch records with a finite loss."""
+        pairs = [(b["step"], b["loss"]) for b in self.batches
+                 if isinstance(b.get("loss"), (int, float)) and math.isfinite(b["loss"])]
+        if not pairs:
+            return np.zeros(0), np.zeros(0)
+        steps, losses = zip(*pairs)
+        return np.asarray(steps, dtype=float), np.asarray(losses, dtype=float)
+
+    @cached_property
+    def loss_trend(self) -> np.ndarray:
+        """`trend` of the finite losses, computed once for every check that reads it."""
+        return trend(self.losses[1])
+
+
+def trend(values: np.ndarray, chunk: int = 1 << 22) -> np.ndarray:
+    """Rolling median over ~5% of the run (at least 5 points): the curve without batch noise.
+
+    Centred windows of `window` values, shrinking at both ends. The full windows are taken as
+    views of the array, a few million values at a time, so a long run costs memory in chunks.
+    """
+    n = len(values)
+    window = max(5, n // 20)
+    half = window // 2
+    out = np.empty(n)
+    # the ends, where the window is cut by the start or the end of the run
+    for i in list(range(min(half, n))) + list(range(max(half, n - half), n)):
+        out[i] = np.median(values[max(0, i - half):i + half + 1])
+    full = 2 * half + 1
+    if n >= full:
+        windows = np.lib.stride_tricks.sliding_window_view(values, full)  # window k is centred on k + half
+        rows = max(1, chunk // full)
+        for start in range(0, n - 2 * half, rows):
+            stop = min(start + rows, n - 2 * half)
+            out[start + half:stop + half] = np.median(windows[start:stop], axis=1)
+    return out
 
 
 def load_evidence(run_dir: str | Path) -> Evidence:

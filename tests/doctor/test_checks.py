@@ -203,3 +203,12 @@ def test_findings_refuse_unknown_ids_and_severities(bad):
     with pytest.raises(ValueError):
         Finding(id=bad if bad == "nope" else "plateau", severity="warning" if bad == "nope" else bad,
                 title="t", evidence="e", explanation="x", advice="a")
+
+
+@pytest.mark.parametrize("n", [0, 3, 5, 6, 101, 1234])
+def test_the_trend_is_the_centred_rolling_median_with_shrinking_ends(n):
+    from cnntricks.doctor.evidence import trend
+    values = np.random.default_rng(n).standard_normal(n)
+    half = max(5, n // 20) // 2
+    expected = [np.median(values[max(0, i - half):i + half + 1]) for i in range(n)]
+    assert np.array_equal(trend(values, chunk=50), np.array(expected))
