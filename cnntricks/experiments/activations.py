@@ -13,7 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from cnntricks.experiments import EXPERIMENTS
-from cnntricks.experiments.common import (Budget, draw_error_bars, draw_loss_curves, format_mean_std, prepare,
+from cnntricks.experiments.common import (Budget, draw_error_bars, draw_loss_curves, error_rows, prepare,
                                           run_grid, stderr_log, write_results)
 
 BUDGETS = {"smoke": Budget("digits", subset=300, epochs=1, width=4),
@@ -43,13 +43,7 @@ def run(out_dir: Path, *, seed: int = 0, seeds: int = 1, budget: str = "small", 
     out_dir, size = prepare(out_dir, budget, BUDGETS)
     grid = [(file_label(label), COMMON + overrides) for label, overrides in GRID]
     results = run_grid("activations", grid, out_dir, seed=seed, seeds=seeds, budget=size, data=data, log=stderr_log)
-    rows, bars = [], []
-    for label, _ in GRID:
-        runs = results[file_label(label)]
-        test = [r.test_error for r in runs]
-        rows.append([label, format_mean_std([r.train_error for r in runs]), format_mean_std(test),
-                     f"{PAPER[label]:.2f}" if label in PAPER else "—"])
-        bars.append((label, test, PAPER.get(label)))
+    rows, bars = error_rows(results, [(label, PAPER.get(label)) for label, _ in GRID], file_label)
     header = ["activation", "train error %", "test error %", "Xu et al. 2015 CIFAR-10 test error %"]
     figures = {"errors": draw_error_bars(bars, out_dir / "activations.png",
                                          "Test error by activation (ours) and Xu et al. 2015 (CIFAR-10, NiN)",

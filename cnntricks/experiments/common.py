@@ -177,6 +177,21 @@ def format_mean_std(values: list[float], digits: int = 2) -> str:
     return text + (f" ({missing} of {len(values)} diverged)" if missing else "")
 
 
+def error_rows(results: dict[str, list["RunResult"]], labelled: list[tuple[str, float | None]],
+               file_label) -> tuple[list[list], list[tuple[str, list[float], float | None]]]:
+    """For studies beside a paper's error column: table rows [label, train error, test error,
+    paper] and the bars of `draw_error_bars`, one per (label, paper error or None); `file_label`
+    maps a label to its key in `results` (its run folders' name)."""
+    rows, bars = [], []
+    for label, paper in labelled:
+        runs = results[file_label(label)]
+        test = [r.test_error for r in runs]
+        rows.append([label, format_mean_std([r.train_error for r in runs]), format_mean_std(test),
+                     f"{paper:.2f}" if paper is not None else "—"])
+        bars.append((label, test, paper))
+    return rows, bars
+
+
 def markdown_table(header: list[str], rows: list[list]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]

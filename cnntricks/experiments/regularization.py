@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from cnntricks.experiments import EXPERIMENTS
-from cnntricks.experiments.common import (Budget, draw_error_bars, draw_loss_curves, format_mean_std, prepare,
+from cnntricks.experiments.common import (Budget, draw_error_bars, draw_loss_curves, error_rows, prepare,
                                           run_grid, stderr_log, write_results)
 
 BUDGETS = {"smoke": Budget("digits", subset=300, epochs=1, width=8),
@@ -41,12 +41,7 @@ def run(out_dir: Path, *, seed: int = 0, seeds: int = 1, budget: str = "small", 
     grid = [(file_label(label), COMMON + overrides) for label, overrides, _ in GRID]
     results = run_grid("regularization", grid, out_dir, seed=seed, seeds=seeds, budget=size, data=data,
                        log=stderr_log)
-    rows, bars = [], []
-    for label, _, paper in GRID:
-        runs = results[file_label(label)]
-        test = [r.test_error for r in runs]
-        rows.append([label, format_mean_std([r.train_error for r in runs]), format_mean_std(test), f"{paper:.2f}"])
-        bars.append((label, test, paper))
+    rows, bars = error_rows(results, [(label, paper) for label, _, paper in GRID], file_label)
     header = ["regularizer", "train error %", "test error %", "Srivastava et al. 2014 MNIST test error %"]
     figures = {"errors": draw_error_bars(bars, out_dir / "regularization.png",
                                          "Test error by regularizer (ours) and Srivastava et al. 2014 (MNIST)",

@@ -112,7 +112,8 @@ class Monitor:
 
     def before_forward(self, step: int) -> bool:
         """Arm the forward hooks when `step` is sampled (step 1 and every N-th); return whether."""
-        self._disarm()  # a step that raised before after_step must not leave hooks behind
+        if self.armed or self._handles:  # a step that raised before after_step must not leave hooks behind
+            self._disarm()
         self.armed = step == 1 or step % self.every == 0
         if self.armed:
             # Looked up on each sampled step: a remedy or reset_head may have changed the model.
