@@ -335,7 +335,7 @@ def fit(cfg: Config, run_dir: str | Path, *, resume: bool = False, progress: boo
                     # so the LR need not change with the batch size (seed §4, Sutskever).
                     loss = F.cross_entropy(logits, targets, label_smoothing=cfg.optim.label_smoothing)
                 reg = cfg.regularize
-                l1 = reg.l1 if reg.l1 and l1_active(state.step, t.epochs * steps_per_epoch, reg.l1_start) else 0.0
+                l1 = reg.l1 if reg.l1 and l1_active(state.step, schedule.total_steps, reg.l1_start) else 0.0
                 total = loss + penalty(model, l1, reg.l2, reg.penalize)
                 optimizer.zero_grad(set_to_none=True)
                 scaler.scale(total).backward()
@@ -345,8 +345,8 @@ def fit(cfg: Config, run_dir: str | Path, *, resume: bool = False, progress: boo
                 apply_decoupled_decay(optimizer)  # SGD with optim.decay=decoupled only
                 scaler.step(optimizer)
                 scaler.update()
-                if cfg.regularize.max_norm is not None:
-                    apply_max_norm(model, cfg.regularize.max_norm)
+                if reg.max_norm is not None:
+                    apply_max_norm(model, reg.max_norm)
                 state.step += 1
                 if watched:
                     monitor.after_step(state.step, epoch + 1)
