@@ -116,9 +116,10 @@ FAULTS = [
     fault("shuffled_labels", "data.source=npz data.root={scratch}/shuffled_labels.npz", "underfitting overfitting",
           "chance"),
     # without BatchNorm LR 0.3 kills 77-87% of the ReLU units; 0.5 and above give NaN instead
-    # the planted cause is a too-high LR: "far too high" (lr_diverged, a rising loss) names it too
+    # the planted cause is a too-high LR: "far too high" (lr_diverged, a rising loss) names it too;
+    # in some seeds the loss then becomes NaN, and nonfinite says so rightly
     fault("dead_relu", "model.norm=none optim.lr=0.3 schedule.name=constant", "dead_relu lr_too_high lr_diverged",
-          "dead"),
+          "dead", also_true="nonfinite"),
     # 30 constant-LR epochs on 1,400 training images also overfit for real: train 100% against
     # validation 86-90% at the end (measured), so an overfitting finding there is right, not a false one
     fault("plateau", "schedule.name=constant data.subset=2000 train.epochs=30", "plateau", "plateau",
@@ -390,6 +391,11 @@ def run_case(job: Job) -> dict:
                                 for e in run["events"] if e.get("event") == "finding"]
     result["remedies"] = [{"id": e.get("id"), "what": e.get("what"), "step": e.get("step")}
                           for e in run["events"] if e.get("event") == "remedy"]
+    # fix mode may start a run again (attempts/<n>/): every attempt's epochs are the remedy's cost
+    attempts = sorted(Path(run_dir).glob("attempts/*/history.jsonl"))
+    result["epochs_trained"] = len(run["epochs"]) + sum(
+        sum(1 for r in read_history(path.parent) if r.get("kind") == "epoch") for path in attempts)
+    result["epochs_planned"] = cfg.train.epochs
     result["steps"] = max((b["step"] for b in run["batches"]), default=0)
     result["stats_records"] = len(stats)
     result["val_acc"] = run["epochs"][-1].get("val_acc") if run["epochs"] else None
@@ -542,7 +548,9 @@ def summarize_fixes(results: list[dict]) -> dict | None:
             "acc_with_fix": mean([r["test_acc"] for r in fixes]),
             "fine_without_fix": sum(reaches(r) for r in unfixed), "runs_without_fix": len(unfixed),
             "rescued": sum(r["seed"] in below for r in fixed), "hurt": len(below & {r["seed"] for r in fixes}),
-            "remedies": dict(Counter(f"{e['id']}:{e['what']}" for r in fixes for e in r["remedies"]).most_common())}
+            "remedies": dict(Counter(f"{e['id']}:{e['what']}" for r in fixes for e in r["remedies"]).most_common()),
+            "epochs_ratio": mean([r.get("epochs_trained", 0) / r["epochs_planned"] for r in fixes
+                                  if r.get("epochs_planned")])}
     if not faults:
         return None
     runs, fixed = sum(f["runs"] for f in faults.values()), sum(f["fixed"] for f in faults.values())
@@ -604,21 +612,26 @@ def print_tables(summary: dict, fixes: dict | None, cost: dict | None) -> None:
 
 def print_fixes(fixes: dict) -> None:
     header = (f"{'fault (doctor.mode=fix)':<22} {'fixed':>5} {'raised':>6} {'no fix':>6} {'fix':>6} {'twin':>6} "
-              f"{'fine w/o fix':>12}  twin; remedies (events: count)")
+              f"{'fine w/o fix':>12} {'epochs':>6}  twin; remedies (events: count)")
     print(header)
     print("-" * len(header))
 
     def acc(value: float | None) -> str:
         return "-" if value is None else f"{value:.3f}"
 
+    def ratio(value: float | None) -> str:
+        return "-" if value is None else f"{value:.1f}x"
+
     for name, row in fixes["faults"].items():
         remedies = ", ".join(f"{k} {n}" for k, n in row["remedies"].items()) or "none"
         print(f"{name:<22} {row['fixed']:>2}/{row['runs']:<2} {row['raised']:>6} {acc(row['acc_without_fix']):>6} "
               f"{acc(row['acc_with_fix']):>6} {acc(row['twin_acc']):>6} "
-              f"{row['fine_without_fix']:>5}/{row['runs_without_fix']:<6}  {row['twin']}; {remedies}")
+              f"{row['fine_without_fix']:>5}/{row['runs_without_fix']:<6} {ratio(row.get('epochs_ratio')):>6}  "
+              f"{row['twin']}; {remedies}")
     rescued = "-" if fixes["rescued_share"] is None else f"{fixes['rescued_share']:.2f}"
     print(f"(accuracy: mean test accuracy, summary.json; fixed = reaches {FIXED_ACCURACY:.0%} of the twin's; "
-          f"a run that raised is not fixed; fine w/o fix = doctor.mode=warn runs already there)")
+          f"a run that raised is not fixed; fine w/o fix = doctor.mode=warn runs already there; epochs = epochs "
+          f"trained in all attempts / epochs planned: a restart's cost)")
     print(f"fixed: {fixes['fixed']}/{fixes['runs']} fix runs ({percent(fixes['fixed_share'])}); on the "
           f"{fixes['hurt']} seeds whose doctor.mode=warn run was below the bar: {fixes['rescued']} ({rescued})")
 

@@ -106,6 +106,8 @@ def cmd_train(args, items: list[str]) -> int:
             ["epochs", summary["epochs"]], ["training seconds", f"{summary['train_seconds']:.1f}"],
             ["images/s", f"{summary['images_per_second']:.0f}"],
             ["stopped because", summary["stop_reason"]],
+            *([["started again (doctor.mode=fix)", "; ".join(r["message"] for r in summary["restarts"])]]
+              if summary.get("restarts") else []),
             ["device / precision", f"{summary['device']} / {summary['precision']}"],
             ["run directory", str(run_dir)]]
     print(_table(rows, ["summary", ""]))

@@ -22,6 +22,7 @@ from typing import Callable
 
 import numpy as np
 
+from cnntricks import config as config_module
 from cnntricks.doctor.evidence import Evidence, load_evidence
 from cnntricks.doctor.findings import Finding
 from cnntricks.registry import Registry
@@ -33,6 +34,8 @@ CHECKS = Registry("doctor check")
 DIVERGE_RISE = 1.5        # trend loss above 1.5x its starting value: the loss explodes (Fig. 1)
 UPDATE_HIGH = 0.05        # median ‖Δw‖/‖w‖ per step above this: steps too big (healthy ~1e-3..1e-2)
 UPDATE_LOW = 2e-4         # ... below this: steps too small
+UPDATE_GOOD = 3e-3        # a too-low LR is raised by UPDATE_GOOD / the measured ratio (3-100x): the default
+                          # recipe measures 3.5e-3..4.6e-3, its LR / 100 6e-5 (the ratio follows the LR)
 STALL_GAIN = 0.05         # last half of training cut the trend loss by under 5%: stalled
 STUCK_HIGH = 0.5          # ... while still above half the starting loss: stuck high
 SLOW_PROGRESS = 0.35      # trend loss fell by under 35% of its start over the whole run: slow
@@ -214,7 +217,7 @@ def check_lr_too_low(evidence: Evidence) -> list[Finding]:
                     explanation="Seed §7, Fig. 1: with a low learning rate the loss decreases slowly and almost "
                                 "linearly; training would take far longer than needed.",
                     advice="Raise the learning rate by 3-10x (seed §4: around 0.1 for SGD).",
-                    change=change_lr(evidence, 10.0))]
+                    change=change_lr(evidence, 10.0 if ratio is None else min(max(UPDATE_GOOD / ratio, 3.0), 100.0)))]
 
 
 @register
@@ -315,7 +318,12 @@ def check_underfitting(evidence: Evidence) -> list[Finding]:
     if not (train < low and abs(train - val) < UNDERFIT_GAP):
         return []
     cfg = evidence.config
-    change = {"model.width": cfg.model.width * 2} if cfg is not None else {}
+    change = {}
+    if cfg is not None:  # twice as wide, and at least the default model (the recipe measured in the README)
+        default = config_module.ModelConfig()
+        change = {"model.width": max(2 * cfg.model.width, default.width)}
+        if cfg.model.depth < default.depth:
+            change["model.depth"] = default.depth
     return [finding(evidence, epoch_end_step(evidence, epoch), id="underfitting", severity="warning",
                     title="The model is too small (or cannot learn this data)",
                     evidence=f"train accuracy {train:.1%}, validation {val:.1%} after {epoch} epochs (chance "
@@ -573,14 +581,16 @@ def first_layer_smoothness(run_dir: Path) -> float | None:
 # benchmark's precision for lr_too_high, underfitting and plateau fell below 0.5).
 SYMPTOMS = frozenset({"lr_too_high", "lr_too_low", "underfitting", "plateau", "batch_too_small"})
 CONSEQUENCES: dict[str, frozenset[str]] = {  # cause -> what it explains; causes in priority order
-    "nonfinite": SYMPTOMS | {"exploding_gradient"},
-    "lr_diverged": SYMPTOMS | {"exploding_gradient"},
+    # a far too high LR also kills ReLUs (seed §5): the LR is what to fix
+    "nonfinite": SYMPTOMS | {"exploding_gradient", "dead_relu", "vanishing_gradient"},
+    "lr_diverged": SYMPTOMS | {"exploding_gradient", "dead_relu", "vanishing_gradient"},
     "symmetric_init": SYMPTOMS | {"dead_relu", "bad_init", "vanishing_gradient", "saturation"},
     "unnormalized_input": frozenset({"exploding_gradient"}),
     "bad_init": SYMPTOMS | {"dead_relu"},
     "vanishing_gradient": SYMPTOMS,
     "saturation": SYMPTOMS,
-    "dead_relu": SYMPTOMS - {"lr_too_high"},  # a too-high LR is what kills ReLUs: keep saying it
+    # a too-high LR is what kills ReLUs: keep saying it; a dead unit passes no gradient back
+    "dead_relu": SYMPTOMS - {"lr_too_high"} | {"vanishing_gradient"},
     "overfitting": frozenset({"plateau"}),      # validation stalls because the model memorizes
     "lr_too_low": frozenset({"underfitting"}),  # a low accuracy that a bigger step size would fix
 }

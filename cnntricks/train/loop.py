@@ -32,7 +32,8 @@ from cnntricks.augment.policy import resolve as resolve_augment
 from cnntricks.config import Config
 from cnntricks.data import Splits, batch_indices, load_splits
 from cnntricks.nn.models import ImageSizeWarning, create_model
-from cnntricks.doctor.act import EXPLODED_LOSS, MAX_ROLLBACKS, ROLLBACK_LR_FACTOR, TrainingDoctor
+from cnntricks.doctor.act import (EXPLODED_LOSS, MAX_ROLLBACKS, ROLLBACK_LR_FACTOR, Restart, TrainingDoctor,
+                                  archive_attempt, read_restarts)
 from cnntricks.monitor import Monitor
 from cnntricks.nn.init import lsuv_
 from cnntricks.nn.regularize import apply_max_norm, l1_active, penalty
@@ -163,8 +164,23 @@ def build(cfg: Config, data: dict, device: torch.device, warn_size: bool = False
 
 def fit(cfg: Config, run_dir: str | Path, *, resume: bool = False, progress: bool = True,
         callbacks: tuple = ()) -> dict:
-    """Train `cfg` into `run_dir` (or continue it); returns the summary also written to summary.json."""
+    """Train `cfg` into `run_dir` (or continue it); returns the summary also written to summary.json.
+
+    Under doctor.mode=fix the doctor may start the run again with a corrected config (a `Restart`,
+    doctor/act.py): the abandoned attempt goes to `run_dir/attempts/<n>/` and training starts over.
+    """
     run_dir = Path(run_dir)
+    while True:
+        try:
+            return _fit_attempt(cfg, run_dir, resume=resume, progress=progress, callbacks=callbacks)
+        except Restart as restart:
+            kept = archive_attempt(run_dir, restart.event, ckpt.write_atomic)
+            if progress:
+                tqdm.write(f"doctor: fix: {restart.event['message']} (the abandoned attempt is in {kept})")
+            cfg, resume = restart.config, False
+
+
+def _fit_attempt(cfg: Config, run_dir: Path, *, resume: bool, progress: bool, callbacks: tuple) -> dict:
     cfg = copy.deepcopy(cfg)
     for key in ("root", "cache_dir"):  # absolute, so evaluate works from any folder later
         if getattr(cfg.data, key):
@@ -231,7 +247,6 @@ def fit(cfg: Config, run_dir: str | Path, *, resume: bool = False, progress: boo
             monitor.truncate(saved.get("stats_lines", 0))
             monitor.load_state_dict(saved.get("monitor") or {})
         doctor.load_state_dict(saved.get("doctor") or {})
-        doctor.reapply(model)
         return TrainerState(**saved["trainer"])
 
     def save(epoch: int) -> None:
@@ -254,6 +269,8 @@ def fit(cfg: Config, run_dir: str | Path, *, resume: bool = False, progress: boo
         # A new run, or one killed before its first checkpoint: start over. Lines that such a run
         # wrote (its first epoch, a nonfinite event) are vouched for by no checkpoint.
         history.truncate(0)
+        for event in read_restarts(run_dir):  # doctor.mode=fix started this run again: say so first
+            history.add("event", epoch=0, step=0, **{k: v for k, v in event.items() if k not in ("epoch", "step")})
         if monitor is not None:
             monitor.truncate(0)
     if cfg.model.init == "lsuv" and state.step == 0:  # LSUV scales each layer on a real batch
@@ -387,7 +404,7 @@ def fit(cfg: Config, run_dir: str | Path, *, resume: bool = False, progress: boo
             history.flush()  # the doctor reads the files: this epoch's lines must be in them
             if monitor is not None:
                 monitor.flush()
-            _consult(doctor, cfg, state, schedule, optimizer, model, history, progress)
+            _consult(doctor, cfg, state, schedule, optimizer, history, progress, num_classes)
             last_epoch = state.epoch == t.epochs or state.stop_reason is not None
             if state.epoch % t.checkpoint_every == 0 or last_epoch:
                 save(state.epoch)
@@ -433,9 +450,10 @@ class _Rollback(Exception):
         self.step, self.value, self.lr, self.checkpoint = step, value, lr, checkpoint
 
 
-def _consult(doctor: TrainingDoctor, cfg: Config, state: TrainerState, schedule, optimizer, model,
-             history: HistoryWriter, progress: bool) -> None:
-    """The doctor at an epoch's end: announce new findings (warn), apply remedies (fix), stop (stop)."""
+def _consult(doctor: TrainingDoctor, cfg: Config, state: TrainerState, schedule, optimizer,
+             history: HistoryWriter, progress: bool, classes: int) -> None:
+    """The doctor at an epoch's end: announce new findings (warn), apply remedies (fix; may raise
+    Restart), stop (stop)."""
     if doctor.mode == "off":
         return
     new, current = doctor.review()
@@ -444,7 +462,8 @@ def _consult(doctor: TrainingDoctor, cfg: Config, state: TrainerState, schedule,
                     severity=f.severity, message=f"{f.title}: {f.evidence}")
         if progress:
             tqdm.write(f"doctor: {f.severity} {f.id}: {f.title} ({f.evidence})")
-    for event in doctor.remedies(current, state.epoch, schedule, optimizer, model):
+    for event in doctor.remedies(current, state.epoch, schedule, optimizer, cfg=cfg,
+                                 best_val_acc=state.best_val_acc, classes=classes):
         history.add("event", epoch=state.epoch, step=state.step, **event)
         if progress:
             tqdm.write(f"doctor: fix: {event['message']}")
@@ -506,6 +525,8 @@ def _finish(cfg, run_dir, model, splits, state, evaluate_split, device, precisio
         "device": str(device), "precision": precision,
         "parameters": sum(p.numel() for p in model.parameters()),
         "classes": splits.train.classes, "per_class": test["per_class"], "confusion": test["confusion"],
+        "restarts": [{k: event.get(k) for k in ("attempt", "ids", "before", "after", "at_epoch", "message")}
+                     for event in read_restarts(run_dir)],  # doctor.mode=fix: attempts/<n>/
         "split_sizes": {"train": len(splits.train), "val": len(splits.val),
                         "test": len(splits.test) if splits.test is not None else 0},
     }

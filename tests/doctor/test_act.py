@@ -1,18 +1,27 @@
-"""The doctor during training: fix-mode remedies, their spacing, and their state across a resume."""
+"""The doctor during training: fix-mode remedies in place and by restart, their spacing, and their state."""
 from __future__ import annotations
 
-import torch
+import json
+
+import pytest
 from torch import nn
 
+from cnntricks import config
 from cnntricks.config import OptimConfig, ScheduleConfig
 from cnntricks.doctor import Finding
-from cnntricks.doctor.act import REMEDY_EVERY, TrainingDoctor, leaky_swap
+from cnntricks.doctor.act import (MAX_RESTARTS, REMEDY_EVERY, Restart, TrainingDoctor, archive_attempt,
+                                  read_restarts, worth_keeping)
+from cnntricks.train.checkpoint import write_atomic
 from cnntricks.train.optim import create_optimizer
 from cnntricks.train.schedule import Schedule
 
+GOOD = 0.80  # a best validation accuracy worth keeping (10 classes: the bar is 0.55)
+BAD = 0.12
 
-def finding(id_):
-    return Finding(id=id_, severity="warning", title="t", evidence="e", explanation="x", advice="a")
+
+def finding(id_, change=None):
+    return Finding(id=id_, severity="warning", title="t", evidence="e", explanation="x", advice="a",
+                   change=change or {})
 
 
 def setup():
@@ -22,61 +31,83 @@ def setup():
     return model, optimizer, schedule
 
 
-def test_fix_mode_remedies_change_what_they_say_and_log_before_and_after(tmp_path):
-    model, optimizer, schedule = setup()
+def test_the_restart_bar_is_the_underfitting_bar():
+    assert worth_keeping(0.55, 10) and not worth_keeping(0.549, 10) and not worth_keeping(None, 10)
+    assert worth_keeping(0.75, 2) and not worth_keeping(0.74, 2)  # chance 0.5, half the way to 1
+
+
+def test_in_place_remedies_change_what_they_say_and_log_before_and_after(tmp_path):
+    _, optimizer, schedule = setup()
     doctor = TrainingDoctor("fix", tmp_path)
-    events = doctor.remedies([finding("plateau"), finding("overfitting"), finding("dead_relu")], 3,
-                             schedule, optimizer, model)
+    found = [finding("plateau"), finding("overfitting"), finding("dead_relu", {"optim.lr": 0.01})]
+    events = doctor.remedies(found, 3, schedule, optimizer, cfg=config.Config(), best_val_acc=GOOD)
     by_what = {(e["id"], e["what"]): e for e in events}
     assert by_what[("plateau", "lr_scale")]["after"] == 0.5
-    assert by_what[("dead_relu", "lr_scale")]["after"] == 0.25  # both halvings
+    assert by_what[("dead_relu", "lr_scale")]["after"] == 0.25  # both halvings: a run worth keeping
     assert optimizer.param_groups[0]["weight_decay"] == by_what[("overfitting", "weight_decay")]["after"] == 1e-3
-    assert by_what[("dead_relu", "activation")]["after"].startswith("leaky_relu")
-    assert not any(type(m) is nn.ReLU for m in model.modules())
-    assert sum(isinstance(m, nn.LeakyReLU) for m in model.modules()) == 2
     # the same remedy waits REMEDY_EVERY epochs before it is applied again
-    assert doctor.remedies([finding("plateau")], 3 + REMEDY_EVERY - 1, schedule, optimizer, model) == []
-    assert doctor.remedies([finding("plateau")], 3 + REMEDY_EVERY, schedule, optimizer, model)
+    assert doctor.remedies([finding("plateau")], 3 + REMEDY_EVERY - 1, schedule, optimizer) == []
+    assert doctor.remedies([finding("plateau")], 3 + REMEDY_EVERY, schedule, optimizer)
+
+
+def test_a_wrong_config_in_a_run_with_nothing_to_keep_starts_again_with_the_findings_changes(tmp_path):
+    _, optimizer, schedule = setup()
+    cfg = config.load(None, ["model.init=zeros", "optim.lr=10"])
+    doctor = TrainingDoctor("fix", tmp_path)
+    found = [finding("lr_diverged", {"optim.lr": 1.0}), finding("symmetric_init", {"model.init": "auto"}),
+             finding("dead_relu", {"optim.lr": 0.5, "model.activation": "leaky_relu"}), finding("plateau")]
+    with pytest.raises(Restart) as raised:
+        doctor.remedies(found, 1, schedule, optimizer, cfg=cfg, best_val_acc=BAD)
+    new, event = raised.value.config, raised.value.event
+    assert (new.optim.lr, new.model.init, new.model.activation) == (1.0, "auto", "leaky_relu")  # first finding wins
+    assert (cfg.optim.lr, cfg.model.init) == (10.0, "zeros")  # the running config is not touched
+    assert event["what"] == "restart" and event["ids"] == ["lr_diverged", "symmetric_init", "dead_relu"]
+    assert event["before"] == {"optim.lr": 10.0, "model.init": "zeros", "model.activation": "relu"}
+    assert schedule.plateau_scale == 1.0  # nothing in place
+
+
+def test_no_restart_when_the_run_is_worth_keeping_or_the_change_is_already_made(tmp_path):
+    _, optimizer, schedule = setup()
+    doctor = TrainingDoctor("fix", tmp_path)
+    assert doctor.remedies([finding("bad_init", {"model.init": "auto"})], 1, schedule, optimizer,
+                           cfg=config.Config(), best_val_acc=BAD) == []  # init is auto already
+    events = doctor.remedies([finding("dead_relu", {"optim.lr": 0.01})], 1, schedule, optimizer,
+                             cfg=config.Config(), best_val_acc=GOOD)
+    assert [e["what"] for e in events] == ["lr_scale"]
+    assert TrainingDoctor("warn", tmp_path).remedies([finding("lr_diverged", {"optim.lr": 0.01})], 1, schedule,
+                                                     optimizer, cfg=config.Config(), best_val_acc=BAD) == []
+
+
+def test_restarts_stop_after_max_restarts(tmp_path):
+    _, optimizer, schedule = setup()
+    for n in range(MAX_RESTARTS):
+        archive_attempt(tmp_path, {"event": "remedy", "what": "restart", "message": f"r{n}"}, write_atomic)
+    events = TrainingDoctor("fix", tmp_path).remedies(
+        [finding("lr_too_low", {"optim.lr": 1.0})], 1, schedule, optimizer, cfg=config.Config(), best_val_acc=BAD)
+    assert [e["what"] for e in events] == ["lr_scale"] and schedule.plateau_scale == 2.0  # in place instead
+
+
+def test_an_abandoned_attempt_is_kept_and_the_run_directory_cleared(tmp_path):
+    run = tmp_path / "run"
+    (run / "checkpoints" / "epoch-0001").mkdir(parents=True)
+    (run / "checkpoints" / "epoch-0001" / "model.safetensors").write_bytes(b"x")
+    for name in ("config.yaml", "history.jsonl", "stats.jsonl"):
+        (run / name).write_text(name)
+    kept = archive_attempt(run, {"event": "remedy", "what": "restart", "message": "m", "at_epoch": 1}, write_atomic)
+    assert kept == run / "attempts" / "1" and not (run / "checkpoints").exists()
+    assert (kept / "history.jsonl").read_text() == "history.jsonl" and (kept / "config.yaml").is_file()
+    assert json.loads((kept / "restart.json").read_text())["attempt"] == 1
+    archive_attempt(run, {"event": "remedy", "what": "restart", "message": "n"}, write_atomic)
+    assert [r["message"] for r in read_restarts(run)] == ["m", "n"]
+    assert sorted(p.name for p in (run / "attempts").iterdir()) == ["1", "2"]  # no temporary folders left
 
 
 def test_warn_mode_changes_nothing_and_state_survives_a_resume(tmp_path):
-    model, optimizer, schedule = setup()
-    assert TrainingDoctor("warn", tmp_path).remedies([finding("plateau")], 1, schedule, optimizer, model) == []
+    _, optimizer, schedule = setup()
+    assert TrainingDoctor("warn", tmp_path).remedies([finding("plateau")], 1, schedule, optimizer) == []
     assert schedule.plateau_scale == 1.0
     doctor = TrainingDoctor("fix", tmp_path)
-    doctor.remedies([finding("dead_relu")], 2, schedule, optimizer, model)
+    doctor.remedies([finding("dead_relu")], 2, schedule, optimizer)
     resumed = TrainingDoctor("fix", tmp_path)
     resumed.load_state_dict(doctor.state_dict())
-    fresh, _, _ = setup()  # a resumed run rebuilds the model from its config: ReLUs again
-    resumed.reapply(fresh)
-    assert not any(type(m) is nn.ReLU for m in fresh.modules())
     assert resumed.remedied == {"dead_relu": 2}
-
-
-def test_leaky_swap_keeps_the_state_dict_and_revives_gradients():
-    model = nn.Sequential(nn.Linear(2, 3), nn.ReLU())
-    with torch.no_grad():
-        model[0].bias.fill_(-100.0)  # every unit dead
-    keys = set(model.state_dict())
-    x = torch.randn(8, 2)
-    model(x).sum().backward()
-    assert model[0].weight.grad.abs().sum() == 0
-    assert leaky_swap(model) == 1 and set(model.state_dict()) == keys
-    model.zero_grad()
-    model(x).sum().backward()
-    assert model[0].weight.grad.abs().sum() > 0
-
-
-def test_a_bad_initialization_is_started_again_once_with_the_seeds_scheme(tmp_path):
-    from cnntricks.config import ModelConfig
-    from cnntricks.nn.models import create_model
-    model = create_model(ModelConfig(name="mlp", depth=3, init="zeros"), 1, 10, (8, 8))
-    optimizer = create_optimizer(OptimConfig(), model)
-    schedule = Schedule(ScheduleConfig(name="constant", warmup_epochs=0), 0.1, 100, 10)
-    assert model.layers[1].weight.abs().sum() == 0
-    doctor = TrainingDoctor("fix", tmp_path)
-    events = doctor.remedies([finding("symmetric_init")], 1, schedule, optimizer, model)
-    assert [e["what"] for e in events] == ["init"] and events[0]["before"] == "zeros"
-    weight = model.layers[1].weight
-    assert 0.5 < weight.std().item() * (weight.shape[1] / 2) ** 0.5 < 1.5  # He: sqrt(2 / fan_in)
-    assert doctor.remedies([finding("symmetric_init")], 9, schedule, optimizer, model) == []  # once

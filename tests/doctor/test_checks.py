@@ -94,7 +94,21 @@ def test_fast_drop_then_stuck_high_and_big_updates_is_lr_too_high(tmp_path):
 
 def test_slow_linear_decrease_is_lr_too_low(tmp_path):
     losses = list(np.linspace(2.3, 1.9, 400) + 0.01 * np.random.default_rng(2).standard_normal(400))
-    assert "lr_too_low" in ids(write_run(tmp_path / "run", losses=losses))
+    found = {f.id: f for f in diagnose(write_run(tmp_path / "run", losses=losses))}
+    assert found["lr_too_low"].change == {"optim.lr": 1.0}  # no statistics: x10
+
+
+@pytest.mark.parametrize("ratio, lr", [(6e-5, 5.0), (1e-4, 3.0), (1e-6, 10.0)])
+def test_a_too_low_lr_is_raised_by_how_far_the_updates_are_from_healthy(tmp_path, ratio, lr):
+    """The update-to-weight ratio follows the LR (measured: 6e-5 at LR 0.001, 4.6e-3 at 0.1), so the
+    change is UPDATE_GOOD / ratio, within 3-100x."""
+    losses = list(np.linspace(2.3, 2.2, 400))
+    small = [stat(s, params={f"stages.{i}.0.weight": {"grad_norm": 0.3, "weight_norm": 5.0, "update_ratio": ratio,
+                                                      "unit_spread": 0.2} for i in range(3)})
+             for s in range(1, 401, 40)]
+    found = {f.id: f for f in diagnose(write_run(tmp_path / "run", losses=losses, stats=small, lr=0.1))}
+    assert found["lr_too_low"].change["optim.lr"] == pytest.approx(lr, rel=0.01)
+    assert lr == pytest.approx(0.1 * min(max(checks.UPDATE_GOOD / ratio, 3), 100), rel=0.01)
 
 
 def test_a_wide_band_around_the_trend_is_batch_too_small(tmp_path):
@@ -113,7 +127,12 @@ def test_a_big_gap_is_overfitting_and_no_gap_at_low_accuracy_is_underfitting(tmp
     found = {f.id: f for f in diagnose(write_run(tmp_path / "over", epochs=over))}
     assert found["overfitting"].figure == "accuracy.png" and "model.dropout" in found["overfitting"].change
     under = [{"epoch": e, "train_loss": 1.5, "train_acc": 0.45, "val_loss": 1.5, "val_acc": 0.44} for e in range(1, 7)]
-    assert "underfitting" in ids(write_run(tmp_path / "under", epochs=under))
+    found = {f.id: f for f in diagnose(write_run(tmp_path / "under", epochs=under))}
+    assert found["underfitting"].severity == "warning"
+    assert found["underfitting"].change == {"model.width": 32}  # twice the default width 16, depth 3 already
+    tiny = write_run(tmp_path / "tiny", epochs=under, overrides=["model.width=2", "model.depth=1"])
+    found = {f.id: f for f in diagnose(tiny)}  # a tiny model grows to at least the default one
+    assert found["underfitting"].change == {"model.width": 16, "model.depth": 3}
 
 
 def test_validation_stuck_at_a_constant_lr_is_a_plateau_but_not_when_the_lr_decays(tmp_path):
@@ -132,6 +151,20 @@ def test_dead_units_above_forty_percent_is_an_error(tmp_path):
                                "dead": 0.5, "units": 16}}
     found = {f.id: f for f in diagnose(write_run(tmp_path / "run", stats=[stat(1), stat(60, layers=layers)]))}
     assert found["dead_relu"].severity == "error" and found["dead_relu"].step == 60
+
+
+def test_dead_units_explain_vanishing_gradients_and_a_diverged_lr_explains_dead_units(tmp_path):
+    layers = {"stages.0.act": {"type": "ReLU", "mean": 0, "std": 0, "min": 0, "max": 0, "hist": [1] * 30,
+                               "dead": 0.5, "units": 16}}
+    vanishing = {f"stages.{i}.0.weight": {"grad_norm": 1e-6 if i == 0 else 0.3, "weight_norm": 5.0,
+                                          "update_ratio": 3e-3, "unit_spread": 0.2} for i in range(3)}
+    records = [stat(1), stat(60, layers=layers, params=vanishing)]
+    found = {f.id: f for f in diagnose(write_run(tmp_path / "dead", stats=records))}
+    assert found["dead_relu"].severity == "error" and found["vanishing_gradient"].severity == "info"
+    diverged = write_run(tmp_path / "diverged", losses=healthy_losses()[:50] + [math.nan], stats=records,
+                         events=[{"event": "nonfinite", "step": 51, "epoch": 1}])
+    found = {f.id: f for f in diagnose(diverged)}
+    assert found["lr_diverged"].severity == "error" and found["dead_relu"].severity == "info"
 
 
 def test_saturated_tanh_and_vanishing_and_exploding_gradients(tmp_path):

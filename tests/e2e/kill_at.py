@@ -12,6 +12,8 @@ writes of one epoch's history and checkpoint, where a careless writer loses a ru
   latest-half         `latest`'s temporary file written, not yet renamed over `latest`
   latest-written      `latest` names the new checkpoint; older checkpoints not yet deleted
   old-half-deleted    an old checkpoint half deleted (model.safetensors gone, state.json left)
+  attempt-copied      doctor.mode=fix restarts: attempts/<n>/ complete, the checkpoints still in place
+  attempt-archived    ... the checkpoints and summary gone, the new config not yet written
 """
 from __future__ import annotations
 
@@ -21,10 +23,11 @@ import sys
 from pathlib import Path
 
 from cnntricks import cli
-from cnntricks.train import checkpoint, history
+from cnntricks.doctor import act
+from cnntricks.train import checkpoint, history, loop
 
 POINTS = ("history-flushed", "history-half", "model-written", "checkpoint-renamed", "latest-half",
-          "latest-written", "old-half-deleted")
+          "latest-written", "old-half-deleted", "attempt-copied", "attempt-archived")
 
 
 def main(point: str, n: int, argv: list[str]) -> int:
@@ -102,6 +105,24 @@ def main(point: str, n: int, argv: list[str]) -> int:
             die()
         return rmtree(path, *args, **kwargs)
     checkpoint.shutil.rmtree = rmtree_or_die
+
+    archive_attempt = loop.archive_attempt  # a restart in fix mode (doctor/act.py)
+
+    def archive_or_die(run_dir, event, write):
+        if arrive("attempt-copied"):
+            real_rename = act.Path.rename
+
+            def rename_then_die(self, target):  # the attempt folder's rename is the copy's last step
+                result = real_rename(self, target)
+                if self.name.endswith(".partial"):
+                    die()
+                return result
+            act.Path.rename = rename_then_die
+        kept = archive_attempt(run_dir, event, write)
+        if arrive("attempt-archived"):
+            die()
+        return kept
+    loop.archive_attempt = archive_or_die
 
     return cli.main(argv)
 

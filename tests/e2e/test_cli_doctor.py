@@ -34,16 +34,37 @@ def test_stop_mode_ends_the_run_cleanly_with_the_finding_as_reason(user):
     assert summary["stop_reason"] == "doctor:unnormalized_input" and summary["epochs"] == 1
 
 
-def test_fix_mode_rolls_back_a_nan_and_halves_the_lr_until_it_trains(user):
+def test_fix_mode_rolls_back_a_nan_halves_the_lr_then_starts_again_at_a_tenth(user):
     result = user.run("train", *SMALL, "optim.lr=15", "schedule.warmup_epochs=0", "doctor.mode=fix",
                       "--run-dir", "run")
     assert result.code == 0, result
     run = user.cwd / "run"
-    rollbacks = [e for e in events(run, "remedy") if e.get("what") == "rollback"]
+    first = run / "attempts" / "1"  # the abandoned attempt, kept as it was
+    rollbacks = [e for e in read_history(first) if e.get("event") == "remedy" and e.get("what") == "rollback"]
     assert rollbacks and all(e["after"] == e["before"] / 2 for e in rollbacks)
-    assert read_json(run / "summary.json")["stop_reason"] == "completed"
-    lrs = [r["lr"] for r in read_history(run) if r.get("kind") == "batch"]
-    assert max(lrs[-5:]) < 15 / 2  # training went on at the halved learning rate
+    summary = read_json(run / "summary.json")
+    assert summary["stop_reason"] == "completed"
+    restart = summary["restarts"][0]
+    assert restart["before"]["optim.lr"] == 15 and restart["after"]["optim.lr"] == 1.5  # lr_diverged: LR / 10
+    assert "started again" in result.out and "attempts" in result.out
+    assert "started again (doctor.mode=fix)" in result.out  # in the summary table too
+    history = read_history(run)
+    assert history[0]["event"] == "remedy" and history[0]["what"] == "restart"  # said first in the new history
+    lrs = [r["lr"] for r in history if r.get("kind") == "batch"]
+    assert max(lrs) <= 1.5  # the new attempt trained at the corrected learning rate
+    assert user.run("train", "--resume", "run", "train.epochs=3").code == 0  # a restarted run resumes as usual
+    assert read_json(run / "summary.json")["epochs"] == 3
+
+
+def test_fix_mode_starts_a_zero_initialized_run_again_with_the_seeds_init(user):
+    result = user.run("train", *SMALL, "model.init=zeros", "doctor.mode=fix", "--run-dir", "run")
+    assert result.code == 0, result
+    run = user.cwd / "run"
+    restart = read_json(run / "summary.json")["restarts"][0]
+    assert restart["ids"][0] == "symmetric_init" and restart["after"] == {"model.init": "auto"}
+    assert "init: auto" in (run / "config.yaml").read_text()
+    assert "init: zeros" in (run / "attempts" / "1" / "config.yaml").read_text()
+    assert user.run("doctor", "run").code == 0 and "symmetric_init" not in user.run("doctor", "run").out
 
 
 def test_off_mode_writes_no_finding_events_and_prints_no_verdict(user):

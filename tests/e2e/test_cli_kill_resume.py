@@ -167,3 +167,21 @@ def test_random_sigkills_and_resumes_equal_the_uninterrupted_run(user, reference
     assert kills >= 3
     resume_in_process(user, run)
     assert_runs_equal(run, reference)
+
+
+@pytest.mark.parametrize("point", ["attempt-copied", "attempt-archived"])
+def test_sigkill_while_fix_mode_starts_a_run_again_then_resume(user, point):
+    """A kill inside a restart loses nothing: the resume continues the old attempt (copied) or starts
+    the old config again and meets the same fault (archived); either way it ends with the fix."""
+    run = user.cwd / "run"
+    args = [*KILL[:5], "train.epochs=2", "model.init=zeros", "doctor.mode=fix", "--run-dir", str(run)]
+    killed = subprocess.run([sys.executable, str(KILL_AT), point, "1", "train", *args],
+                            env=user.env, cwd=user.cwd, capture_output=True, text=True, timeout=300)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    assert (run / "attempts" / "1" / "restart.json").is_file() and not list((run / "attempts").glob(".*"))
+    resumed = user.spawn("train", "--resume", run, "--quiet")
+    assert resumed.code == 0, resumed
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["stop_reason"] == "completed" and summary["restarts"]
+    assert "init: auto" in (run / "config.yaml").read_text()
+    assert all((folder / "history.jsonl").is_file() for folder in (run / "attempts").iterdir())
