@@ -150,8 +150,8 @@ class TrainingDoctor:
             new, before, after = found
             ids = [f.id for f in findings if f.id in RESTART and set(f.change) & set(after)]
             changes = ", ".join(f"{key} {before[key]} -> {after[key]}" for key in after)
-            raise Restart(new, dict(event="remedy", id=ids[0], ids=ids, what="restart", before=before,
-                                    after=after, at_epoch=epoch, message=f"{', '.join(ids)}: started again with {changes}"))
+            raise Restart(new, dict(event="remedy", id=ids[0], ids=ids, what="restart", before=before, after=after,
+                                    at_epoch=epoch, message=f"{', '.join(ids)}: started again with {changes}"))
         events = []
         for f in findings:
             last = self.remedied.get(f.id)
