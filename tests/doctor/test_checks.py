@@ -135,10 +135,23 @@ def test_a_big_gap_is_overfitting_and_no_gap_at_low_accuracy_is_underfitting(tmp
     assert found["underfitting"].change == {"model.width": 16, "model.depth": 3}
 
 
+def test_a_gap_while_validation_loss_still_falls_is_batch_norms_lag_not_overfitting(tmp_path):
+    # resnet, 5 epochs (measured): a 16-point gap at epochs 2-3 while validation loss fell 1.34 -> 0.98
+    lag = [{"epoch": e, "train_loss": 1.0, "train_acc": t, "val_loss": vl, "val_acc": v}
+           for e, t, v, vl in [(1, 0.25, 0.31, 2.38), (2, 0.62, 0.46, 1.34), (3, 0.73, 0.59, 0.98)]]
+    assert "overfitting" not in ids(write_run(tmp_path / "lag", epochs=lag))
+    stalled = lag[:2] + [dict(lag[2], val_loss=1.30)]  # the same gap once validation loss stopped falling
+    assert "overfitting" in ids(write_run(tmp_path / "stalled", epochs=stalled))
+
+
 def test_validation_stuck_at_a_constant_lr_is_a_plateau_but_not_when_the_lr_decays(tmp_path):
     rows = [{"epoch": e, "train_loss": 0.3, "train_acc": 0.9, "val_loss": 0.35, "val_acc": min(0.85, 0.8 + 0.02 * e)}
             for e in range(1, 9)]
-    assert "plateau" in ids(write_run(tmp_path / "flat", epochs=rows))
+    assert "plateau" in ids(write_run(tmp_path / "flat", epochs=rows, overrides=["schedule.name=constant"]))
+    # a decaying schedule (the default cosine) will act on it: the LR is still high only early on
+    assert "plateau" not in ids(write_run(tmp_path / "cosine", epochs=rows))
+    (tmp_path / "cosine" / "config.yaml").unlink()  # another loop's run: the LR column is all there is
+    assert "plateau" in ids(tmp_path / "cosine")
     decayed = [dict(r, lr=0.1 / r["epoch"]) for r in rows]
     run = write_run(tmp_path / "decayed", epochs=[])
     with open(run / "history.jsonl", "a") as f:
