@@ -19,7 +19,8 @@ of them is reported at severity warning or error. Reported:
   - with --fix: every fault again with doctor.mode=fix (same seeds), and each fault's healthy twin
     (TWIN: the same budget with the planted fault taken out). A fix run is fixed when its test
     accuracy (summary.json) reaches FIXED_ACCURACY of the twin's mean; one that raises is not.
-    Per fault: fixed runs, the accuracy without fix, with fix and of the twin, the remedies that
+    Per fault: fixed runs, the accuracy without fix, with fix and of the twin, the epochs trained
+    in all attempts over the epochs planned (a restart's cost, attempts/<n>/), the remedies that
     fired (`remedy` events in history.jsonl); and how many runs already reached the bar without fix;
   - with the default case: the cost of the monitor and the live doctor, fit()'s wall time with
     the benchmark's monitor and doctor.mode=warn against train.monitor=off doctor.mode=off, in one
@@ -36,7 +37,7 @@ monitor and the live doctor at most 5% of fit()'s time. Targets not measured (no
 default case) are reported as such and fail nothing.
 
     python benchmarks/doctor_faults.py                        # 3 seeds, about 3 minutes on 2 cores
-    python benchmarks/doctor_faults.py --fix                  # and the remedies: about 6 minutes
+    python benchmarks/doctor_faults.py --fix                  # and the remedies: 22 minutes with the 2 cores shared
     python benchmarks/doctor_faults.py --only lr_x100,zero_init --seeds 1 --keep /tmp/runs
     python benchmarks/doctor_faults.py --smoke                # 7 tiny runs and 5 timed ones, for CI
 """
