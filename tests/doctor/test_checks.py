@@ -83,6 +83,24 @@ def test_a_rising_loss_is_divergence(tmp_path):
     assert "lr_diverged" in ids(write_run(tmp_path / "run", losses=losses))
 
 
+def test_a_fast_first_drop_is_not_divergence(tmp_path):
+    # like the healthy batch-256 run of the learning-rate study: the first steps far above the mean of the first 5%
+    losses = list(0.3 + 1.7 * np.exp(-np.arange(468) / 4))
+    assert "lr_diverged" not in ids(write_run(tmp_path / "run", losses=losses))
+
+
+def test_tiny_updates_are_a_too_low_lr_even_when_the_loss_fell(tmp_path):
+    losses = list(np.linspace(2.3, 1.1, 400))  # fell by half: not "slow" by the curve alone
+
+    def run(name, ratio):
+        records = [stat(s, params={f"stages.{i}.0.weight": {"grad_norm": 0.3, "weight_norm": 5.0,
+                                                            "update_ratio": ratio, "unit_spread": 0.2}
+                                   for i in range(3)}) for s in range(1, 401, 40)]
+        return write_run(tmp_path / name, losses=losses, stats=records)
+    assert "lr_too_low" in ids(run("tiny", 1.5e-5))  # LR 1e-4 on the study's MLP
+    assert "lr_too_low" not in ids(run("small", 1e-4))  # under UPDATE_LOW, but the loss fell fast enough
+
+
 def test_fast_drop_then_stuck_high_and_big_updates_is_lr_too_high(tmp_path):
     t = np.arange(400)
     losses = list(1.5 + 0.8 * np.exp(-t / 10) + 0.02 * np.random.default_rng(1).standard_normal(400))
