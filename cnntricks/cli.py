@@ -402,8 +402,9 @@ def build_parser() -> argparse.ArgumentParser:
     experiment.add_argument("name", metavar="NAME", help="which experiment (listed below)")
     experiment.add_argument("--out", metavar="DIR", help="where to write (default results/NAME)")
     experiment.add_argument("--budget", choices=["smoke", "small", "full"], default="small",
-                            help="smoke: seconds, a check that it runs; small (default): a readable "
-                                 "result in about a minute; full: the numbers worth quoting")
+                            help="smoke: seconds, a check that it runs; small (default): 2-10 minutes a "
+                                 "study on a 2-core CPU (docs/results.md); full: the whole training set, meant "
+                                 "for a GPU")
     experiment.add_argument("--seeds", type=int, default=1, metavar="N", help="repeat over N seeds and report means (default 1)")
     experiment.add_argument("--seed", type=int, default=0, metavar="S", help="first seed (default 0)")
     experiment.add_argument("--data", metavar="SOURCE",

@@ -8,8 +8,8 @@ line and a notebook call them all the same way:
 
 - `seed`, `seeds`: the experiment repeats over seeds seed, seed+1, ..., seed+seeds-1 and reports
   means (a single seed's number is an anecdote);
-- `budget`: "smoke" (seconds, for tests), "small" (the default: a readable result in about a
-  minute), "full" (the numbers a README quotes);
+- `budget`: "smoke" (seconds, for tests), "small" (the default: a readable result in minutes on
+  a 2-core CPU; docs/results.md has each study's time), "full" (meant for a GPU);
 - `data`: a `data.source` name (fashion-mnist, digits, ...) for the experiments that read data,
   None for the experiment's default.
 

@@ -10,9 +10,10 @@ once per seed into `out_dir/runs/<label>-seed<k>`, and `write_results` writes
 - `configs/<label>.yaml`: the resolved config that made each row (first seed; the others differ
   in `train.seed` only).
 
-Budgets: smoke = seconds, for CI (sklearn digits, a tiny subset, one epoch, tiny width); small = at
-most about 15 minutes for a whole study with 3 seeds on a 2-core CPU (Fashion-MNIST subsets);
-full = meant for a GPU (the whole training set, more epochs, wider nets).
+Budgets: smoke = seconds, for CI (sklearn digits, a tiny subset, one epoch, tiny width); small = a
+whole study with 3 seeds in about 8 minutes on a quiet 2-core CPU and under 15 on a busy one
+(Fashion-MNIST, subsets or all of it; docs/results.md has the measured times); full = meant for a
+GPU (the whole training set, more epochs, wider nets).
 """
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ import math
 import shutil
 import sys
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -37,7 +39,11 @@ class Budget:
     subset: int | None  # training images kept (stratified); None = all
     epochs: int
     width: int  # model.width
-    threads: int = 2  # train.threads: this machine has 2 cores
+    # train.threads; None = torch's default (all cores: the GPU machine). One thread on the 2-core CPU:
+    # with anything else running, two OpenMP threads wait on each other and a run took 3-4x longer
+    # (measured on the mlp, vgg and fastnet of the studies, same results); on a quiet machine the
+    # second thread gains little on nets this small
+    threads: int | None = 1
     extra: tuple[str, ...] = ()  # further overrides for every run of the study at this budget
 
 
@@ -63,6 +69,10 @@ class RunResult:
         acc = self.summary.get("train_acc")
         return math.nan if acc is None else 100 * (1 - acc)
 
+    def first_loss(self) -> float:
+        """The first finite per-batch loss (NaN when none): where a figure's y axis is scaled from."""
+        return next((v for v in self.batch_loss if math.isfinite(v)), math.nan)
+
     def final_loss(self, share: float = 0.1) -> float:
         """Mean per-batch loss over the last `share` of the logged steps (NaN when diverged)."""
         losses = np.asarray(self.batch_loss, dtype=float)
@@ -87,7 +97,9 @@ def _number(value: float) -> float | None:
 def budget_overrides(budget: Budget, data: str | None) -> list[str]:
     """The overrides every run of a study gets at `budget`: data, size, threads, quiet monitoring."""
     overrides = [f"data.source={data or budget.source}", f"train.epochs={budget.epochs}",
-                 f"model.width={budget.width}", f"train.threads={budget.threads}"]
+                 f"model.width={budget.width}"]
+    if budget.threads is not None:
+        overrides.append(f"train.threads={budget.threads}")
     if budget.subset is not None:
         overrides.append(f"data.subset={budget.subset}")
     return overrides + list(budget.extra)
@@ -110,6 +122,7 @@ def resolve_grid(grid: list[tuple[str, list[str]]], common: list[str]) -> dict[s
 
 def train_one(cfg: config_module.Config, label: str, seed: int, run_dir: Path) -> RunResult:
     """One run of `cfg` with train.seed=`seed`; a diverged run is recorded, not raised."""
+    from cnntricks.nn.models import ImageSizeWarning
     from cnntricks.train.loop import TrainingDiverged, fit  # training pulls in torch and the data
     config_module.set_value(cfg, "train.seed", seed)
     if run_dir.exists():  # a study re-run into the same folder replaces its runs
@@ -117,7 +130,9 @@ def train_one(cfg: config_module.Config, label: str, seed: int, run_dir: Path) -
     started = time.perf_counter()
     diverged, summary = False, {}
     try:
-        summary = fit(cfg, run_dir, progress=False)
+        with warnings.catch_warnings():  # the study chose 28x28 on purpose: no power-of-2 warning per run
+            warnings.simplefilter("ignore", ImageSizeWarning)
+            summary = fit(cfg, run_dir, progress=False)
     except TrainingDiverged:
         diverged = True
     result = RunResult(label, seed, run_dir, time.perf_counter() - started, diverged, summary)
@@ -240,8 +255,12 @@ def smoothed(values: list[float], window: int) -> np.ndarray:
 
 
 def draw_loss_curves(results: dict[str, list[RunResult]], path: Path, title: str,
-                     labels: list[str] | None = None, window: int = 5, log_scale: bool = False) -> Path:
-    """Per-batch loss of the first seed of each label (thin), smoothed (thick), on one axes."""
+                     labels: list[str] | None = None, window: int = 5, log_scale: bool = False,
+                     top: float | None = None) -> Path:
+    """Per-batch loss of the first seed of each label (thin), smoothed (thick), on one axes.
+
+    `top` caps the y axis (from 0), so that a run that explodes leaves the chart at the top instead
+    of squeezing the others into a flat line (a loss of 1e24 on a log axis did that)."""
     from cnntricks.report.figures import new_figure, save_png
     figure, (axes,) = new_figure(1, (8, 4.5))
     for index, label in enumerate(labels or list(results)):
@@ -256,6 +275,8 @@ def draw_loss_curves(results: dict[str, list[RunResult]], path: Path, title: str
     axes.set_ylabel("training loss (per batch)")
     if log_scale:
         axes.set_yscale("log")
+    if top is not None and math.isfinite(top):
+        axes.set_ylim(0, top)
     axes.set_title(title, fontsize=10)
     axes.legend(fontsize=8)
     return save_png(figure, path)
