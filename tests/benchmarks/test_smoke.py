@@ -251,12 +251,17 @@ def test_doctor_faults_smoke_prints_recall_precision_fixes_and_cost(tmp_path):
     assert remedies == saved["fixes"]["faults"]["lr_x100"]["remedies"]
     assert fix["remedies"], "the fix run of LR x100 applied no remedy"
 
-    cost, = find(r"^monitor \+ live doctor cost: ([+-]\d+\.\d)% of fit\(\) wall time", text)
+    cost, dense = find(r"^monitor \+ live doctor cost: ([+-]\d+\.\d)% of fit\(\) wall time at the defaults "
+                       r".*?, ([+-]\d+\.\d)% at this benchmark's monitor", text)
     timed = saved["cost"]
-    assert len(timed["fit_seconds_in_order"]) == 4 and timed["order"] == ["off", "on", "on", "off"]
+    assert timed["order"] == ["off", "on", "default", "default", "on", "off"]
     assert float(cost) == pytest.approx(100 * timed["cost"], abs=0.05)
-    assert timed["on"] == pytest.approx(sum(timed["fit_seconds_in_order"][1:3]) / 2)  # the median of two
-    assert timed["off"] == pytest.approx((timed["fit_seconds_in_order"][0] + timed["fit_seconds_in_order"][3]) / 2)
+    assert float(dense) == pytest.approx(100 * timed["cost_dense"], abs=0.05)
+    seconds = timed["fit_seconds_in_order"]
+    assert timed["default"] == pytest.approx(sum(seconds[2:4]) / 2)  # the median of two
+    assert timed["on"] == pytest.approx((seconds[1] + seconds[4]) / 2)
+    assert timed["off"] == pytest.approx((seconds[0] + seconds[5]) / 2)
+    assert timed["default_monitor"] == "every:50" and timed["monitor"] != "every:50"
 
     verdicts = dict(re.findall(r"^  (.+?) {2,}(met|NOT MET|not measured) \(", text, re.M))
     assert set(verdicts) == {"recall >= 0.95 per fault", "precision >= 0.95 per fault", "false alarms <= 5%",
