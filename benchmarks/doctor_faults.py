@@ -38,7 +38,7 @@ monitor and the live doctor at most 5% of fit()'s time. Targets not measured (no
 default case) are reported as such and fail nothing.
 
     python benchmarks/doctor_faults.py                        # 3 seeds, about 3 minutes on 2 cores
-    python benchmarks/doctor_faults.py --fix                  # and the remedies: 22 minutes with the 2 cores shared
+    python benchmarks/doctor_faults.py --fix                  # and the remedies: 12-17 minutes on 2 cores
     python benchmarks/doctor_faults.py --only lr_x100,zero_init --seeds 1 --keep /tmp/runs
     python benchmarks/doctor_faults.py --smoke                # 7 tiny runs and 5 timed ones, for CI
 """
