@@ -144,9 +144,9 @@ class TrainingDoctor:
         Raises Restart when the run should start again (see the module docstring)."""
         if self.mode != "fix":
             return []
-        if cfg is not None and len(read_restarts(self.run_dir)) < MAX_RESTARTS \
-                and not worth_keeping(best_val_acc, classes) \
-                and (found := restart_config(findings, cfg)) is not None:
+        if cfg is not None and not worth_keeping(best_val_acc, classes) \
+                and (found := restart_config(findings, cfg)) is not None \
+                and len(read_restarts(self.run_dir)) < MAX_RESTARTS:  # the folder read last: only when needed
             new, before, after = found
             ids = [f.id for f in findings if f.id in RESTART and set(f.change) & set(after)]
             changes = ", ".join(f"{key} {before[key]} -> {after[key]}" for key in after)

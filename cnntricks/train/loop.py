@@ -270,7 +270,7 @@ def _fit_attempt(cfg: Config, run_dir: Path, *, resume: bool, progress: bool, ca
         # wrote (its first epoch, a nonfinite event) are vouched for by no checkpoint.
         history.truncate(0)
         for event in read_restarts(run_dir):  # doctor.mode=fix started this run again: say so first
-            history.add("event", epoch=0, step=0, **{k: v for k, v in event.items() if k not in ("epoch", "step")})
+            history.add("event", epoch=0, step=0, **event)  # (a restart event has at_epoch, not epoch)
         if monitor is not None:
             monitor.truncate(0)
     if cfg.model.init == "lsuv" and state.step == 0:  # LSUV scales each layer on a real batch
