@@ -360,14 +360,15 @@ def run_case(job: Job) -> dict:
     """Train one case and seed into `run_dir`, diagnose it, and check its symptom."""
     from cnntricks.doctor import diagnose
     from cnntricks.monitor import read_stats
-    from cnntricks.train.history import read_history
-    from cnntricks.train.loop import TrainingDiverged, fit
+    from cnntricks.rundir import read_history
+    from cnntricks.session import train
+    from cnntricks.train.loop import TrainingDiverged
 
     cfg, planned = load_config(job)
     run_dir = job.run_dir
     error, started = None, time.perf_counter()
     try:
-        fit(cfg, run_dir, progress=False)
+        train(cfg, run_dir, progress=False)
     except TrainingDiverged as err:
         error = f"TrainingDiverged: {str(err).split(';')[0]}"
     except Exception as err:  # noqa: BLE001 - a broken case is reported, not fatal
@@ -423,18 +424,18 @@ def time_doctor_cost(job: Job) -> dict:
     the library's defaults), against both off. Wall time, not train_seconds: the doctor runs at epoch
     ends, outside the timed training steps."""
     from cnntricks import config as config_module
-    from cnntricks.train.loop import fit
+    from cnntricks.session import train
 
     cfg_on, _ = load_config(job._replace(overrides=job.overrides + ("doctor.mode=warn",)))
     cfg_off = config_module.load(None, list(job.overrides) + list(OVERHEAD_OFF) + [f"train.seed={job.seed}"])
     cfg_default = config_module.load(None, list(job.overrides) + [f"train.seed={job.seed}"])
     arms = {"on": cfg_on, "off": cfg_off, "default": cfg_default}
     warm_up = config_module.load(None, list(job.overrides) + list(OVERHEAD_OFF) + ["train.epochs=1"])
-    fit(warm_up, Path(job.run_dir) / "warm-up", progress=False)  # imports, first kernels, the data cache: untimed
+    train(warm_up, Path(job.run_dir) / "warm-up", progress=False)  # imports, first kernels, the data cache: untimed
     in_order, train_seconds = [], []
     for index, arm in enumerate(OVERHEAD_ORDER):
         started = time.perf_counter()
-        summary = fit(arms[arm], Path(job.run_dir) / f"{index}-{arm}", progress=False)
+        summary = train(arms[arm], Path(job.run_dir) / f"{index}-{arm}", progress=False)
         in_order.append(time.perf_counter() - started)
         train_seconds.append(summary["train_seconds"])
     on, off, default = (statistics.median(t for a, t in zip(OVERHEAD_ORDER, in_order) if a == arm)

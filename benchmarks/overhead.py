@@ -38,7 +38,8 @@ from cnntricks.data import DataError, DataWarning, load_splits
 from cnntricks.nn.models import ImageSizeWarning, create_model
 from cnntricks.preprocess import fit_normalization
 from cnntricks.train.device import autocast
-from cnntricks.train.loop import fit, resolve_device_and_precision, uses_channels_last
+from cnntricks.session import train
+from cnntricks.train.inference import device_and_precision, uses_channels_last
 from cnntricks.train.schedule import lr_factor
 
 TARGET_RATIO = 0.95
@@ -109,7 +110,7 @@ def train_bare(cfg, splits, device: torch.device, precision: str, steps: int) ->
 
 
 def cnntricks_images_per_second(cfg, run_dir: Path) -> float:
-    return fit(cfg, run_dir, progress=False)["images_per_second"]
+    return train(cfg, run_dir, progress=False)["images_per_second"]
 
 
 def synchronize(device: torch.device) -> None:
@@ -155,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
         # Evaluation is not timed, but costs wall time after every fit: TTA would double it.
         config_module.apply_overrides(cfg, [f"data.subset={images}", "train.epochs=1", "train.tta=false"])
         # train.device=cuda without CUDA, or fp16 on a CPU, is a configuration error too
-        device, precision = resolve_device_and_precision(cfg)
+        device, precision = device_and_precision(cfg)
     except config_module.ConfigError as err:
         print(f"overhead: configuration error: {err}", file=sys.stderr)
         return 2

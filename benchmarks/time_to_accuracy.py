@@ -47,8 +47,8 @@ from cnntricks import config as config_module
 from cnntricks.data import DataError, Splits
 from cnntricks.nn.models import ImageSizeWarning
 from cnntricks.train.device import cpu_has_bf16
-from cnntricks.train.loop import (build, describe_data, fit, resolve_device_and_precision,
-                                  uses_channels_last)
+from cnntricks.session import train
+from cnntricks.train.inference import build_model, describe_data, device_and_precision, uses_channels_last
 
 # A tiny budget that still runs every part (data, fit, hook, FLOPs, peak); never a verdict.
 # One thread: on a busy 2-core machine two OpenMP threads wait on each other (measured: 4 steps
@@ -65,7 +65,8 @@ class TestAccuracyRecorder:
         self.curve: list[dict] = []
         self.splits = None  # the run's splits, kept for the FLOP count (image and batch shape)
 
-    def on_epoch_end(self, state, run) -> None:
+    def on_epoch_end(self, trainer) -> None:
+        state, run = trainer.state, trainer
         self.splits = run.splits
         test = run.evaluate(run.splits.test)
         point = {"epoch": state.epoch, "train_seconds": state.train_seconds,
@@ -86,7 +87,7 @@ def training_flops_per_image(cfg, splits) -> float:
 
     Counted on the meta device: shapes only, no arithmetic, and no trained model is touched.
     """
-    model = build(cfg, describe_data(splits), torch.device("meta"))
+    model = build_model(cfg, describe_data(splits), torch.device("meta"))
     batch_size = min(cfg.optim.batch_size, len(splits.train))
     images = torch.empty(batch_size, *splits.train.images.shape[1:], device="meta")
     if uses_channels_last(cfg):
@@ -147,7 +148,7 @@ def git_commit() -> str | None:
 def run_seed(overrides: list[str], seed: int, target: float, scratch: Path) -> tuple[dict, Splits]:
     cfg = config_module.load(None, overrides + [f"train.seed={seed}"])
     recorder = TestAccuracyRecorder(seed)
-    summary = fit(cfg, scratch / f"seed-{seed}", progress=False, callbacks=(recorder,))
+    summary = train(cfg, scratch / f"seed-{seed}", progress=False, callbacks=(recorder,))
     reached = first_reaching(recorder.curve, target)
     result = {"seed": seed, "curve": recorder.curve,
               "epoch_to_target": reached["epoch"] if reached else None,
@@ -215,7 +216,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cfg = config_module.load(None, args.overrides)
         # train.device=cuda without CUDA, or fp16 on a CPU, is a configuration error too
-        device, precision = resolve_device_and_precision(cfg)
+        device, precision = device_and_precision(cfg)
     except config_module.ConfigError as err:
         print(f"time_to_accuracy: configuration error: {err}", file=sys.stderr)
         return 2

@@ -71,28 +71,27 @@ def _percent(value) -> str:
 
 def cmd_train(args, items: list[str]) -> int:
     from cnntricks import config
-    from cnntricks.train.loop import fit
+    from cnntricks.rundir import CONFIG, RunDirectoryError
+    from cnntricks.session import train
+    config_file, overrides = _split_overrides(items)
     if args.resume:
         run_dir = Path(args.resume)
         if args.run_dir and Path(args.run_dir) != run_dir:
             raise config.ConfigError("give the run to continue once: --resume DIR (without --run-dir)")
-        config_file, overrides = _split_overrides(items)
         if config_file:
             raise config.ConfigError("--resume uses the run's own config.yaml; pass only "
                                      "section.key=value overrides (for example train.epochs=20)")
-        if not (run_dir / "config.yaml").exists():
-            from cnntricks.train.loop import RunDirectoryError
+        if not (run_dir / CONFIG).exists():
             raise RunDirectoryError(f"--resume {run_dir}: no config.yaml there, so no run to "
                                     f"continue; check the path")
-        cfg = config.load(run_dir / "config.yaml", overrides)  # fit saves it once the checkpoint fits
+        cfg = config.load(run_dir / CONFIG, overrides)  # fit saves it once the checkpoint fits
     else:
-        config_file, overrides = _split_overrides(items)
         cfg = config.load(config_file, overrides)
         run_dir = Path(args.run_dir or Path("runs") / f"{time.strftime('%Y-%m-%d_%H%M%S')}-{cfg.train.name}")
     print(f"run directory: {run_dir}", file=sys.stderr)
     from cnntricks.train.loop import TrainingDiverged
     try:
-        summary = fit(cfg, run_dir, resume=bool(args.resume), progress=not args.quiet)
+        summary = train(cfg, run_dir, resume=bool(args.resume), progress=not args.quiet)
     except TrainingDiverged:
         findings = _diagnose(run_dir) if cfg.doctor.mode != "off" else None  # the verdict matters most here
         _draw_report(run_dir, findings)
@@ -146,9 +145,9 @@ def cmd_doctor(args) -> int:
     import json
 
     from cnntricks.doctor import SEVERITIES, diagnose, format_findings, worst
-    from cnntricks.train.loop import RunDirectoryError
+    from cnntricks.rundir import HISTORY, RunDirectoryError
     run_dir = Path(args.run_dir)
-    if not (run_dir / "history.jsonl").is_file():
+    if not (run_dir / HISTORY).is_file():
         raise RunDirectoryError(f"{run_dir} holds no history.jsonl, so there is no run to diagnose; runs are "
                                 "written by cnntricks train (or any loop that writes the README's format)")
     findings = diagnose(run_dir)
@@ -164,37 +163,15 @@ def cmd_doctor(args) -> int:
     return EXIT_FINDINGS if failing else EXIT_OK
 
 
-def _load_run(run_dir: Path, overrides: list[str]):
-    """(config, data description, model with the newest weights, normalization, device, precision)."""
-    from cnntricks import config
-    from cnntricks.train import checkpoint as ckpt
-    from cnntricks.preprocess.pipeline import load_preprocess
-    from cnntricks.train.loop import (RunDirectoryError, build, read_data_description,
-                                      resolve_device_and_precision)
-    if not (run_dir / "config.yaml").exists():
-        raise RunDirectoryError(f"{run_dir} is not a run directory (no config.yaml); "
-                                f"runs are written by cnntricks train, in runs/ by default")
-    last = ckpt.latest_checkpoint(run_dir)
-    if last is None:
-        raise RunDirectoryError(f"{run_dir} has no checkpoint yet; train it first "
-                                f"(cnntricks train --resume {run_dir})")
-    cfg = config.load(run_dir / "config.yaml", overrides)
-    device, precision = resolve_device_and_precision(cfg)
-    data = read_data_description(run_dir)
-    model = build(cfg, data, device)
-    ckpt.load_model_weights(model, last)
-    return cfg, data, model, load_preprocess(run_dir), device, precision
-
-
 def cmd_evaluate(args, run_dir: str, items: list[str]) -> int:
-    from cnntricks.train.evaluate import metrics, predict_logits
-    from cnntricks.train.loop import uses_channels_last
+    from cnntricks.train.inference import load_predictor
     if any("=" not in item for item in items):
         from cnntricks.config import ConfigError
         raise ConfigError(f"evaluate takes one run directory and section.key=value overrides, "
                           f"not {[i for i in items if '=' not in i]}")
     from cnntricks.data import DataError, load_splits
-    cfg, data, model, normalize, device, precision = _load_run(Path(run_dir), items)
+    loaded = load_predictor(Path(run_dir), items)
+    cfg, data = loaded.cfg, loaded.data
     splits = load_splits(cfg.data, cfg.train.seed)
     shape = list(splits.train.images.shape[1:])
     if splits.train.classes != data["classes"] or shape[0] != data["channels"]:
@@ -209,13 +186,7 @@ def cmd_evaluate(args, run_dir: str, items: list[str]) -> int:
         from cnntricks.config import ConfigError
         raise ConfigError(f"the {args.split} split of {run_dir} is empty"
                           f"{' (data.val_fraction is 0)' if args.split == 'val' else ''}; choose another --split")
-    channels_last = uses_channels_last(cfg)
-    logits = predict_logits(model, store.images, normalize, device=device, precision=precision,
-                            tta=cfg.train.tta, batch_size=cfg.train.eval_batch_size,
-                            channels_last=channels_last)
-    result = metrics(logits, store.labels, len(splits.train.classes))
-    for row in result["per_class"]:
-        row["name"] = splits.train.classes[row["class"]]
+    result = loaded.predictor.evaluate(store)
     if args.json:
         print(json.dumps({"split": args.split, "images": len(store), **result}, indent=2))
         return EXIT_OK
@@ -229,13 +200,11 @@ def cmd_evaluate(args, run_dir: str, items: list[str]) -> int:
 def cmd_predict(args) -> int:
     import torch
     from cnntricks.data import load_images
-    from cnntricks.train.evaluate import predict_logits
-    from cnntricks.train.loop import uses_channels_last
-    cfg, data, model, normalize, device, precision = _load_run(Path(args.run_dir), [])
+    from cnntricks.train.inference import load_predictor
+    loaded = load_predictor(Path(args.run_dir))
+    data, predictor = loaded.data, loaded.predictor
     images = load_images(args.images, data["channels"], (data["height"], data["width"]))
-    logits = predict_logits(model, images, normalize, device=device, precision=precision,
-                            tta=cfg.train.tta, channels_last=uses_channels_last(cfg))
-    probabilities = torch.softmax(logits, dim=1)
+    probabilities = torch.softmax(predictor.logits(images), dim=1)
     top = probabilities.topk(min(args.top, probabilities.shape[1]), dim=1)
     results = [{"image": str(path),
                 "predictions": [{"label": data["classes"][i], "probability": float(p)}
@@ -278,7 +247,7 @@ def cmd_augment(args, items: list[str]) -> int:
         warnings.warn(notice)
     fancy = FancyPCA.fit(images) if values["fancy_pca"] else None
     operations = default_operations(channels, images)
-    operations[f"policy: {cfg.augment.policy}"] = create_policy(cfg.augment, channels, fancy)
+    operations[f"policy: {cfg.augment.policy}"] = create_policy(cfg.augment, channels, fancy, values=values)
     path = draw_augment_preview(images[torch.randperm(len(images), generator=torch.Generator().manual_seed(0))],
                                 operations, Path(args.out), examples=args.examples,
                                 title=f"{cfg.data.source}: augmentation by operation and policy '{cfg.augment.policy}'")
@@ -341,6 +310,8 @@ def _experiment_list() -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from cnntricks.augment.policy import POLICIES
+    from cnntricks.doctor.findings import IDS
     parser = argparse.ArgumentParser(
         prog="cnntricks",
         description="Train image classifiers with every tip of Wei's 'Must Know Tips/Tricks in "
@@ -377,7 +348,7 @@ def build_parser() -> argparse.ArgumentParser:
                              description="Draw a grid: original training images, then each operation "
                                          "and the chosen policy applied to them (seed §1).")
     augment.add_argument("--preview", action="store_true", help="write the preview PNG")
-    augment.add_argument("--policy", choices=["none", "flip", "standard", "seed", "heavy"],
+    augment.add_argument("--policy", choices=POLICIES.names(),
                          help="the policy of the last row (default: augment.policy)")
     augment.add_argument("--out", default="augment_preview.png", help="PNG to write (default augment_preview.png)")
     augment.add_argument("--examples", type=int, default=6, help="images per row")
@@ -416,10 +387,7 @@ def build_parser() -> argparse.ArgumentParser:
                             description="Read a run directory (config.yaml, history.jsonl, stats.jsonl) and "
                                         "print the findings: what is wrong, the evidence, the seed's "
                                         "explanation, the advice and the config change that applies it.",
-                            epilog="Finding ids: lr_diverged, lr_too_high, lr_too_low, batch_too_small, "
-                                   "overfitting, underfitting, plateau, dead_relu, saturation, vanishing_gradient, "
-                                   "exploding_gradient, bad_init, symmetric_init, noisy_filters, "
-                                   "unnormalized_input, nonfinite.")
+                            epilog=f"Finding ids: {', '.join(IDS)}.")
     doctor.add_argument("run_dir", metavar="RUN_DIR")
     doctor.add_argument("--json", action="store_true", help="print every finding (info included) as JSON")
     doctor.add_argument("--all", action="store_true", help="show info findings too (default: warning and error)")
@@ -445,7 +413,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     from cnntricks.config import ConfigError
     from cnntricks.data import DataError
-    from cnntricks.train.loop import RunDirectoryError, TrainingDiverged
+    from cnntricks.rundir import RunDirectoryError
+    from cnntricks.train.loop import TrainingDiverged
     try:
         if args.command in ("train", "evaluate", "augment", "preprocess"):
             words, overrides = _words_and_overrides(unknown)

@@ -8,11 +8,11 @@ process never sees a partial cache file.
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 from typing import Callable
 
 from cnntricks.config import DataConfig
+from cnntricks.rundir import write_atomic
 
 
 def cache_root(cfg: DataConfig) -> Path:
@@ -24,15 +24,7 @@ def cache_root(cfg: DataConfig) -> Path:
 
 
 def write_atomically(path: Path, write: Callable[[Path], None]) -> None:
-    """Call `write(temporary_path)`, then rename the result to `path`; no partial file survives."""
+    """Call `write(temporary_path)`, then rename the result to `path`; no partial file survives.
+    (rundir.write_atomic: a hidden temporary name in the same folder, which an image-folder scan ignores.)"""
     path.parent.mkdir(parents=True, exist_ok=True)
-    # Hidden name in the same folder: the rename stays on one file system, and an image-folder
-    # scan of that folder would ignore it.
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
-    os.close(handle)
-    try:
-        write(Path(temporary))
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    write_atomic(path, write)

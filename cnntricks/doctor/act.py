@@ -27,14 +27,14 @@ resumed run neither repeats nor forgets them; the restarts are read from `attemp
 from __future__ import annotations
 
 import copy
-import json
-import shutil
-from dataclasses import dataclass, field
+import math
 from pathlib import Path
 
 from cnntricks import config as config_module
 from cnntricks.doctor.checks import UNDERFIT_SHARE, diagnose
 from cnntricks.doctor.findings import SEVERITIES, Finding
+from cnntricks.rundir import latest_checkpoint, read_restarts
+from cnntricks.train.plugins import Restart, Rollback, Stop
 
 ROLLBACK_LR_FACTOR = 0.5   # a NaN: back to the last good checkpoint, half the learning rate
 MAX_ROLLBACKS = 5          # then give up: the fault is not the learning rate alone
@@ -47,14 +47,6 @@ MAX_RESTARTS = 3           # LR 10 -> 1 -> 0.1 needs two; a third for a second f
 LR_FACTOR = {"plateau": 0.5, "dead_relu": 0.5, "lr_too_high": 0.5, "exploding_gradient": 0.5, "lr_too_low": 2.0}
 DECAY_FACTOR, DECAY_FLOOR, DECAY_CAP = 2.0, 5e-4, 4e-3  # overfitting: weight decay x2 (from 5e-4), up to 4e-3
 # (a cap of 0.05 cost the plateau benchmark runs 12 points of accuracy: 0.858 -> 0.742)
-
-
-class Restart(Exception):
-    """doctor.mode=fix: start the run again with `config` (raised at an epoch's end, caught by fit)."""
-
-    def __init__(self, config, event: dict):
-        super().__init__(event["message"])
-        self.config, self.event = config, event
 
 
 def worth_keeping(best_val_acc: float | None, classes: int) -> bool:
@@ -85,49 +77,83 @@ def restart_config(findings: list[Finding], cfg) -> tuple[object, dict, dict] | 
     return (new, before, after) if after else None
 
 
-def read_restarts(run_dir: Path) -> list[dict]:
-    """The restart events of the attempts this run abandoned, oldest first (attempts/<n>/restart.json)."""
-    folder = Path(run_dir) / "attempts"
-    files = sorted(folder.glob("*/restart.json"), key=lambda p: int(p.parent.name)) if folder.is_dir() else []
-    return [json.loads(path.read_text()) for path in files]
-
-
-def archive_attempt(run_dir: Path, event: dict, write_atomic) -> Path:
-    """Keep the abandoned attempt's files in attempts/<n>/ and clear the run directory for the next.
-
-    Kill-safe in this order: the copy is complete before its folder gets its final name, and the
-    checkpoints leave by one rename. A kill before that rename resumes the old attempt from its
-    checkpoint; after it, a resume finds no checkpoint and starts the old config again, which
-    meets the same fault and restarts again: slower, never corrupt.
-    """
-    run_dir = Path(run_dir)
-    folder = run_dir / "attempts"
-    folder.mkdir(exist_ok=True)
-    number = 1 + max((int(p.name) for p in folder.iterdir() if p.name.isdigit()), default=0)
-    partial = folder / f".{number}.partial"
-    shutil.rmtree(partial, ignore_errors=True)
-    partial.mkdir()
-    for name in ("config.yaml", "history.jsonl", "stats.jsonl", "summary.json"):  # summary: a resumed run's
-        if (run_dir / name).is_file():
-            shutil.copy2(run_dir / name, partial / name)
-    write_atomic(partial / "restart.json", json.dumps({**event, "attempt": number}, indent=1))
-    partial.rename(folder / str(number))
-    if (run_dir / "checkpoints").is_dir():
-        doomed = folder / f".{number}.checkpoints"
-        (run_dir / "checkpoints").rename(doomed)
-        shutil.rmtree(doomed)
-    (run_dir / "summary.json").unlink(missing_ok=True)  # the new attempt is a new run, not a finished one
-    return folder / str(number)
-
-
-@dataclass
 class TrainingDoctor:
-    mode: str
-    run_dir: Path
-    reported: list[str] = field(default_factory=list)        # ids already announced
-    remedied: dict[str, int] = field(default_factory=dict)   # id -> epoch of its last remedy
-    rollbacks: int = 0
-    rollback_events: list[dict] = field(default_factory=list)  # re-written after each roll back
+    """`doctor.mode` as a plug-in of the training loop (train/plugins.py); `mode` and `run_dir` are
+    the trainer's (cfg.doctor.mode, its run directory) unless given."""
+
+    def __init__(self, mode: str | None = None, run_dir: str | Path | None = None):
+        self.given = (mode, run_dir)
+        self.mode, self.run_dir = mode, Path(run_dir) if run_dir is not None else None
+        self.rolling_back: dict | None = None  # the state before a roll back this doctor asked for
+        self.load_state_dict({})
+
+    # ---- the plug-in's events ------------------------------------------------------------------
+
+    def on_restore(self, trainer, saved: dict) -> None:
+        mode, run_dir = self.given
+        self.mode, self.run_dir = mode or trainer.cfg.doctor.mode, Path(run_dir or trainer.run_dir)
+        if self.rolling_back is None:  # a roll back keeps what the doctor knew (on_rolled_back)
+            self.load_state_dict(saved.get("doctor") or {})
+
+    def on_fit_start(self, trainer) -> None:
+        if self.mode == "fix" and latest_checkpoint(self.run_dir) is None:
+            trainer.save_checkpoint()  # a NaN in the first epoch can then roll back too
+
+    def on_losses_read(self, trainer, losses) -> Rollback | None:
+        """fix: a non-finite loss, or one that exploded to EXPLODED_LOSS x the run's first (still finite,
+        before it leaves garbage weights in the next checkpoint), goes back to the last checkpoint."""
+        if self.mode != "fix" or self.rollbacks >= MAX_ROLLBACKS:
+            return None
+        first = trainer.state.first_loss
+        for step, _, value in losses:
+            if math.isfinite(value) and not (first is not None and value > EXPLODED_LOSS * first):
+                continue
+            last = latest_checkpoint(self.run_dir)
+            if last is None:
+                return None
+            self.rolling_back = self.state_dict()
+            return Rollback(last, ROLLBACK_LR_FACTOR, step, value)
+        return None
+
+    def on_rolled_back(self, trainer, action: Rollback, before: float, after: float) -> None:
+        known, self.rolling_back = self.rolling_back, None
+        kind = "nonfinite" if not math.isfinite(action.loss) else "exploded"
+        message = (f"loss {action.loss} at step {action.step}: rolled back to {action.checkpoint.name}, "
+                   f"learning rate x{action.lr_factor} (scale {before:.3g} -> {after:.3g})")
+        epoch = trainer.state.epoch
+        logged = known["rollback_events"] + [
+            dict(epoch=epoch, step=action.step, event=kind, message=f"loss is {action.loss} at step {action.step}"),
+            dict(epoch=epoch, step=action.step, event="remedy", id="nonfinite", what="rollback",
+                 before=before, after=after, message=message)]
+        self.load_state_dict({**known, "rollbacks": known["rollbacks"] + 1, "rollback_events": logged})
+        for event in logged:  # every roll back so far, also those the cut removed
+            if event["step"] > trainer.state.step:
+                trainer.history.add("event", **event)
+        trainer.say(f"doctor: {message}")
+
+    def on_epoch_end(self, trainer) -> Restart | Stop | None:
+        """Announce new findings (warn), apply remedies (fix: may restart), stop (stop)."""
+        state = trainer.state
+        new, current = self.review()
+        for f in new:
+            trainer.history.event(trainer, "finding", id=f.id, severity=f.severity, message=f"{f.title}: {f.evidence}")
+            trainer.say(f"doctor: {f.severity} {f.id}: {f.title} ({f.evidence})")
+        if (restart := self.restart_for(current, state.epoch, trainer.cfg, state.best_val_acc,
+                                        len(trainer.data["classes"]))) is not None:
+            return restart
+        for event in self.remedies(current, state.epoch, trainer.schedule, trainer.optimizer):
+            trainer.history.event(trainer, **event)
+            trainer.say(f"doctor: fix: {event['message']}")
+        if self.mode == "stop" and current:
+            trainer.history.event(trainer, "doctor_stop", id=current[0].id,
+                                  message=f"stopped by the doctor: {current[0].title}")
+            return Stop(f"doctor:{current[0].id}")
+        return None
+
+    def on_checkpoint(self, trainer) -> dict:
+        return {"doctor": self.state_dict()}
+
+    # ---- what the doctor decides ---------------------------------------------------------------
 
     def review(self) -> tuple[list[Finding], list[Finding]]:
         """(findings at warning or above not announced before, all current ones), read from the files."""
@@ -138,20 +164,24 @@ class TrainingDoctor:
         self.reported += [f.id for f in new]
         return new, current
 
-    def remedies(self, findings: list[Finding], epoch: int, schedule, optimizer, *, cfg=None,
-                 best_val_acc: float | None = None, classes: int = 10) -> list[dict]:
-        """Apply the fix-mode remedies for `findings`; returns one event dict per change made.
-        Raises Restart when the run should start again (see the module docstring)."""
+    def restart_for(self, findings: list[Finding], epoch: int, cfg, best_val_acc: float | None,
+                    classes: int = 10) -> Restart | None:
+        """fix: a Restart when the config itself is wrong and the run has nothing worth keeping."""
+        if self.mode != "fix" or worth_keeping(best_val_acc, classes):
+            return None
+        found = restart_config(findings, cfg)
+        if found is None or len(read_restarts(self.run_dir)) >= MAX_RESTARTS:  # the folder read last: only when needed
+            return None
+        new, before, after = found
+        ids = [f.id for f in findings if f.id in RESTART and set(f.change) & set(after)]
+        changes = ", ".join(f"{key} {before[key]} -> {after[key]}" for key in after)
+        return Restart(new, dict(event="remedy", id=ids[0], ids=ids, what="restart", before=before, after=after,
+                                 at_epoch=epoch, message=f"{', '.join(ids)}: started again with {changes}"))
+
+    def remedies(self, findings: list[Finding], epoch: int, schedule, optimizer) -> list[dict]:
+        """Apply the in-place fix-mode remedies for `findings`; returns one event dict per change made."""
         if self.mode != "fix":
             return []
-        if cfg is not None and not worth_keeping(best_val_acc, classes) \
-                and (found := restart_config(findings, cfg)) is not None \
-                and len(read_restarts(self.run_dir)) < MAX_RESTARTS:  # the folder read last: only when needed
-            new, before, after = found
-            ids = [f.id for f in findings if f.id in RESTART and set(f.change) & set(after)]
-            changes = ", ".join(f"{key} {before[key]} -> {after[key]}" for key in after)
-            raise Restart(new, dict(event="remedy", id=ids[0], ids=ids, what="restart", before=before, after=after,
-                                    at_epoch=epoch, message=f"{', '.join(ids)}: started again with {changes}"))
         events = []
         for f in findings:
             last = self.remedied.get(f.id)

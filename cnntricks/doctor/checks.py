@@ -26,6 +26,7 @@ from cnntricks import config as config_module
 from cnntricks.doctor.evidence import Evidence, load_evidence
 from cnntricks.doctor.findings import Finding
 from cnntricks.registry import Registry
+from cnntricks.rundir import DATA, first_conv_weight, latest_checkpoint, read_json
 
 Check = Callable[[Evidence], list[Finding]]
 CHECKS = Registry("doctor check")
@@ -567,18 +568,14 @@ def first_layer_smoothness(run_dir: Path) -> float | None:
     conv's kernel is smaller than NOISY_MIN_KERNEL: on a 3x3 kernel a trained edge detector
     ([-1, 0, 1]) has as little neighbour correlation as noise (measured -0.17 on a healthy
     fastnet), so smoothness says nothing there."""
-    from cnntricks.train.checkpoint import latest_checkpoint
 
     folder = latest_checkpoint(run_dir)
     if folder is None or not (folder / "model.safetensors").is_file():
         return None
-    from safetensors import safe_open
-
-    with safe_open(str(folder / "model.safetensors"), framework="numpy") as f:
-        name = next((k for k in f.keys() if len(f.get_slice(k).get_shape()) == 4), None)
-        if name is None or min(f.get_slice(name).get_shape()[2:]) < NOISY_MIN_KERNEL:
-            return None
-        weight = f.get_tensor(name).astype(np.float64)
+    found = first_conv_weight(folder / "model.safetensors", (read_json(Path(run_dir) / DATA) or {}).get("channels"))
+    if found is None or min(found[1].shape[2:]) < NOISY_MIN_KERNEL:
+        return None
+    weight = found[1].astype(np.float64)
     w = weight - weight.mean(axis=(2, 3), keepdims=True)
     pairs = [(w[..., :, :-1], w[..., :, 1:]), (w[..., :-1, :], w[..., 1:, :])]
     numerator = sum(float((a * b).sum()) for a, b in pairs)

@@ -3,7 +3,6 @@ data.json / summary.json / the last checkpoint's weights when present), so a run
 another loop in the documented format is diagnosed the same way."""
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -12,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from cnntricks import config as config_module
-from cnntricks.train.history import read_history
+from cnntricks.rundir import CONFIG, Run
 
 
 @dataclass
@@ -71,18 +70,9 @@ def trend(values: np.ndarray, chunk: int = 1 << 22) -> np.ndarray:
 
 def load_evidence(run_dir: str | Path) -> Evidence:
     """Read a run directory; raises FileNotFoundError when it holds no history.jsonl."""
-    from cnntricks.monitor import read_stats  # the monitor imports train/; keep this module light
-
-    run_dir = Path(run_dir)
-    records = read_history(run_dir)
-    cfg = config_module.load(run_dir / "config.yaml") if (run_dir / "config.yaml").is_file() else None
-    stats = read_stats(run_dir) if (run_dir / "stats.jsonl").is_file() else []
-    classes = None
-    if (run_dir / "data.json").is_file():
-        classes = len(json.loads((run_dir / "data.json").read_text()).get("classes", [])) or None
-    summary = json.loads((run_dir / "summary.json").read_text()) if (run_dir / "summary.json").is_file() else None
-    return Evidence(run_dir, cfg,
-                    batches=[r for r in records if r.get("kind") == "batch"],
-                    epochs=[r for r in records if r.get("kind") == "epoch"],
-                    events=[r for r in records if r.get("kind") == "event"],
-                    stats=stats, classes=classes, summary=summary)
+    run = Run(Path(run_dir))
+    batches, epochs, events = run.history
+    cfg = config_module.load(run.path / CONFIG) if (run.path / CONFIG).is_file() else None
+    classes = len((run.data or {}).get("classes", [])) or None
+    return Evidence(run.path, cfg, batches=batches, epochs=epochs, events=events, stats=run.stats,
+                    classes=classes, summary=run.summary)

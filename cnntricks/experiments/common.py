@@ -30,7 +30,7 @@ import numpy as np
 
 from cnntricks import config as config_module
 from cnntricks.experiments import check_budget
-from cnntricks.train.history import read_history, split_history
+from cnntricks.rundir import read_history, split_history
 
 
 @dataclass(frozen=True)
@@ -123,7 +123,8 @@ def resolve_grid(grid: list[tuple[str, list[str]]], common: list[str]) -> dict[s
 def train_one(cfg: config_module.Config, label: str, seed: int, run_dir: Path) -> RunResult:
     """One run of `cfg` with train.seed=`seed`; a diverged run is recorded, not raised."""
     from cnntricks.nn.models import ImageSizeWarning
-    from cnntricks.train.loop import TrainingDiverged, fit  # training pulls in torch and the data
+    from cnntricks.session import train  # training pulls in torch and the data
+    from cnntricks.train.loop import TrainingDiverged
     config_module.set_value(cfg, "train.seed", seed)
     if run_dir.exists():  # a study re-run into the same folder replaces its runs
         shutil.rmtree(run_dir)
@@ -132,7 +133,7 @@ def train_one(cfg: config_module.Config, label: str, seed: int, run_dir: Path) -
     try:
         with warnings.catch_warnings():  # the study chose 28x28 on purpose: no power-of-2 warning per run
             warnings.simplefilter("ignore", ImageSizeWarning)
-            summary = fit(cfg, run_dir, progress=False)
+            summary = train(cfg, run_dir, progress=False)
     except TrainingDiverged:
         diverged = True
     result = RunResult(label, seed, run_dir, time.perf_counter() - started, diverged, summary)

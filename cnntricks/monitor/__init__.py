@@ -1,8 +1,10 @@
 """Training-time layer statistics (seed §3, §5, §7): activations, dead ReLUs, saturation,
-gradient norms and update ratios, sampled every N steps into `stats.jsonl` (format: monitor.py)."""
+gradient norms and update ratios, sampled every N steps into `stats.jsonl` (format: monitor.py),
+attached to the training loop as a plug-in (plugin.py)."""
 from cnntricks.monitor.layers import (HIST_BINS, SAMPLE, SIGMOID_SATURATION, TANH_SATURATION, activation_kind,
                                       find_activations)
 from cnntricks.monitor.monitor import DEAD_WINDOW, STATS_FILE, Monitor, histogram_edges, read_stats
+from cnntricks.monitor.plugin import MonitorPlugin
 
-__all__ = ["DEAD_WINDOW", "HIST_BINS", "Monitor", "SAMPLE", "SIGMOID_SATURATION", "STATS_FILE",
+__all__ = ["DEAD_WINDOW", "HIST_BINS", "Monitor", "MonitorPlugin", "SAMPLE", "SIGMOID_SATURATION", "STATS_FILE",
            "TANH_SATURATION", "activation_kind", "find_activations", "histogram_edges", "read_stats"]

@@ -54,11 +54,11 @@ Unsampled steps run with no hooks and cost nothing; a sampled step reads the dev
 
 Numbers carry 6 significant digits ("dead" is the exact ratio); a value that is NaN or infinite
 (a diverged run), or that was not measured (no gradient; a zero weight for the ratio), is null.
-Records are buffered and appended at `flush`. Read them with `read_stats(run_dir)`.
+Records are buffered and appended at `flush`. Read them with `read_stats(run_dir)` (rundir.py).
+In the training loop the monitor is a plug-in (plugin.py): `train.monitor=every:N`.
 """
 from __future__ import annotations
 
-import json
 import math
 from collections import deque
 from pathlib import Path
@@ -67,20 +67,14 @@ import torch
 from torch import nn
 
 from cnntricks.monitor.layers import activation_kind, find_activations, layer_statistics
-from cnntricks.train.history import JsonlWriter, read_jsonl
+from cnntricks.rundir import STATS as STATS_FILE
+from cnntricks.rundir import JsonlWriter, read_stats, stats_path  # noqa: F401  (read_stats: the reader of this format)
 
-STATS_FILE = "stats.jsonl"
 # A unit counts as dead when it stayed inactive for this many sampled batches in a row: the seed's
 # "never activate across the entire training dataset", estimated from 5 x 128 inputs (at the
 # default batch) spread over 250 steps, instead of a pass over the data.
 DEAD_WINDOW = 5
 HEAD = 5  # layer_statistics' vector: mean, std, min, max, saturated, then HIST_BINS counts
-
-
-def stats_path(path: str | Path) -> Path:
-    """`path` itself, or `<path>/stats.jsonl` when `path` is a (run) directory."""
-    path = Path(path)
-    return path / STATS_FILE if path.is_dir() else path
 
 
 def _number(value: float) -> float | None:
@@ -96,17 +90,6 @@ class Monitor:
         self.file = JsonlWriter(self.path)  # records buffered until flush, as JSON lines
         self._handles: list = []
         self._disarm()
-
-    @classmethod
-    def from_setting(cls, setting: str, model: nn.Module, path: str | Path) -> Monitor | None:
-        """A monitor for `train.monitor`: "off" gives None, "every:N" samples every N steps."""
-        if setting == "off":
-            return None
-        every = setting[len("every:"):] if setting.startswith("every:") else ""
-        if not every.isdigit() or int(every) < 1:
-            raise ValueError(f"train.monitor: '{setting}' is not a setting; use off, or every:N with "
-                             "N >= 1 steps (the default is every:50)")
-        return cls(model, path, int(every))
 
     # ---- the step: before_forward -> after_backward -> after_step ----------------------------
 
@@ -156,7 +139,7 @@ class Monitor:
                 parts.append(torch.stack(list(self._grad_norms.values())).square().sum().sqrt().reshape(1))
         device = parts[0].device if parts else None
         values = torch.cat([p.to(device) for p in parts]).tolist() if parts else []  # the one sync
-        self.file.pending.append(json.dumps(self._record(step, epoch, values), separators=(",", ":")))
+        self.file.add_line(self._record(step, epoch, values), compact=True)
         self._disarm()
 
     def _hook(self, name: str, module: nn.Module):
@@ -257,14 +240,3 @@ def histogram_edges(layer: dict) -> list[float]:
     if layer["min"] is None or layer["max"] is None:  # a diverged output
         return []
     return [layer["min"] + (layer["max"] - layer["min"]) * i / bins for i in range(bins + 1)]
-
-
-def read_stats(path: str | Path) -> list[dict]:
-    """Every record of a stats file (or of `<run_dir>/stats.jsonl`), in file order.
-
-    A cut-off last line (a run killed while writing) is skipped; a damaged line anywhere else
-    is an error, since the writer never leaves one.
-    """
-    return read_jsonl(stats_path(path), "the trainer writes it when train.monitor is every:N "
-                      "(the default), not with train.monitor=off")
-

@@ -12,6 +12,8 @@ prediction:
 - `preprocess.whiten=pca`: the seed's PCA whitening, Xrot / sqrt(S + eps), on the top
   `preprocess.components`; its output is k numbers per image, not an image, so it feeds the
   MLP (as (N, k, 1, 1)), not the conv nets.
+
+Registry: `WHITENINGS` (preprocess.whiten) - none, pca, zca, patch: `(cfg, images, normalization, generator)`.
 """
 from __future__ import annotations
 
@@ -26,6 +28,10 @@ from torch import nn
 from cnntricks.config import PreprocessConfig
 from cnntricks.preprocess.normalize import Normalization, fit_normalization
 from cnntricks.preprocess.whiten import fit_patch_whitening, fit_whitening
+from cnntricks.registry import Registry
+from cnntricks.rundir import PREPROCESS, write_atomic
+
+WHITENINGS = Registry("whitening")
 
 FIT_IMAGES = 10_000  # dense whitening is fitted on at most this many training images (seeded)
 
@@ -54,7 +60,8 @@ class Preprocess:
             x = self.patch.to(x.device)(x)
         return x
 
-    def save(self, run_dir: str | Path, write_text) -> None:
+    def save(self, run_dir: str | Path) -> None:
+        """preprocess.json (and preprocess.safetensors with a whitening) in the run directory, atomically."""
         run_dir = Path(run_dir)
         tensors = {}
         if self.zca_matrix is not None:
@@ -64,10 +71,9 @@ class Preprocess:
         if self.patch is not None:
             tensors.update(patch_weight=self.patch.weight.detach(), patch_bias=self.patch.bias.detach())
         if tensors:
-            tmp = run_dir / ".preprocess.safetensors.tmp"
-            save_file({k: v.contiguous().cpu() for k, v in tensors.items()}, tmp)
-            tmp.replace(run_dir / "preprocess.safetensors")
-        write_text(run_dir / "preprocess.json", json.dumps(self.normalization.to_dict()))
+            tensors = {k: v.contiguous().cpu() for k, v in tensors.items()}
+            write_atomic(run_dir / "preprocess.safetensors", lambda path: save_file(tensors, path))
+        write_atomic(run_dir / PREPROCESS, json.dumps(self.normalization.to_dict()))
 
 
 def model_input_shape(cfg: PreprocessConfig, image_shape: tuple[int, int, int]) -> tuple[int, int, int]:
@@ -98,17 +104,42 @@ def load_preprocess(run_dir: str | Path) -> Preprocess:
 def fit_preprocess(cfg: PreprocessConfig, images: torch.Tensor, generator: torch.Generator) -> Preprocess:
     """Fit on the training split's uint8 images only (never validation or test)."""
     normalization = fit_normalization(images, cfg.normalize)
-    if cfg.whiten == "none":
-        return Preprocess(normalization)
+    return WHITENINGS.get(cfg.whiten)(cfg, images, normalization, generator)
+
+
+def whitening_sample(images: torch.Tensor, normalization: Normalization,
+                     generator: torch.Generator) -> torch.Tensor:
+    """The normalized images a whitening is fitted on: at most FIT_IMAGES, drawn with `generator`."""
     if len(images) > FIT_IMAGES:
         images = images[torch.randperm(len(images), generator=generator)[:FIT_IMAGES]]
-    normalized = normalization(images)
-    if cfg.whiten == "pca":
-        whitening = fit_whitening(normalized, "pca", components=cfg.components, eps=cfg.eps)
-        return Preprocess(normalization, pca_mean=whitening.mean.float(), pca_matrix=whitening.matrix().float())
-    if cfg.whiten == "zca":
-        whitening = fit_whitening(normalized, "zca", eps=cfg.eps)
-        return Preprocess(normalization, whitening.mean.float(), whitening.matrix().float())
-    patch = fit_patch_whitening(normalized, patch_size=cfg.patch_size, eps=cfg.eps,
-                                generator=generator, method="zca")
+    return normalization(images)
+
+
+@WHITENINGS.register("none")
+def fit_no_whitening(cfg: PreprocessConfig, images: torch.Tensor, normalization: Normalization,
+                     generator: torch.Generator) -> Preprocess:
+    return Preprocess(normalization)  # draws nothing from `generator`
+
+
+@WHITENINGS.register("pca")
+def fit_pca(cfg: PreprocessConfig, images: torch.Tensor, normalization: Normalization,
+            generator: torch.Generator) -> Preprocess:
+    whitening = fit_whitening(whitening_sample(images, normalization, generator), "pca",
+                              components=cfg.components, eps=cfg.eps)
+    return Preprocess(normalization, pca_mean=whitening.mean.float(), pca_matrix=whitening.matrix().float())
+
+
+@WHITENINGS.register("zca")
+def fit_zca(cfg: PreprocessConfig, images: torch.Tensor, normalization: Normalization,
+            generator: torch.Generator) -> Preprocess:
+    whitening = fit_whitening(whitening_sample(images, normalization, generator), "zca", eps=cfg.eps)
+    return Preprocess(normalization, whitening.mean.float(), whitening.matrix().float())
+
+
+@WHITENINGS.register("patch")
+def fit_patch(cfg: PreprocessConfig, images: torch.Tensor, normalization: Normalization,
+              generator: torch.Generator) -> Preprocess:
+    """Patch ZCA; its patches are drawn from the same `generator`, after the image sample."""
+    patch = fit_patch_whitening(whitening_sample(images, normalization, generator),
+                                patch_size=cfg.patch_size, eps=cfg.eps, generator=generator, method="zca")
     return Preprocess(normalization, patch=patch)

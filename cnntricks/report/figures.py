@@ -16,8 +16,6 @@ Colours are the same everywhere: train blue, validation orange, depth from dark 
 from __future__ import annotations
 
 import math
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -27,7 +25,8 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 from matplotlib.ticker import MaxNLocator, PercentFormatter
 
-from cnntricks.train.history import read_history as read_records, split_history
+from cnntricks.rundir import read_history as read_records
+from cnntricks.rundir import split_history, write_atomic
 
 DPI = 110
 TRAIN_COLOR, VAL_COLOR, GAP_COLOR = "tab:blue", "tab:orange", "tab:red"
@@ -264,16 +263,7 @@ def lr_figure(batches: list[dict], epochs: list[dict], title: str, events: list[
 
 def save_png(figure: Figure, path: Path) -> Path:
     """Write `figure` to `path` atomically: a reader (or a report being rebuilt) never sees half a file."""
-    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}-", suffix=".png.part")
-    try:
-        with os.fdopen(descriptor, "wb") as file:
-            figure.savefig(file, format="png", dpi=DPI)
-        os.chmod(temporary, 0o644)  # mkstemp makes files private; a report is meant to be read
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-    return path
+    return write_atomic(path, lambda temporary: figure.savefig(temporary, format="png", dpi=DPI))
 
 
 def plot_curves(run_dir: str | Path, out_dir: str | Path | None = None) -> list[Path]:

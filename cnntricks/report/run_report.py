@@ -7,12 +7,7 @@ its loss, accuracy and LR figures. The page (html.py) puts the doctor's findings
 from __future__ import annotations
 
 import datetime
-import json
-import os
-import re
-import tempfile
 from dataclasses import dataclass
-from functools import cached_property
 from pathlib import Path
 from typing import Callable
 
@@ -20,118 +15,64 @@ import numpy as np
 
 from cnntricks.report import figures, model_figures
 from cnntricks.report.html import render_page
-from cnntricks.train.history import read_history, split_history
+from cnntricks.rundir import HISTORY, MISCLASSIFIED, Run, first_conv_weight, write_atomic
 
 
 class Missing(Exception):
     """A figure's input is not in the run directory; the message says which and how to get it."""
 
 
-@dataclass
-class Run:
-    """A run directory's files, each read on first use."""
-    path: Path
+def history_of(run: Run) -> tuple[list[dict], list[dict], list[dict]]:
+    if not (run.path / HISTORY).is_file():
+        raise Missing("needs history.jsonl (written by the trainer, or by any loop in the README's format)")
+    return run.history
 
-    @property
-    def name(self) -> str:
-        return self.path.resolve().name
 
-    def json(self, name: str) -> dict | None:
-        file = self.path / name
-        return json.loads(file.read_text()) if file.is_file() else None
-
-    @cached_property
-    def history(self) -> tuple[list[dict], list[dict], list[dict]]:
-        """(batches, epochs, events); Missing without history.jsonl."""
-        if not (self.path / "history.jsonl").is_file():
-            raise Missing("needs history.jsonl (written by the trainer, or by any loop in the README's format)")
-        records = read_history(self.path)
-        batches, epochs = split_history(records)
-        return batches, epochs, [r for r in records if r.get("kind") == "event"]
-
-    @cached_property
-    def stats(self) -> list[dict]:
-        from cnntricks.monitor import read_stats  # imports torch; only when a run has stats
-        if not (self.path / "stats.jsonl").is_file():
-            raise Missing("needs stats.jsonl: train with train.monitor=every:N (the default is every:50)")
-        return read_stats(self.path)
-
-    @cached_property
-    def summary(self) -> dict | None:
-        return self.json("summary.json")
-
-    @cached_property
-    def classes(self) -> list[str]:
-        for source in (self.summary, self.json("data.json")):
-            if source and source.get("classes"):
-                return [str(c) for c in source["classes"]]
-        return []
+def stats_of(run: Run) -> list[dict]:
+    if not run.has_stats:
+        raise Missing("needs stats.jsonl: train with train.monitor=every:N (the default is every:50)")
+    return run.stats
 
 
 def draw_loss(run: Run):
-    batches, epochs, events = run.history
+    batches, epochs, events = history_of(run)
     return figures.loss_figure(batches, epochs, run.name, events)
 
 
 def draw_accuracy(run: Run):
-    return figures.accuracy_figure(run.history[1], run.name)
+    return figures.accuracy_figure(history_of(run)[1], run.name)
 
 
 def draw_lr(run: Run):
-    batches, epochs, events = run.history
+    batches, epochs, events = history_of(run)
     return figures.lr_figure(batches, epochs, run.name, events)
 
 
 def draw_activations(run: Run):
     from cnntricks.monitor import histogram_edges
-    if not any(record.get("layers") for record in run.stats):
+    if not any(record.get("layers") for record in stats_of(run)):
         raise Missing("stats.jsonl holds no activation layer (the model has no activation module)")
-    return model_figures.activations_figure(run.stats, run.name, histogram_edges)
+    return model_figures.activations_figure(stats_of(run), run.name, histogram_edges)
 
 
 def draw_gradients(run: Run):
-    if not any(record.get("params") for record in run.stats):
+    if not any(record.get("params") for record in stats_of(run)):
         raise Missing("stats.jsonl holds no weight tensor statistics")
-    return model_figures.gradients_figure(run.stats, run.name)
+    return model_figures.gradients_figure(stats_of(run), run.name)
 
 
 def draw_dead_units(run: Run):
     try:
-        return model_figures.dead_units_figure(run.stats, run.name)
+        return model_figures.dead_units_figure(stats_of(run), run.name)
     except ValueError as error:
         raise Missing(str(error)) from None
 
 
-def natural_key(name: str) -> list:
-    """'stages.10.0' after 'stages.2.0': digits compare as numbers."""
-    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name)]
-
-
-def first_conv_weight(file: Path, channels: int | None) -> tuple[str, np.ndarray] | None:
-    """(name, (out, in, kH, kW) float array) of the first convolution in a model.safetensors file.
-
-    safetensors stores tensors sorted by name, not in state-dict order, so "first" is recovered:
-    the 4-D weights that read the image's `channels` (when known), the lowest in natural name order
-    (every model of the zoo names its first conv stages.0.0.weight).
-    """
-    from safetensors import safe_open
-    with safe_open(str(file), framework="pt") as tensors:
-        shapes = {name: tensors.get_slice(name).get_shape() for name in tensors.keys()}
-        convs = sorted((n for n, s in shapes.items() if len(s) == 4 and n.endswith("weight")), key=natural_key)
-        reading_image = [n for n in convs if shapes[n][1] == channels]
-        if not convs:
-            return None
-        name = (reading_image or convs)[0]
-        return name, tensors.get_tensor(name).float().numpy()
-
-
 def draw_filters(run: Run):
-    from cnntricks.train.checkpoint import latest_checkpoint
-    folder = latest_checkpoint(run.path)
+    folder = run.latest_checkpoint
     if folder is None or not (folder / "model.safetensors").is_file():
         raise Missing("needs a checkpoint: checkpoints/<latest>/model.safetensors (written after each epoch)")
-    data = run.json("data.json") or {}
-    found = first_conv_weight(folder / "model.safetensors", data.get("channels"))
+    found = first_conv_weight(folder / "model.safetensors", (run.data or {}).get("channels"))
     if found is None:
         raise Missing(f"{folder.name}/model.safetensors has no 4-D weight: the model has no convolution")
     name, weight = found
@@ -147,7 +88,7 @@ def draw_confusion(run: Run):
 
 
 def draw_misclassified(run: Run):
-    file = run.path / "misclassified.npz"
+    file = run.path / MISCLASSIFIED
     if not file.is_file():
         raise Missing("needs misclassified.npz (written when training finishes with a test split)")
     with np.load(file, allow_pickle=False) as arrays:
@@ -241,13 +182,5 @@ def write_report(run_dir: str | Path, findings: list | None = None) -> Path:
     page = render_page(Run(run_dir), findings, doctor_error, drawn,
                        datetime.datetime.now().isoformat(timespec="seconds"))
     path = run_dir / "report" / "index.html"
-    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=".index-", suffix=".html.part")
-    try:
-        with os.fdopen(descriptor, "w", encoding="utf-8") as file:
-            file.write(page)
-        os.chmod(temporary, 0o644)
-        os.replace(temporary, path)  # atomic: a browser never reads half a page
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    write_atomic(path, page)  # a browser never reads half a page
     return path

@@ -7,7 +7,7 @@ A checkpoint is a folder `checkpoints/epoch-NNNN/` with
 It is written under a temporary name and renamed into place (a rename is atomic), then
 `checkpoints/latest` is replaced (also atomic) to point at it. A kill before the rename leaves
 the previous checkpoint untouched; a stale temporary folder is cleared at the next save.
-Nothing here calls pickle: safetensors and JSON only (DESIGN: never unpickle a file you did not write).
+The format is rundir.py's; `rundir.latest_checkpoint` finds the newest. Nothing here calls pickle: safetensors and JSON only (DESIGN: never unpickle a file you did not write).
 """
 from __future__ import annotations
 
@@ -19,26 +19,9 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
+from cnntricks.rundir import CHECKPOINTS, fsync_dir, latest_checkpoint, write_atomic  # noqa: F401  (latest_checkpoint: the reader)
+
 KEEP = 2  # complete checkpoints kept; older ones are deleted after a newer one is in place
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def write_atomic(path: str | Path, text: str) -> None:
-    """Write a small text file so that readers see the old or the new content, never a mix."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with tmp.open("w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def _optimizer_split(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict]:
@@ -71,7 +54,7 @@ def save_checkpoint(run_dir: str | Path, epoch: int, model: torch.nn.Module,
                     optimizer: torch.optim.Optimizer, rng: dict[str, torch.Tensor],
                     state: dict) -> Path:
     """Write checkpoint `epoch` atomically and point `latest` at it; returns its folder."""
-    root = Path(run_dir) / "checkpoints"
+    root = Path(run_dir) / CHECKPOINTS
     root.mkdir(parents=True, exist_ok=True)
     for stale in root.glob(".tmp-*"):  # a checkpoint folder a kill left half written
         shutil.rmtree(stale, ignore_errors=True)
@@ -91,24 +74,12 @@ def save_checkpoint(run_dir: str | Path, epoch: int, model: torch.nn.Module,
     if final.exists():  # the same epoch written again (a resumed run redoing it)
         shutil.rmtree(final)
     os.replace(tmp, final)
-    _fsync_dir(root)
+    fsync_dir(root)
     write_atomic(root / "latest", final.name + "\n")
     done = sorted(p for p in root.glob("epoch-*") if p.is_dir())
     for old in done[:-KEEP]:
         shutil.rmtree(old, ignore_errors=True)
     return final
-
-
-def latest_checkpoint(run_dir: str | Path) -> Path | None:
-    """The newest complete checkpoint folder, or None."""
-    root = Path(run_dir) / "checkpoints"
-    pointer = root / "latest"
-    if pointer.exists():
-        candidate = root / pointer.read_text().strip()
-        if (candidate / "state.json").exists():
-            return candidate
-    complete = sorted(p for p in root.glob("epoch-*") if (p / "state.json").exists())
-    return complete[-1] if complete else None
 
 
 def load_model_weights(model: torch.nn.Module, folder: str | Path) -> None:

@@ -12,6 +12,8 @@ Two kinds of weight decay (`optim.decay`), not to be confused with the L2 penalt
 - decoupled (Loshchilov & Hutter 2019, AdamW): after the gradient step, w ← w − lr·λ·w,
   outside momentum and Adam's scaling.
 `auto` is coupled for SGD (the default recipe was tuned with it) and decoupled for AdamW.
+
+Registry: `OPTIMIZERS` (optim.name) - sgd, adamw: `(cfg, groups, decay "coupled"/"decoupled") -> optimizer`.
 """
 from __future__ import annotations
 
@@ -20,6 +22,9 @@ from torch import nn
 
 from cnntricks.config import OptimConfig
 from cnntricks.nn.regularize import penalized_weights
+from cnntricks.registry import Registry
+
+OPTIMIZERS = Registry("optimizer")
 
 
 def decay_mode(cfg: OptimConfig) -> str:
@@ -37,18 +42,29 @@ def parameter_groups(model: nn.Module, weight_decay: float, penalize: str = "wei
             {"params": others, "weight_decay": 0.0}]
 
 
-def create_optimizer(cfg: OptimConfig, model: nn.Module, penalize: str = "weights") -> torch.optim.Optimizer:
-    groups = parameter_groups(model, cfg.weight_decay, penalize)
-    mode = decay_mode(cfg)
-    if cfg.name == "sgd":
-        if mode == "decoupled":  # applied by `apply_decoupled_decay`, not through the gradient
-            for group in groups:
-                group["decoupled_decay"], group["weight_decay"] = group["weight_decay"], 0.0
-        return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum,
-                               nesterov=cfg.nesterov and cfg.momentum > 0)
-    if mode == "coupled":  # Adam with λ·w in the gradient (what AdamW was made to replace)
+@OPTIMIZERS.register("sgd")
+def sgd(cfg: OptimConfig, groups: list[dict], decay: str) -> torch.optim.Optimizer:
+    """SGD with (Nesterov) momentum, the seed's optimizer (§4)."""
+    if decay == "decoupled":  # applied by `apply_decoupled_decay`, not through the gradient
+        for group in groups:
+            group["decoupled_decay"], group["weight_decay"] = group["weight_decay"], 0.0
+    return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum,
+                           nesterov=cfg.nesterov and cfg.momentum > 0)
+
+
+@OPTIMIZERS.register("adamw")
+def adamw(cfg: OptimConfig, groups: list[dict], decay: str) -> torch.optim.Optimizer:
+    """AdamW (Loshchilov & Hutter 2019); with decay="coupled", Adam with λ·w in the gradient
+    (what AdamW was made to replace). optim.momentum is beta1."""
+    if decay == "coupled":
         return torch.optim.Adam(groups, lr=cfg.lr, betas=(cfg.momentum, 0.999))
     return torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.momentum, 0.999))
+
+
+def create_optimizer(cfg: OptimConfig, model: nn.Module, penalize: str = "weights") -> torch.optim.Optimizer:
+    """The optimizer `cfg.name` over `model`'s parameters, weight decay on the `penalize` ones."""
+    factory = OPTIMIZERS.get(cfg.name)
+    return factory(cfg, parameter_groups(model, cfg.weight_decay, penalize), decay_mode(cfg))
 
 
 @torch.no_grad()

@@ -5,42 +5,91 @@ see that you stopped making progress on the validation set, divide the LR by 2 (
 keep going". `plateau_divide` is a divisor, as the seed says it: PyTorch's ReduceLROnPlateau
 multiplies by its `factor`, Keras too, so factor=0.5 there is plateau_divide=2 here.
 
-The step-driven schedules are pure functions of the step (nanoGPT's `get_lr`); the plateau rule
-is the one schedule with state, which lives in `Schedule.state_dict()` so a resumed run divides
-at the same epoch as an uninterrupted one.
+The step-driven schedules are pure functions of the step (nanoGPT's `get_lr`), registered in
+`SCHEDULES` as `factor(cfg, step, total_steps, steps_per_epoch) -> multiplier of the peak LR`;
+the plateau rule is the one schedule with state, which lives in `Schedule.state_dict()` so a
+resumed run divides at the same epoch as an uninterrupted one.
+
+Registry: `SCHEDULES` (schedule.name) - onecycle, cosine, step, constant, plateau.
 """
 from __future__ import annotations
 
+import functools
 import math
 
 from cnntricks.config import ScheduleConfig
+from cnntricks.registry import Registry
+
+SCHEDULES = Registry("schedule")
+
+
+def warmup_steps(cfg: ScheduleConfig, steps_per_epoch: int) -> float:
+    return cfg.warmup_epochs * steps_per_epoch
+
+
+def with_warmup(schedule):
+    """`schedule` after a linear rise from 0 to the peak over `cfg.warmup_epochs` (step 0 gets
+    1/warmup of the peak, not 0: a step at LR 0 would be wasted)."""
+    @functools.wraps(schedule)
+    def factor(cfg: ScheduleConfig, step: int, total_steps: int, steps_per_epoch: int) -> float:
+        warmup = warmup_steps(cfg, steps_per_epoch)
+        if step < warmup:
+            return (step + 1) / warmup
+        return schedule(cfg, step, total_steps, steps_per_epoch)
+    return factor
+
+
+@SCHEDULES.register("onecycle")
+def onecycle(cfg: ScheduleConfig, step: int, total_steps: int, steps_per_epoch: int) -> float:
+    """Linear rise to the peak, then linear fall to final_fraction (Smith & Topin 2019, the
+    triangular form airbench uses); no separate warm-up: the rise is one."""
+    progress = step / max(total_steps, 1)
+    if progress < cfg.peak_fraction:
+        return (progress + 1 / max(total_steps, 1)) / cfg.peak_fraction
+    fall = (progress - cfg.peak_fraction) / (1 - cfg.peak_fraction)
+    return 1 - (1 - cfg.final_fraction) * fall
+
+
+@SCHEDULES.register("cosine")
+@with_warmup
+def cosine(cfg: ScheduleConfig, step: int, total_steps: int, steps_per_epoch: int) -> float:
+    """Half a cosine from the peak down to final_fraction over the steps after the warm-up
+    (Loshchilov & Hutter 2017, without restarts)."""
+    warmup = warmup_steps(cfg, steps_per_epoch)
+    fall = (step - warmup) / max(total_steps - warmup, 1)
+    return cfg.final_fraction + (1 - cfg.final_fraction) * 0.5 * (1 + math.cos(math.pi * fall))
+
+
+@SCHEDULES.register("step")
+@with_warmup
+def step_decay(cfg: ScheduleConfig, step: int, total_steps: int, steps_per_epoch: int) -> float:
+    """Divided by step_divide every step_epochs epochs, counted from step 0."""
+    return cfg.step_divide ** -(step // (cfg.step_epochs * steps_per_epoch))
+
+
+@SCHEDULES.register("constant")
+@with_warmup
+def constant(cfg: ScheduleConfig, step: int, total_steps: int, steps_per_epoch: int) -> float:
+    return 1.0
+
+
+@SCHEDULES.register("plateau")
+@with_warmup
+def plateau(cfg: ScheduleConfig, step: int, total_steps: int, steps_per_epoch: int) -> float:
+    """Constant between its divisions; `Schedule.on_epoch_end` divides (seed §4)."""
+    return 1.0
 
 
 def lr_factor(cfg: ScheduleConfig, step: int, total_steps: int, steps_per_epoch: int) -> float:
-    """Multiplier of the peak LR at `step` (0-based) for the step-driven schedules."""
-    progress = step / max(total_steps, 1)
-    if cfg.name == "onecycle":
-        # Linear rise to the peak, then linear fall to final_fraction (Smith & Topin 2019,
-        # the triangular form airbench uses).
-        if progress < cfg.peak_fraction:
-            return (progress + 1 / max(total_steps, 1)) / cfg.peak_fraction
-        fall = (progress - cfg.peak_fraction) / (1 - cfg.peak_fraction)
-        return 1 - (1 - cfg.final_fraction) * fall
-    warmup_steps = cfg.warmup_epochs * steps_per_epoch
-    if step < warmup_steps:
-        return (step + 1) / warmup_steps
-    if cfg.name == "cosine":
-        fall = (step - warmup_steps) / max(total_steps - warmup_steps, 1)
-        return cfg.final_fraction + (1 - cfg.final_fraction) * 0.5 * (1 + math.cos(math.pi * fall))
-    if cfg.name == "step":
-        return cfg.step_divide ** -(step // (cfg.step_epochs * steps_per_epoch))
-    return 1.0  # constant, and plateau between its divisions
+    """Multiplier of the peak LR at `step` (0-based) for the step-driven part of `cfg.name`."""
+    return SCHEDULES.get(cfg.name)(cfg, step, total_steps, steps_per_epoch)
 
 
 class Schedule:
     """The LR at every step, and the plateau rule's division at the end of each epoch."""
 
     def __init__(self, cfg: ScheduleConfig, peak_lr: float, total_steps: int, steps_per_epoch: int):
+        SCHEDULES.get(cfg.name)  # an unknown name fails here, with the known ones, not at the first step
         self.cfg, self.peak_lr = cfg, peak_lr
         self.total_steps, self.steps_per_epoch = total_steps, steps_per_epoch
         self.plateau_scale = 1.0  # product of the plateau divisions so far

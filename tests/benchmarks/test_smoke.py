@@ -21,7 +21,7 @@ from cnntricks import config
 from cnntricks.data import Splits, Store, load_splits
 from cnntricks.nn.models import create_model
 from cnntricks.train.device import cpu_has_bf16
-from cnntricks.train.loop import fit
+from cnntricks.session import train
 
 BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
 NUMBER = r"(\d+(?:\.\d+)?)"
@@ -136,13 +136,14 @@ def test_bare_loop_computes_the_same_steps_as_fit(precision):
                              "model.width=4", "train.epochs=1", f"train.precision={precision}"])
 
     class KeepWeights:
-        def on_epoch_end(self, state, run):
+        def on_epoch_end(self, trainer):
+            state, run = trainer.state, trainer
             self.steps = state.step
             self.weights = {k: v.clone() for k, v in run.model.state_dict().items()}
 
     kept = KeepWeights()
     with tempfile.TemporaryDirectory() as scratch:
-        fit(cfg, Path(scratch) / "run", progress=False, callbacks=(kept,))
+        train(cfg, Path(scratch) / "run", progress=False, callbacks=(kept,))
     assert kept.steps == 3
     splits = load_splits(cfg.data, cfg.train.seed)
     model, rate = overhead.train_bare(cfg, splits, torch.device("cpu"), precision, kept.steps)

@@ -3,15 +3,13 @@ from __future__ import annotations
 
 import json
 
-import pytest
 from torch import nn
 
 from cnntricks import config
 from cnntricks.config import OptimConfig, ScheduleConfig
 from cnntricks.doctor import Finding
-from cnntricks.doctor.act import (MAX_RESTARTS, REMEDY_EVERY, Restart, TrainingDoctor, archive_attempt,
-                                  read_restarts, worth_keeping)
-from cnntricks.train.checkpoint import write_atomic
+from cnntricks.doctor.act import MAX_RESTARTS, REMEDY_EVERY, TrainingDoctor, worth_keeping
+from cnntricks.rundir import archive_attempt, read_restarts
 from cnntricks.train.optim import create_optimizer
 from cnntricks.train.schedule import Schedule
 
@@ -40,7 +38,8 @@ def test_in_place_remedies_change_what_they_say_and_log_before_and_after(tmp_pat
     _, optimizer, schedule = setup()
     doctor = TrainingDoctor("fix", tmp_path)
     found = [finding("plateau"), finding("overfitting"), finding("dead_relu", {"optim.lr": 0.01})]
-    events = doctor.remedies(found, 3, schedule, optimizer, cfg=config.Config(), best_val_acc=GOOD)
+    assert doctor.restart_for(found, 3, config.Config(), GOOD) is None  # a run worth keeping
+    events = doctor.remedies(found, 3, schedule, optimizer)
     by_what = {(e["id"], e["what"]): e for e in events}
     assert by_what[("plateau", "lr_scale")]["after"] == 0.5
     assert by_what[("dead_relu", "lr_scale")]["after"] == 0.25  # both halvings: a run worth keeping
@@ -56,9 +55,8 @@ def test_a_wrong_config_in_a_run_with_nothing_to_keep_starts_again_with_the_find
     doctor = TrainingDoctor("fix", tmp_path)
     found = [finding("lr_diverged", {"optim.lr": 1.0}), finding("symmetric_init", {"model.init": "auto"}),
              finding("dead_relu", {"optim.lr": 0.5, "model.activation": "leaky_relu"}), finding("plateau")]
-    with pytest.raises(Restart) as raised:
-        doctor.remedies(found, 1, schedule, optimizer, cfg=cfg, best_val_acc=BAD)
-    new, event = raised.value.config, raised.value.event
+    restart = doctor.restart_for(found, 1, cfg, BAD)
+    new, event = restart.config, restart.event
     assert (new.optim.lr, new.model.init, new.model.activation) == (1.0, "auto", "leaky_relu")  # first finding wins
     assert (cfg.optim.lr, cfg.model.init) == (10.0, "zeros")  # the running config is not touched
     assert event["what"] == "restart" and event["ids"] == ["lr_diverged", "symmetric_init", "dead_relu"]
@@ -69,21 +67,23 @@ def test_a_wrong_config_in_a_run_with_nothing_to_keep_starts_again_with_the_find
 def test_no_restart_when_the_run_is_worth_keeping_or_the_change_is_already_made(tmp_path):
     _, optimizer, schedule = setup()
     doctor = TrainingDoctor("fix", tmp_path)
-    assert doctor.remedies([finding("bad_init", {"model.init": "auto"})], 1, schedule, optimizer,
-                           cfg=config.Config(), best_val_acc=BAD) == []  # init is auto already
-    events = doctor.remedies([finding("dead_relu", {"optim.lr": 0.01})], 1, schedule, optimizer,
-                             cfg=config.Config(), best_val_acc=GOOD)
-    assert [e["what"] for e in events] == ["lr_scale"]
-    assert TrainingDoctor("warn", tmp_path).remedies([finding("lr_diverged", {"optim.lr": 0.01})], 1, schedule,
-                                                     optimizer, cfg=config.Config(), best_val_acc=BAD) == []
+    assert doctor.restart_for([finding("bad_init", {"model.init": "auto"})], 1, config.Config(), BAD) is None
+    assert doctor.remedies([finding("bad_init", {"model.init": "auto"})], 1, schedule, optimizer) == []  # init is auto already
+    found = [finding("dead_relu", {"optim.lr": 0.01})]
+    assert doctor.restart_for(found, 1, config.Config(), GOOD) is None
+    assert [e["what"] for e in doctor.remedies(found, 1, schedule, optimizer)] == ["lr_scale"]
+    warn = TrainingDoctor("warn", tmp_path)
+    found = [finding("lr_diverged", {"optim.lr": 0.01})]
+    assert warn.restart_for(found, 1, config.Config(), BAD) is None and warn.remedies(found, 1, schedule, optimizer) == []
 
 
 def test_restarts_stop_after_max_restarts(tmp_path):
     _, optimizer, schedule = setup()
     for n in range(MAX_RESTARTS):
-        archive_attempt(tmp_path, {"event": "remedy", "what": "restart", "message": f"r{n}"}, write_atomic)
-    events = TrainingDoctor("fix", tmp_path).remedies(
-        [finding("lr_too_low", {"optim.lr": 1.0})], 1, schedule, optimizer, cfg=config.Config(), best_val_acc=BAD)
+        archive_attempt(tmp_path, {"event": "remedy", "what": "restart", "message": f"r{n}"})
+    doctor, found = TrainingDoctor("fix", tmp_path), [finding("lr_too_low", {"optim.lr": 1.0})]
+    assert doctor.restart_for(found, 1, config.Config(), BAD) is None
+    events = doctor.remedies(found, 1, schedule, optimizer)
     assert [e["what"] for e in events] == ["lr_scale"] and schedule.plateau_scale == 2.0  # in place instead
 
 
@@ -93,11 +93,11 @@ def test_an_abandoned_attempt_is_kept_and_the_run_directory_cleared(tmp_path):
     (run / "checkpoints" / "epoch-0001" / "model.safetensors").write_bytes(b"x")
     for name in ("config.yaml", "history.jsonl", "stats.jsonl"):
         (run / name).write_text(name)
-    kept = archive_attempt(run, {"event": "remedy", "what": "restart", "message": "m", "at_epoch": 1}, write_atomic)
+    kept = archive_attempt(run, {"event": "remedy", "what": "restart", "message": "m", "at_epoch": 1})
     assert kept == run / "attempts" / "1" and not (run / "checkpoints").exists()
     assert (kept / "history.jsonl").read_text() == "history.jsonl" and (kept / "config.yaml").is_file()
     assert json.loads((kept / "restart.json").read_text())["attempt"] == 1
-    archive_attempt(run, {"event": "remedy", "what": "restart", "message": "n"}, write_atomic)
+    archive_attempt(run, {"event": "remedy", "what": "restart", "message": "n"})
     assert [r["message"] for r in read_restarts(run)] == ["m", "n"]
     assert sorted(p.name for p in (run / "attempts").iterdir()) == ["1", "2"]  # no temporary folders left
 

@@ -22,9 +22,8 @@ import signal
 import sys
 from pathlib import Path
 
-from cnntricks import cli
-from cnntricks.doctor import act
-from cnntricks.train import checkpoint, history, loop
+from cnntricks import cli, rundir
+from cnntricks.train import checkpoint, loop
 
 POINTS = ("history-flushed", "history-half", "model-written", "checkpoint-renamed", "latest-half",
           "latest-written", "old-half-deleted", "attempt-copied", "attempt-archived")
@@ -46,7 +45,7 @@ def main(point: str, n: int, argv: list[str]) -> int:
         sys.stderr.flush()
         os.kill(os.getpid(), signal.SIGKILL)
 
-    flush = history.HistoryWriter.flush
+    flush = rundir.HistoryWriter.flush
 
     def flush_then_maybe_die(self):
         # Only the flush that carries an epoch's line counts: the doctor's events may be flushed
@@ -63,7 +62,7 @@ def main(point: str, n: int, argv: list[str]) -> int:
         if epoch_flush and arrive("history-flushed"):
             die()
         return lines
-    history.HistoryWriter.flush = flush_then_maybe_die
+    rundir.HistoryWriter.flush = flush_then_maybe_die
 
     save_file = checkpoint.save_file
 
@@ -73,17 +72,17 @@ def main(point: str, n: int, argv: list[str]) -> int:
             die()
     checkpoint.save_file = save_then_maybe_die
 
-    fsync_dir = checkpoint._fsync_dir  # called right after the folder's rename, before `latest`
+    fsync_dir = checkpoint.fsync_dir  # called right after the folder's rename, before `latest`
 
     def fsync_then_maybe_die(path):
         fsync_dir(path)
         if arrive("checkpoint-renamed"):
             die()
-    checkpoint._fsync_dir = fsync_then_maybe_die
+    checkpoint.fsync_dir = fsync_then_maybe_die
 
     write_atomic = checkpoint.write_atomic
 
-    def write_then_maybe_die(path, text):
+    def write_then_maybe_die(path, text):  # (checkpoint.py writes `latest` with rundir.write_atomic)
         path = Path(path)
         if path.name == "latest" and arrive("latest-half"):
             (path.parent / f".latest.tmp-{os.getpid()}").write_text(text)  # write_atomic's temporary name
@@ -106,19 +105,19 @@ def main(point: str, n: int, argv: list[str]) -> int:
         return rmtree(path, *args, **kwargs)
     checkpoint.shutil.rmtree = rmtree_or_die
 
-    archive_attempt = loop.archive_attempt  # a restart in fix mode (doctor/act.py)
+    archive_attempt = loop.archive_attempt  # a restart in fix mode (rundir.archive_attempt, called by fit)
 
-    def archive_or_die(run_dir, event, write):
+    def archive_or_die(run_dir, event):
         if arrive("attempt-copied"):
-            real_rename = act.Path.rename
+            real_rename = rundir.Path.rename
 
             def rename_then_die(self, target):  # the attempt folder's rename is the copy's last step
                 result = real_rename(self, target)
                 if self.name.endswith(".partial"):
                     die()
                 return result
-            act.Path.rename = rename_then_die
-        kept = archive_attempt(run_dir, event, write)
+            rundir.Path.rename = rename_then_die
+        kept = archive_attempt(run_dir, event)
         if arrive("attempt-archived"):
             die()
         return kept

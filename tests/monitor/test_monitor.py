@@ -187,13 +187,15 @@ def test_state_dict_round_trip_continues_the_dead_window(tmp_path):
 
 
 def test_settings(tmp_path):
-    model = conv_relu(4)
-    assert Monitor.from_setting("off", model, tmp_path) is None
-    monitor = Monitor.from_setting("every:7", model, tmp_path)
+    # train.monitor is parsed once, with the rest of the config (train/resolve.py)
+    from cnntricks.config import ConfigError
+    from cnntricks.train.resolve import monitor_every
+    assert monitor_every("off") is None and monitor_every("every:7") == 7
+    monitor = Monitor(conv_relu(4), tmp_path, every=7)
     assert monitor.every == 7 and monitor.path == tmp_path / "stats.jsonl"
     for bad in ("every:0", "sometimes", "every:x"):
-        with pytest.raises(ValueError, match="train.monitor"):
-            Monitor.from_setting(bad, model, tmp_path)
+        with pytest.raises(ConfigError, match="train.monitor"):
+            monitor_every(bad)
 
 
 def test_a_module_called_twice_has_one_entry_per_call(tmp_path):

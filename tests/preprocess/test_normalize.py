@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from cnntricks.preprocess import fit_normalization
+from cnntricks.preprocess import NORMALIZATIONS, fit_normalization
 
 
 def test_standardize_gives_zero_mean_unit_std_per_channel():
@@ -26,3 +26,14 @@ def test_statistics_come_only_from_the_images_given():
     train[5:] = 255
     normalization = fit_normalization(train, "standardize")
     assert normalization.mean == [pytest.approx(0.5)] and normalization.std == [pytest.approx(0.5)]
+
+
+def test_an_unknown_mode_is_the_registrys_error_with_the_closest_name():
+    with pytest.raises(ValueError, match="unknown normalization 'standardise' \\(did you mean 'standardize'\\?\\)"):
+        fit_normalization(torch.zeros(2, 1, 2, 2, dtype=torch.uint8), "standardise")
+
+
+def test_center_is_standardize_without_the_division():
+    images = torch.randint(0, 256, (50, 2, 4, 4), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    center, standardize = NORMALIZATIONS.create("center", images), NORMALIZATIONS.create("standardize", images)
+    assert center.mean == standardize.mean and center.std == [1.0, 1.0]

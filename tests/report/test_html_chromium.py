@@ -12,7 +12,7 @@ from cnntricks import config
 from cnntricks.doctor import Finding
 from cnntricks.report import write_report
 from cnntricks.report.html import SEVERITY_COLORS
-from cnntricks.train.loop import fit
+from cnntricks.session import train
 
 BROWSER = next(filter(None, map(shutil.which, ("chromium", "chromium-browser", "google-chrome"))), None)
 pytestmark = pytest.mark.skipif(BROWSER is None, reason="no chromium on PATH: scripts/setup.sh installs it "
@@ -36,7 +36,7 @@ def browse(page, tmp_path, *action):
 @pytest.fixture(scope="module")
 def report(tmp_path_factory):
     run = tmp_path_factory.mktemp("chromium") / "run"
-    fit(config.load(None, ["data.source=synthetic", "model.width=8", "model.depth=2", "train.threads=1",
+    train(config.load(None, ["data.source=synthetic", "model.width=8", "model.depth=2", "train.threads=1",
                            "optim.batch_size=32", "train.epochs=2", "train.monitor=every:2"]), run, progress=False)
     return write_report(run, findings=FINDINGS)
 

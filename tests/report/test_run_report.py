@@ -12,7 +12,7 @@ from safetensors.torch import save_file
 from cnntricks.doctor import Finding
 from cnntricks.monitor import histogram_edges
 from cnntricks.report import FIGURES, figures, model_figures, write_report
-from cnntricks.report.run_report import first_conv_weight
+from cnntricks.rundir import first_conv_weight
 
 ALL_FIGURES = [spec.file for spec in FIGURES]
 HISTORY_FIGURES = ["loss.png", "accuracy.png", "lr.png"]

@@ -1,0 +1,346 @@
+"""The run directory: the files a training run writes, how they are written, and how to read them.
+
+This is the format other loops are invited to write too: `cnntricks doctor` and the report read
+nothing else. It sits at the bottom of the package and imports nothing else of cnntricks.
+
+    run_dir/
+      config.yaml          the fully resolved configuration (every key)
+      data.json            what the model was built for: {"source", "classes", "channels",
+                           "height", "width"} (so predict needs no training data)
+      preprocess.json      normalization fitted on the training split: {"mean": [...], "std": [...]}
+                           per channel, in [0, 1] pixel units (minmax: the midpoint and half-range)
+      preprocess.safetensors  with preprocess.whiten: the PCA or ZCA mean and matrix, or the patch
+                           convolution's weight and bias
+      fancy_pca.json       with fancy PCA: the training set's RGB eigenvalues and eigenvectors
+      history.jsonl        one JSON object per line (HISTORY_KINDS, below)
+      stats.jsonl          with train.monitor: layer statistics, one line per sampled step
+                           (the format: cnntricks/monitor/monitor.py)
+      summary.json         SUMMARY_KEYS, below
+      checkpoints/epoch-NNNN/  model.safetensors (weights and buffers), state.safetensors
+                           (optimizer tensors, RNG states), state.json (epoch, step, schedule state,
+                           history line count, optimizer settings); checkpoints/latest names the
+                           newest; the two newest are kept (train/checkpoint.py writes them)
+      attempts/<n>/        doctor.mode=fix only: an attempt abandoned to start again with a corrected
+                           config (config.yaml, history.jsonl, stats.jsonl, restart.json: the ids,
+                           the keys before and after, the epoch)
+      misclassified.npz    the most confident test mistakes: images (uint8), labels, predicted, confidence
+      report/              index.html and its PNG figures
+
+history.jsonl, which any training loop can write to have its run read by cnntricks:
+
+    {"kind": "batch", "step": 17, "epoch": 1, "loss": 0.93, "lr": 0.021}
+    {"kind": "epoch", "epoch": 1, "train_loss": 0.71, "train_acc": 0.76, "val_loss": 0.45,
+     "val_acc": 0.84, "lr": 0.08, "seconds": 8.9, "images_per_second": 6070}
+    {"kind": "event", "epoch": 3, "step": 630, "event": "lr_divided", "message": "..."}
+
+Accuracies are fractions in [0, 1]; a non-finite loss is written as null with a `nonfinite`
+event. Lines are buffered and appended (with fsync) just before the checkpoint that vouches for
+them; the checkpoint records the file's line count, and a resumed run cuts the file back to it,
+so an epoch that a kill interrupted is neither lost nor written twice.
+
+Every file is replaced atomically (`write_atomic`): a reader sees the old or the new content,
+never a mix, whatever moment a kill lands.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import shutil
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Callable
+
+CONFIG, DATA, PREPROCESS, FANCY_PCA = "config.yaml", "data.json", "preprocess.json", "fancy_pca.json"
+HISTORY, STATS, SUMMARY, MISCLASSIFIED = "history.jsonl", "stats.jsonl", "summary.json", "misclassified.npz"
+CHECKPOINTS, ATTEMPTS, REPORT = "checkpoints", "attempts", "report"
+HISTORY_KINDS = ("batch", "epoch", "event")
+EVENTS = ("lr_divided", "target_reached", "nonfinite", "exploded", "finding", "remedy", "doctor_stop")
+SUMMARY_KEYS = ("test_acc", "test_loss", "best_val_acc", "val_acc", "train_acc", "train_seconds", "epochs",
+                "steps", "images_per_second", "stop_reason", "device", "precision", "parameters", "classes",
+                "per_class", "confusion", "restarts", "split_sizes")
+
+
+class RunDirectoryError(RuntimeError):
+    """The run directory cannot be used as asked (already holds a run, or has none to resume)."""
+
+
+# ---- writing ----------------------------------------------------------------------------------
+
+def fsync_dir(path: Path) -> None:
+    """Make a rename inside `path` durable."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_atomic(path: str | Path, content: str | bytes | Callable[[Path], None]) -> Path:
+    """Write `path` so that readers see the old or the new content, never a mix.
+
+    `content` is text, bytes, or a function that writes a file at the temporary path it is given
+    (a figure, a safetensors file). The temporary file is hidden, in the same folder (the rename
+    stays on one file system), named per process, fsynced, then renamed over `path`.
+    """
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        if callable(content):
+            content(tmp)
+        else:
+            tmp.write_bytes(content.encode() if isinstance(content, str) else content)
+        with tmp.open("rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path
+
+
+def write_json(path: str | Path, value, indent: int | None = 2) -> Path:
+    return write_atomic(path, json.dumps(value, indent=indent))
+
+
+def _clean(value):
+    # JSON has no NaN or infinity; a diverged loss is written as null (with a "nonfinite" event).
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+class JsonlWriter:
+    """Lines buffered in memory and appended (with fsync) at `flush`, which returns the file's line
+    count for the checkpoint; `truncate` cuts the file back to such a count on resume. Writes
+    history.jsonl and stats.jsonl."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.pending: list[str] = []
+        self.lines = 0
+        if self.path.exists():
+            with self.path.open("rb") as f:  # bytes: a kill may have cut a character in half
+                self.lines = sum(1 for _ in f)
+
+    def add_line(self, record: dict, compact: bool = False) -> None:
+        self.pending.append(json.dumps(record, separators=(",", ":") if compact else None))
+
+    def flush(self) -> int:
+        """Append the pending lines and fsync; returns the file's line count."""
+        if self.pending:
+            with self.path.open("a") as f:
+                f.write("\n".join(self.pending) + "\n")
+                f.flush()
+                os.fsync(f.fileno())
+            self.lines += len(self.pending)
+            self.pending = []
+        return self.lines
+
+    def truncate(self, lines: int) -> None:
+        """Keep the first `lines` lines (those a checkpoint vouches for); rewrite atomically."""
+        kept = self.path.read_bytes().splitlines(keepends=True)[:lines] if self.path.exists() else []
+        write_atomic(self.path, b"".join(kept))
+        self.lines, self.pending = len(kept), []
+
+
+class HistoryWriter(JsonlWriter):
+    """history.jsonl: `add(kind, **values)` with kind one of HISTORY_KINDS."""
+
+    def add(self, kind: str, **values) -> None:
+        self.add_line({"kind": kind, **{k: _clean(v) for k, v in values.items()}})
+
+
+# ---- reading ----------------------------------------------------------------------------------
+
+def read_jsonl(path: Path, missing: str) -> list[dict]:
+    """Every JSON object of a .jsonl file, in file order; `missing` is the error's advice.
+
+    A cut-off last line (a run killed while writing) is skipped; a damaged line anywhere else
+    is an error, since no writer of these formats leaves one.
+    """
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: not found; {missing}")
+    # errors="replace": a kill can also cut a multi-byte character in half
+    lines = [line for line in path.read_bytes().decode("utf-8", errors="replace").splitlines() if line.strip()]
+    records = []
+    for number, line in enumerate(lines, start=1):
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            if number == len(lines):
+                break
+            raise ValueError(f"{path}, line {number}: not valid JSON ({line[:60]!r}...); "
+                             "only the last line of a killed run may be cut short") from None
+        if isinstance(record, dict):
+            records.append(record)
+    return records
+
+
+def read_history(run_dir: str | Path) -> list[dict]:
+    """Every record of `<run_dir>/history.jsonl`, in file order (see `read_jsonl`)."""
+    return read_jsonl(Path(run_dir) / HISTORY, f"is '{run_dir}' a run directory written by the trainer?")
+
+
+def split_history(records: list[dict]) -> tuple[list[dict], list[dict]]:
+    """(batch records, epoch records); other kinds (events) are left out."""
+    return ([r for r in records if r.get("kind") == "batch"],
+            [r for r in records if r.get("kind") == "epoch"])
+
+
+def stats_path(path: str | Path) -> Path:
+    """`path` itself, or `<path>/stats.jsonl` when `path` is a (run) directory."""
+    path = Path(path)
+    return path / STATS if path.is_dir() else path
+
+
+def read_stats(path: str | Path) -> list[dict]:
+    """Every record of a stats file (or of `<run_dir>/stats.jsonl`), in file order (see `read_jsonl`)."""
+    return read_jsonl(stats_path(path), "the trainer writes it when train.monitor is every:N "
+                      "(the default), not with train.monitor=off")
+
+
+def read_json(path: str | Path) -> dict | None:
+    """A JSON file's content, or None when it does not exist."""
+    path = Path(path)
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def latest_checkpoint(run_dir: str | Path) -> Path | None:
+    """The newest complete checkpoint folder, or None."""
+    root = Path(run_dir) / CHECKPOINTS
+    pointer = root / "latest"
+    if pointer.exists():
+        candidate = root / pointer.read_text().strip()
+        if (candidate / "state.json").exists():
+            return candidate
+    complete = sorted(p for p in root.glob("epoch-*") if (p / "state.json").exists())
+    return complete[-1] if complete else None
+
+
+def natural_key(name: str) -> list:
+    """'stages.10.0' after 'stages.2.0': digits compare as numbers."""
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name)]
+
+
+def first_conv_weight(model_file: str | Path, channels: int | None = None):
+    """(name, (out, in, kH, kW) float32 numpy array) of the first convolution in a checkpoint's
+    model.safetensors, or None when it has no 4-D weight.
+
+    safetensors stores tensors sorted by name, not in state-dict order, so "first" is recovered:
+    the 4-D weights that read the image's `channels` (when known), the lowest in natural name order
+    (every model of the zoo names its first conv stages.0.0.weight).
+    """
+    from safetensors import safe_open
+    with safe_open(str(model_file), framework="pt") as tensors:
+        shapes = {name: tensors.get_slice(name).get_shape() for name in tensors.keys()}
+        convs = sorted((n for n, s in shapes.items() if len(s) == 4 and n.endswith("weight")), key=natural_key)
+        if not convs:
+            return None
+        reading_image = [n for n in convs if shapes[n][1] == channels]
+        name = (reading_image or convs)[0]
+        return name, tensors.get_tensor(name).float().numpy()
+
+
+# ---- attempts/: the runs doctor.mode=fix abandoned -------------------------------------------
+
+def read_restarts(run_dir: str | Path) -> list[dict]:
+    """The restart events of the attempts this run abandoned, oldest first (attempts/<n>/restart.json)."""
+    folder = Path(run_dir) / ATTEMPTS
+    files = sorted(folder.glob("*/restart.json"), key=lambda p: int(p.parent.name)) if folder.is_dir() else []
+    return [json.loads(path.read_text()) for path in files]
+
+
+def archive_attempt(run_dir: str | Path, event: dict) -> Path:
+    """Keep the abandoned attempt's files in attempts/<n>/ and clear the run directory for the next.
+
+    Kill-safe in this order: the copy is complete before its folder gets its final name, and the
+    checkpoints leave by one rename. A kill before that rename resumes the old attempt from its
+    checkpoint; after it, a resume finds no checkpoint and starts the old config again, which
+    meets the same fault and restarts again: slower, never corrupt.
+    """
+    run_dir = Path(run_dir)
+    folder = run_dir / ATTEMPTS
+    folder.mkdir(exist_ok=True)
+    number = 1 + max((int(p.name) for p in folder.iterdir() if p.name.isdigit()), default=0)
+    partial = folder / f".{number}.partial"
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir()
+    for name in (CONFIG, HISTORY, STATS, SUMMARY):  # summary: a resumed run's
+        if (run_dir / name).is_file():
+            shutil.copy2(run_dir / name, partial / name)
+    write_json(partial / "restart.json", {**event, "attempt": number}, indent=1)
+    partial.rename(folder / str(number))
+    if (run_dir / CHECKPOINTS).is_dir():
+        doomed = folder / f".{number}.checkpoints"
+        (run_dir / CHECKPOINTS).rename(doomed)
+        shutil.rmtree(doomed)
+    (run_dir / SUMMARY).unlink(missing_ok=True)  # the new attempt is a new run, not a finished one
+    return folder / str(number)
+
+
+# ---- a finished (or running) run, read lazily --------------------------------------------------
+
+@dataclass
+class Run:
+    """A run directory's files, each read on first use. Missing files give None or [] where the
+    run can do without them; `history` raises FileNotFoundError (with advice) when it is absent."""
+    path: Path
+
+    def __post_init__(self):
+        self.path = Path(self.path)
+
+    @property
+    def name(self) -> str:
+        return self.path.resolve().name
+
+    @cached_property
+    def config(self) -> dict | None:
+        """config.yaml as plain sections (cnntricks.config.from_dict makes it a Config)."""
+        import yaml
+        file = self.path / CONFIG
+        return (yaml.safe_load(file.read_text()) or {}) if file.is_file() else None
+
+    @cached_property
+    def data(self) -> dict | None:
+        return read_json(self.path / DATA)
+
+    @cached_property
+    def summary(self) -> dict | None:
+        return read_json(self.path / SUMMARY)
+
+    @cached_property
+    def records(self) -> list[dict]:
+        return read_history(self.path)
+
+    @cached_property
+    def history(self) -> tuple[list[dict], list[dict], list[dict]]:
+        """(batches, epochs, events)."""
+        batches, epochs = split_history(self.records)
+        return batches, epochs, [r for r in self.records if r.get("kind") == "event"]
+
+    @cached_property
+    def stats(self) -> list[dict]:
+        """stats.jsonl's records; [] without the file (train.monitor=off, or another loop)."""
+        return read_stats(self.path) if (self.path / STATS).is_file() else []
+
+    @property
+    def has_stats(self) -> bool:
+        return (self.path / STATS).is_file()
+
+    @cached_property
+    def classes(self) -> list[str]:
+        for source in (self.summary, self.data):
+            if source and source.get("classes"):
+                return [str(c) for c in source["classes"]]
+        return []
+
+    @property
+    def latest_checkpoint(self) -> Path | None:
+        return latest_checkpoint(self.path)
+
+    @cached_property
+    def restarts(self) -> list[dict]:
+        return read_restarts(self.path)

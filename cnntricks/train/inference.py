@@ -1,0 +1,152 @@
+"""One inference path: the model for a run, its checkpoint and preprocessing, logits with or
+without flip TTA, and the metrics with per-class names.
+
+The training loop evaluates through a `Predictor` over its live model; `cnntricks evaluate` and
+`predict`, the benchmarks (and next, ensembles and fine-tuning) build the same `Predictor` from a
+run directory with `load_predictor`.
+"""
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file
+
+from cnntricks import config as config_module
+from cnntricks.config import Config
+from cnntricks.nn.models import ImageSizeWarning, create_model
+from cnntricks.preprocess.pipeline import Preprocess, load_preprocess, model_input_shape
+from cnntricks.rundir import CONFIG, DATA, RunDirectoryError, latest_checkpoint, read_json
+from cnntricks.train.device import autocast, resolve_device, resolve_precision
+
+
+def device_and_precision(cfg: Config) -> tuple[torch.device, str]:
+    """train.device and train.precision for this machine; one it lacks is a configuration error."""
+    try:
+        device = resolve_device(cfg.train.device)
+        return device, resolve_precision(cfg.train.precision, device)
+    except RuntimeError as err:  # e.g. train.device=cuda without CUDA, fp16 on a CPU
+        raise config_module.ConfigError(str(err)) from None
+
+
+def uses_channels_last(cfg: Config) -> bool:
+    """channels_last pays off for convolutions only; the MLP's input is flattened anyway."""
+    return cfg.train.channels_last and cfg.model.name != "mlp"
+
+
+def describe_data(splits) -> dict:
+    """What the model is built for: written to data.json, so that predict needs no training data."""
+    _, channels, height, width = splits.train.images.shape
+    return {"source": splits.source, "classes": splits.train.classes, "channels": channels,
+            "height": height, "width": width}
+
+
+def build_model(cfg: Config, data: dict, device: torch.device, warn_size: bool = False) -> torch.nn.Module:
+    """The model for `data` (see describe_data), on `device`, in the memory format training uses."""
+    with warnings.catch_warnings():
+        if not warn_size:  # said once, when training starts; not again at evaluation
+            warnings.simplefilter("ignore", ImageSizeWarning)
+        channels, height, width = model_input_shape(cfg.preprocess, (data["channels"], data["height"], data["width"]))
+        model = create_model(cfg.model, channels, len(data["classes"]), (height, width))
+    model = model.to(device)
+    if uses_channels_last(cfg):
+        model = model.to(memory_format=torch.channels_last)
+    return model
+
+
+@torch.no_grad()
+def predict_logits(model: torch.nn.Module, images: torch.Tensor, normalize, *,
+                   device: torch.device, precision: str = "fp32", tta: bool = False,
+                   batch_size: int = 1024, channels_last: bool = False) -> torch.Tensor:
+    """float32 logits (N, classes) on the CPU; `tta` averages the image and its mirror."""
+    was_training = model.training
+    model.eval()
+    outputs = []
+    for start in range(0, len(images), batch_size):
+        batch = normalize(images[start:start + batch_size].to(device, non_blocking=True))
+        if channels_last:
+            batch = batch.contiguous(memory_format=torch.channels_last)
+        with autocast(device, precision):
+            logits = model(batch).float()
+            if tta:
+                logits = (logits + model(batch.flip(-1)).float()) / 2
+        outputs.append(logits.cpu())
+    model.train(was_training)
+    return torch.cat(outputs) if outputs else torch.empty(0, 0)
+
+
+def metrics(logits: torch.Tensor, labels: torch.Tensor, num_classes: int) -> dict:
+    """Loss, accuracy and per-class accuracy of `logits` against int64 `labels`."""
+    if len(labels) == 0:
+        return {"loss": None, "acc": None, "per_class": [], "confusion": []}
+    predictions = logits.argmax(1)
+    correct = predictions == labels
+    per_class = []
+    for c in range(num_classes):
+        mask = labels == c
+        per_class.append({"class": c, "count": int(mask.sum()),
+                          "acc": float(correct[mask].float().mean()) if mask.any() else None})
+    cells = torch.bincount(labels.long().cpu() * num_classes + predictions.cpu(), minlength=num_classes ** 2)
+    return {"loss": float(F.cross_entropy(logits, labels)), "acc": float(correct.float().mean()),
+            "per_class": per_class,
+            "confusion": cells.view(num_classes, num_classes).tolist()}  # rows: true, columns: predicted
+
+
+@dataclass
+class Predictor:
+    """A model with its preprocessing and the run's inference settings."""
+    model: torch.nn.Module
+    preprocess: Preprocess
+    classes: list[str]
+    device: torch.device
+    precision: str = "fp32"
+    tta: bool = False
+    batch_size: int = 1024
+    channels_last: bool = False
+
+    @classmethod
+    def for_config(cls, cfg: Config, model, preprocess, classes, device, precision) -> Predictor:
+        return cls(model, preprocess, list(classes), device, precision, cfg.train.tta,
+                   cfg.train.eval_batch_size, uses_channels_last(cfg))
+
+    def logits(self, images: torch.Tensor) -> torch.Tensor:
+        return predict_logits(self.model, images, self.preprocess, device=self.device, precision=self.precision,
+                              tta=self.tta, batch_size=self.batch_size, channels_last=self.channels_last)
+
+    def evaluate(self, store, keep_logits: bool = False) -> dict:
+        """{"loss", "acc", "per_class" (with "name"), "confusion"} on a uint8 store (+ "logits")."""
+        logits = self.logits(store.images)
+        result = metrics(logits, store.labels, len(self.classes))
+        for row in result["per_class"]:
+            row["name"] = self.classes[row["class"]]
+        return {**result, "logits": logits} if keep_logits else result
+
+
+@dataclass
+class LoadedRun:
+    cfg: Config
+    data: dict       # data.json
+    checkpoint: Path
+    predictor: Predictor
+
+
+def load_predictor(run_dir: str | Path, overrides: list[str] = ()) -> LoadedRun:
+    """A trained run's newest checkpoint, ready to predict (`overrides` may change data or train keys)."""
+    run_dir = Path(run_dir)
+    if not (run_dir / CONFIG).exists():
+        raise RunDirectoryError(f"{run_dir} is not a run directory (no config.yaml); "
+                                f"runs are written by cnntricks train, in runs/ by default")
+    last = latest_checkpoint(run_dir)
+    if last is None:
+        raise RunDirectoryError(f"{run_dir} has no checkpoint yet; train it first "
+                                f"(cnntricks train --resume {run_dir})")
+    cfg = config_module.load(run_dir / CONFIG, list(overrides))
+    device, precision = device_and_precision(cfg)
+    data = read_json(run_dir / DATA)
+    model = build_model(cfg, data, device)
+    model.load_state_dict(load_file(last / "model.safetensors"))
+    predictor = Predictor.for_config(cfg, model, load_preprocess(run_dir), data["classes"], device, precision)
+    return LoadedRun(cfg, data, last, predictor)
