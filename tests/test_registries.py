@@ -24,7 +24,7 @@ from cnntricks.augment.policy import (MIXING_ORDER, MIXINGS, OPERATION_ORDER, OP
                                       create_policy)
 from cnntricks.config import AugmentConfig, DataConfig, ModelConfig, OptimConfig, PreprocessConfig, ScheduleConfig
 from cnntricks.data import SOURCES
-from cnntricks.doctor.checks import CHECKS
+from cnntricks.doctor import CHECKS  # the package registers every check
 from cnntricks.doctor.evidence import Evidence
 from cnntricks.doctor.findings import Finding
 from cnntricks.experiments import EXPERIMENTS

@@ -31,7 +31,8 @@ import math
 from pathlib import Path
 
 from cnntricks import config as config_module
-from cnntricks.doctor.checks import UNDERFIT_SHARE, diagnose
+from cnntricks.doctor.checks import UNDERFIT_SHARE
+from cnntricks.doctor.diagnose import diagnose
 from cnntricks.doctor.findings import SEVERITIES, Finding
 from cnntricks.rundir import latest_checkpoint, read_restarts
 from cnntricks.train.plugins import Restart, Rollback, Stop

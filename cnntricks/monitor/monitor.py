@@ -67,8 +67,7 @@ import torch
 from torch import nn
 
 from cnntricks.monitor.layers import activation_kind, find_activations, layer_statistics
-from cnntricks.rundir import STATS as STATS_FILE
-from cnntricks.rundir import JsonlWriter, read_stats, stats_path  # noqa: F401  (read_stats: the reader of this format)
+from cnntricks.rundir import JsonlWriter, stats_path
 
 # A unit counts as dead when it stayed inactive for this many sampled batches in a row: the seed's
 # "never activate across the entire training dataset", estimated from 5 x 128 inputs (at the

@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
-from cnntricks.rundir import CHECKPOINTS, fsync_dir, latest_checkpoint, write_atomic  # noqa: F401  (latest_checkpoint: the reader)
+from cnntricks.rundir import CHECKPOINTS, fsync_dir, write_atomic
 
 KEEP = 2  # complete checkpoints kept; older ones are deleted after a newer one is in place
 

@@ -9,7 +9,7 @@ import pytest
 
 from cnntricks import config
 from cnntricks.doctor import IDS, diagnose, format_findings
-from cnntricks.doctor import checks
+from cnntricks.doctor import checks, stats_checks
 
 
 def write_run(path, losses=None, epochs=(), events=(), stats=(), classes=10, overrides=(), lr=0.1):
@@ -241,14 +241,14 @@ def test_noisy_filters_judged_on_large_kernels_only(tmp_path, monkeypatch):
     (run / "checkpoints" / "latest").write_text("epoch-0001")
     noise = torch.randn(16, 3, 7, 7, generator=rng)
     save_file({"stem.weight": noise}, str(folder / "model.safetensors"))
-    assert checks.first_layer_smoothness(run) < 0.2
+    assert stats_checks.first_layer_smoothness(run) < 0.2
     assert "noisy_filters" in ids(run, "info")
     xs = torch.linspace(-1, 1, 7)
     smooth = torch.exp(-(xs.view(1, -1) ** 2 + xs.view(-1, 1) ** 2)).expand(16, 3, 7, 7) * torch.randn(16, 3, 1, 1, generator=rng)
     save_file({"stem.weight": smooth.contiguous()}, str(folder / "model.safetensors"))
-    assert checks.first_layer_smoothness(run) > 0.5 and "noisy_filters" not in ids(run, "info")
+    assert stats_checks.first_layer_smoothness(run) > 0.5 and "noisy_filters" not in ids(run, "info")
     save_file({"stem.weight": torch.randn(16, 3, 3, 3, generator=rng)}, str(folder / "model.safetensors"))
-    assert checks.first_layer_smoothness(run) is None  # 3x3: not judged
+    assert stats_checks.first_layer_smoothness(run) is None  # 3x3: not judged
 
 
 def test_a_run_from_another_loop_with_only_history_is_diagnosed(tmp_path):

@@ -9,7 +9,7 @@ import pytest
 from e2e_helpers import SMALL
 from PIL import Image
 
-from cnntricks.cli import build_parser
+from cnntricks.cli_parser import build_parser
 
 TINY = ["model.width=4", "model.depth=1", "train.epochs=1", "optim.batch_size=4", "train.threads=1", "--quiet"]
 

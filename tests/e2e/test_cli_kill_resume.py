@@ -23,7 +23,7 @@ import pytest
 from e2e_helpers import assert_runs_equal, run_main, user_environment
 from safetensors.torch import load_file
 
-from cnntricks.train.checkpoint import latest_checkpoint
+from cnntricks.rundir import latest_checkpoint
 
 # Many short epochs (28 steps each), so kills fall inside epochs and inside checkpoint writes;
 # dropout and the standard augmentation make the global and the loader RNG matter; the monitor

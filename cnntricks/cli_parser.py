@@ -1,0 +1,127 @@
+"""The `cnntricks` argument parser: one small function per command (the commands run in cli.py)."""
+from __future__ import annotations
+
+import argparse
+
+
+def _experiment_list() -> str:
+    from cnntricks.experiments import EXPERIMENTS, describe
+    width = max(map(len, EXPERIMENTS.names())) + 2
+    return "experiments:\n" + "\n".join(f"  {name:<{width}}{describe(name)}" for name in EXPERIMENTS.names())
+
+
+def add_train(sub) -> None:
+    train = sub.add_parser("train", usage="cnntricks train [CONFIG.yaml] [section.key=value ...] "
+                           "[--run-dir DIR] [--resume RUN_DIR] [--quiet]", help="train a model (default: the fast recipe on Fashion-MNIST)",
+                           description="Train a classifier. Give an optional YAML config and any "
+                                       "section.key=value overrides (see `cnntricks config`).",
+                           epilog="examples:\n  cnntricks train\n  cnntricks train configs/seed.yaml "
+                                  "optim.lr=0.05 train.epochs=20 --run-dir runs/lr05\n"
+                                  "  cnntricks train --resume runs/lr05",
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
+    train.add_argument("--run-dir", help="where to write the run (default runs/<timestamp>-<train.name>)")
+    train.add_argument("--resume", metavar="RUN_DIR", help="continue a killed or finished run from its newest checkpoint")
+    train.add_argument("--quiet", action="store_true", help="no progress bars or per-epoch lines")
+
+
+def add_evaluate(sub) -> None:
+    evaluate = sub.add_parser("evaluate", usage="cnntricks evaluate RUN_DIR [section.key=value ...] "
+                              "[--data.root DIR ...] [--split {test,val,train}] [--json]", help="accuracy and a per-class table for a trained run",
+                              description="Evaluate a run's newest checkpoint. Data keys can be "
+                                          "changed, e.g. --data.root other/ or data.root=other/.")
+    evaluate.add_argument("--split", choices=["test", "val", "train"], default="test")
+    evaluate.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+
+def add_predict(sub) -> None:
+    predict = sub.add_parser("predict", help="label and probability for image files")
+    predict.add_argument("run_dir")
+    predict.add_argument("images", nargs="+", help="image files (JPEG, PNG, BMP)")
+    predict.add_argument("--top", type=int, default=3, help="how many labels to list per image")
+    predict.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+
+def add_augment(sub) -> None:
+    from cnntricks.augment.policy import POLICIES
+    augment = sub.add_parser("augment", help="see what augmentation does, as a picture",
+                             usage="cnntricks augment --preview [--policy NAME] [section.key=value ...] [--out FILE]",
+                             description="Draw a grid: original training images, then each operation "
+                                         "and the chosen policy applied to them (seed §1).")
+    augment.add_argument("--preview", action="store_true", help="write the preview PNG")
+    augment.add_argument("--policy", choices=POLICIES.names(),
+                         help="the policy of the last row (default: augment.policy)")
+    augment.add_argument("--out", default="augment_preview.png", help="PNG to write (default augment_preview.png)")
+    augment.add_argument("--examples", type=int, default=6, help="images per row")
+
+
+def add_preprocess(sub) -> None:
+    preprocess = sub.add_parser("preprocess", help="the slides' whitening figure, on your data",
+                                usage="cnntricks preprocess --demo [section.key=value ...] [--out FILE]",
+                                description="Original images, the top eigenvectors, the images reduced to "
+                                            "that many components, and the whitened images (seed §2).")
+    preprocess.add_argument("--demo", action="store_true", help="write the demo PNG")
+    preprocess.add_argument("--components", type=int, default=144, help="eigenvectors kept (default 144, as the slides)")
+    preprocess.add_argument("--images", type=int, default=5000, help="training images to fit on")
+    preprocess.add_argument("--out", default="whitening_demo.png", help="PNG to write (default whitening_demo.png)")
+
+
+def add_experiment(sub) -> None:
+    experiment = sub.add_parser("experiment", help="reproduce one of the seed's claims: figures and numbers",
+                                usage="cnntricks experiment NAME [--out DIR] [--budget {smoke,small,full}] "
+                                      "[--seeds N] [--seed S] [--data SOURCE]",
+                                description="Run a named experiment; it writes its figure and numbers to "
+                                            "--out and prints a short table.",
+                                epilog=_experiment_list() + "\n\nexample:\n  cnntricks experiment init-stats "
+                                       "--out results/init-stats",
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    experiment.add_argument("name", metavar="NAME", help="which experiment (listed below)")
+    experiment.add_argument("--out", metavar="DIR", help="where to write (default results/NAME)")
+    experiment.add_argument("--budget", choices=["smoke", "small", "full"], default="small",
+                            help="smoke: seconds, a check that it runs; small (default): 2-10 minutes a "
+                                 "study on a 2-core CPU (docs/results.md); full: the whole training set, meant "
+                                 "for a GPU")
+    experiment.add_argument("--seeds", type=int, default=1, metavar="N", help="repeat over N seeds and report means (default 1)")
+    experiment.add_argument("--seed", type=int, default=0, metavar="S", help="first seed (default 0)")
+    experiment.add_argument("--data", metavar="SOURCE",
+                            help="a data.source (fashion-mnist, digits, ...) for experiments that read "
+                                 "images; default: the experiment's own inputs")
+
+
+def add_doctor(sub) -> None:
+    from cnntricks.doctor.findings import IDS
+    doctor = sub.add_parser("doctor", help="what is wrong with a run, the evidence, and the fix (seed §7)",
+                            usage="cnntricks doctor RUN_DIR [--json] [--all] [--report] [--fail-on {warning,error}]",
+                            description="Read a run directory (config.yaml, history.jsonl, stats.jsonl) and "
+                                        "print the findings: what is wrong, the evidence, the seed's "
+                                        "explanation, the advice and the config change that applies it.",
+                            epilog=f"Finding ids: {', '.join(IDS)}.")
+    doctor.add_argument("run_dir", metavar="RUN_DIR")
+    doctor.add_argument("--json", action="store_true", help="print every finding (info included) as JSON")
+    doctor.add_argument("--all", action="store_true", help="show info findings too (default: warning and error)")
+    doctor.add_argument("--report", action="store_true", help="also (re)write report/ and report/index.html")
+    doctor.add_argument("--fail-on", choices=["warning", "error"],
+                        help="exit 5 when a finding of this severity or worse is found (for scripts)")
+
+
+def add_config(sub) -> None:
+    cfg = sub.add_parser("config", help="every configuration key, its default and its meaning")
+    cfg.add_argument("section", nargs="?", help="only this section (data, optim, ...)")
+    cfg.add_argument("--yaml", action="store_true", help="print the defaults as a YAML file")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="cnntricks",
+        description="Train image classifiers with every tip of Wei's 'Must Know Tips/Tricks in "
+                    "Deep Neural Networks', and read the run like an expert.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    add_train(sub)
+    add_evaluate(sub)
+    add_predict(sub)
+    add_augment(sub)
+    add_preprocess(sub)
+    add_experiment(sub)
+    add_doctor(sub)
+    add_config(sub)
+    return parser

@@ -1,0 +1,54 @@
+"""Running the checks: every registered check on a run's evidence, root causes first."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from cnntricks.doctor import stats_checks  # noqa: F401  (importing it registers the statistics checks)
+from cnntricks.doctor.checks import CHECKS
+from cnntricks.doctor.evidence import Evidence, load_evidence
+from cnntricks.doctor.findings import Finding
+
+# A root cause makes other findings its consequences: a zero-initialized net also has dead units
+# and a stalled loss, a diverged one exploding gradients. Those are shown as info, naming the
+# cause, so the verdict leads with what to fix (measured: without this, the planted-fault
+# benchmark's precision for lr_too_high, underfitting and plateau fell below 0.5).
+SYMPTOMS = frozenset({"lr_too_high", "lr_too_low", "underfitting", "plateau", "batch_too_small"})
+CONSEQUENCES: dict[str, frozenset[str]] = {  # cause -> what it explains; causes in priority order
+    # a far too high LR also kills ReLUs (seed §5): the LR is what to fix
+    "nonfinite": SYMPTOMS | {"exploding_gradient", "dead_relu", "vanishing_gradient"},
+    "lr_diverged": SYMPTOMS | {"exploding_gradient", "dead_relu", "vanishing_gradient"},
+    "symmetric_init": SYMPTOMS | {"dead_relu", "bad_init", "vanishing_gradient", "saturation"},
+    "unnormalized_input": frozenset({"exploding_gradient"}),
+    "bad_init": SYMPTOMS | {"dead_relu"},
+    "vanishing_gradient": SYMPTOMS,
+    "saturation": SYMPTOMS,
+    # a too-high LR is what kills ReLUs: keep saying it; a dead unit passes no gradient back
+    "dead_relu": SYMPTOMS - {"lr_too_high"} | {"vanishing_gradient"},
+    "lr_too_low": frozenset({"underfitting"}),  # a low accuracy that a bigger step size would fix
+}
+
+
+def demote_consequences(findings: list[Finding]) -> list[Finding]:
+    """Findings explained by a root cause among them become info, their title naming the cause."""
+    alarms = {f.id for f in findings if f.rank >= 1}
+    explained: dict[str, str] = {}
+    for cause, consequences in CONSEQUENCES.items():
+        if cause in alarms and cause not in explained:
+            for other in consequences & alarms:
+                explained.setdefault(other, cause)
+    for f in findings:
+        if f.id in explained and f.rank >= 1:
+            f.severity = "info"
+            f.title += f" (likely a consequence of {explained[f.id]})"
+    return findings
+
+
+def diagnose_evidence(evidence: Evidence) -> list[Finding]:
+    """Every check's findings, root causes first: worst first (then by id)."""
+    findings = demote_consequences([f for name in CHECKS.names() for f in CHECKS.get(name)(evidence)])
+    return sorted(findings, key=lambda f: (-f.rank, f.id))
+
+
+def diagnose(run_dir: str | Path) -> list[Finding]:
+    """The findings for the run in `run_dir` (see `load_evidence` for what is read)."""
+    return diagnose_evidence(load_evidence(run_dir))
