@@ -72,8 +72,9 @@ def _percent(value) -> str:
 
 def cmd_train(args, items: list[str]) -> int:
     from cnntricks import config
-    from cnntricks.rundir import CONFIG, RunDirectoryError
+    from cnntricks.rundir import CONFIG
     from cnntricks.session import train
+    from cnntricks.train.loop import open_run_dir
     config_file, overrides = _split_overrides(items)
     if args.resume:
         run_dir = Path(args.resume)
@@ -82,9 +83,7 @@ def cmd_train(args, items: list[str]) -> int:
         if config_file:
             raise config.ConfigError("--resume uses the run's own config.yaml; pass only "
                                      "section.key=value overrides (for example train.epochs=20)")
-        if not (run_dir / CONFIG).exists():
-            raise RunDirectoryError(f"--resume {run_dir}: no config.yaml there, so no run to "
-                                    f"continue; check the path")
+        open_run_dir(run_dir, resume=True)  # a RunDirectoryError when there is no run to continue
         cfg = config.load(run_dir / CONFIG, overrides)  # fit saves it once the checkpoint fits
     else:
         cfg = config.load(config_file, overrides)
