@@ -2,6 +2,7 @@ import os
 
 import torch
 
+from cnntricks.rundir import latest_checkpoint
 from cnntricks.train import checkpoint as ckpt
 
 
@@ -20,7 +21,7 @@ def test_round_trip_restores_model_optimizer_and_rng(tmp_path):
     torch.rand(5, generator=generator)
     folder = ckpt.save_checkpoint(tmp_path, 1, model, optimizer,
                                   {"generator": generator.get_state()}, {"note": "x"})
-    assert ckpt.latest_checkpoint(tmp_path) == folder
+    assert latest_checkpoint(tmp_path) == folder
     expected = torch.rand(5, generator=generator)
 
     other, other_optimizer = make()
@@ -47,10 +48,10 @@ def test_keeps_only_the_newest_and_ignores_torn_writes(tmp_path):
     assert names == ["epoch-0002", "epoch-0003"]
     # A kill in the middle of a save leaves a temporary folder and an unchanged pointer.
     (tmp_path / "checkpoints" / ".tmp-epoch-0004-99").mkdir()
-    assert ckpt.latest_checkpoint(tmp_path).name == "epoch-0003"
+    assert latest_checkpoint(tmp_path).name == "epoch-0003"
     # A lost pointer falls back to the newest complete folder.
     os.remove(tmp_path / "checkpoints" / "latest")
-    assert ckpt.latest_checkpoint(tmp_path).name == "epoch-0003"
+    assert latest_checkpoint(tmp_path).name == "epoch-0003"
     ckpt.save_checkpoint(tmp_path, 4, model, optimizer, {}, {})
     assert not list((tmp_path / "checkpoints").glob(".tmp-*"))
 
