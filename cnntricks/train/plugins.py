@@ -96,6 +96,9 @@ class History:
 class Progress:
     """A bar per epoch (loss, LR, images/s) and one line per finished epoch, on the terminal."""
 
+    def __init__(self):
+        self.bar = None
+
     def on_epoch_start(self, trainer) -> None:
         self.bar = tqdm(total=trainer.steps_per_epoch, desc=f"epoch {trainer.state.epoch + 1}/{trainer.cfg.train.epochs}",
                         leave=False, unit="step", dynamic_ncols=True)
@@ -112,12 +115,16 @@ class Progress:
         self.close()
         tqdm.write(epoch_line(trainer.state.last_epoch, trainer.cfg.train.epochs))
 
+    def on_rolled_back(self, trainer, action, before, after) -> None:
+        self.close()  # the epoch starts again, with a new bar
+
+    def on_fit_end(self, trainer, summary) -> None:
+        self.close()
+
     def close(self) -> None:
-        if getattr(self, "bar", None) is not None:
+        if self.bar is not None:
             self.bar.close()
             self.bar = None
-
-    on_rolled_back = on_fit_end = lambda self, *args: self.close()
 
     @staticmethod
     def say(message: str) -> None:
