@@ -1,5 +1,9 @@
 """The doctor during training (`doctor.mode`): warn, fix or stop, at the end of every epoch.
 
+`TrainingDoctor` is a plug-in of the loop (train/plugins.py): it reads the run directory at each
+epoch's end and asks for changes by returning actions (`Restart`, `Stop`, `Rollback`), which the
+loop carries out; `cnntricks.session.train` attaches it for doctor.mode warn, fix and stop.
+
 - warn (default): each new finding of severity warning or error is written to history.jsonl as
   a `finding` event (id, severity, title) and printed once.
 - fix: also applies the remedy and logs it as a `remedy` event with the values before and after.
@@ -15,9 +19,9 @@
     MAX_RESTARTS times.
   - in place, for a run worth keeping: plateau -> LR / 2 (seed §4); overfitting -> weight decay
     x 2; dead ReLUs, a too-high LR or exploding gradients -> LR / 2; a too-low LR -> LR x 2.
-  A non-finite loss rolls back to the last good checkpoint and halves the LR (the loop does that
-  part: `ROLLBACK_LR_FACTOR`); so does a loss that exploded to EXPLODED_LOSS times the run's first
-  loss while still finite.
+  A non-finite loss rolls back to the last good checkpoint and halves the LR (a `Rollback` with
+  ROLLBACK_LR_FACTOR, asked for as the losses are read); so does a loss that exploded to
+  EXPLODED_LOSS times the run's first loss while still finite.
 - stop: ends the run cleanly after the epoch that raised a warning or an error; the summary's
   `stop_reason` is `doctor:<id>`.
 
