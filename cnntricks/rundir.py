@@ -225,9 +225,10 @@ def natural_key(name: str) -> list:
     return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name)]
 
 
-def first_conv_weight(model_file: str | Path, channels: int | None = None):
+def first_conv_weight(model_file: str | Path, channels: int | None = None, min_kernel: int = 1):
     """(name, (out, in, kH, kW) float32 numpy array) of the first convolution in a checkpoint's
-    model.safetensors, or None when it has no 4-D weight.
+    model.safetensors, or None when it has no 4-D weight or its kernel is smaller than `min_kernel`
+    (then nothing but the file's header is read).
 
     safetensors stores tensors sorted by name, not in state-dict order, so "first" is recovered:
     the 4-D weights that read the image's `channels` (when known), the lowest in natural name order
@@ -241,6 +242,8 @@ def first_conv_weight(model_file: str | Path, channels: int | None = None):
             return None
         reading_image = [n for n in convs if shapes[n][1] == channels]
         name = (reading_image or convs)[0]
+        if min(shapes[name][2:]) < min_kernel:
+            return None
         return name, tensors.get_tensor(name).float().numpy()
 
 

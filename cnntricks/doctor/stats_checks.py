@@ -214,8 +214,9 @@ def first_layer_smoothness(run_dir: Path) -> float | None:
     folder = latest_checkpoint(run_dir)
     if folder is None or not (folder / "model.safetensors").is_file():
         return None
-    found = first_conv_weight(folder / "model.safetensors", (read_json(Path(run_dir) / DATA) or {}).get("channels"))
-    if found is None or min(found[1].shape[2:]) < NOISY_MIN_KERNEL:
+    channels = (read_json(Path(run_dir) / DATA) or {}).get("channels")
+    found = first_conv_weight(folder / "model.safetensors", channels, min_kernel=NOISY_MIN_KERNEL)
+    if found is None:
         return None
     weight = found[1].astype(np.float64)
     w = weight - weight.mean(axis=(2, 3), keepdims=True)
