@@ -79,7 +79,7 @@ def test_time_to_accuracy_smoke_prints_and_saves_the_same_numbers(tmp_path):
     compute = saved["compute"]
     mflop, = find(rf"^training step: {NUMBER} MFLOP/image", text)
     achieved, = find(rf"^achieved: {NUMBER} GFLOP/s", text)
-    bf16, fp32 = find(rf"^matmul peak 2048x2048: bf16 {NUMBER} GFLOP/s, fp32 {NUMBER} GFLOP/s", text)
+    bf16, fp32 = find(rf"^matmul peak 512x512: bf16 {NUMBER} GFLOP/s, fp32 {NUMBER} GFLOP/s", text)
     fraction, = find(rf"^fraction of {precision} peak: {NUMBER}%$", text)
     assert float(mflop) == pytest.approx(compute["flops_per_image"] / 1e6, abs=0.05)
     assert compute["achieved_flops_per_second"] == pytest.approx(
