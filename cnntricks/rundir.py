@@ -12,7 +12,7 @@ nothing else. It sits at the bottom of the package and imports nothing else of c
       preprocess.safetensors  with preprocess.whiten: the PCA or ZCA mean and matrix, or the patch
                            convolution's weight and bias
       fancy_pca.json       with fancy PCA: the training set's RGB eigenvalues and eigenvectors
-      history.jsonl        one JSON object per line (HISTORY_KINDS, below)
+      history.jsonl        one JSON object per line (below)
       stats.jsonl          with train.monitor: layer statistics, one line per sampled step
                            (the format: cnntricks/monitor/monitor.py)
       summary.json         SUMMARY_KEYS, below
@@ -55,9 +55,7 @@ from typing import Callable
 
 CONFIG, DATA, PREPROCESS, FANCY_PCA = "config.yaml", "data.json", "preprocess.json", "fancy_pca.json"
 HISTORY, STATS, SUMMARY, MISCLASSIFIED = "history.jsonl", "stats.jsonl", "summary.json", "misclassified.npz"
-CHECKPOINTS, ATTEMPTS, REPORT = "checkpoints", "attempts", "report"
-HISTORY_KINDS = ("batch", "epoch", "event")
-EVENTS = ("lr_divided", "target_reached", "nonfinite", "exploded", "finding", "remedy", "doctor_stop")
+CHECKPOINTS, ATTEMPTS = "checkpoints", "attempts"
 SUMMARY_KEYS = ("test_acc", "test_loss", "best_val_acc", "val_acc", "train_acc", "train_seconds", "epochs",
                 "steps", "images_per_second", "stop_reason", "device", "precision", "parameters", "classes",
                 "per_class", "confusion", "restarts", "split_sizes")
@@ -147,7 +145,7 @@ class JsonlWriter:
 
 
 class HistoryWriter(JsonlWriter):
-    """history.jsonl: `add(kind, **values)` with kind one of HISTORY_KINDS."""
+    """history.jsonl: `add(kind, **values)` with kind batch, epoch or event."""
 
     def add(self, kind: str, **values) -> None:
         self.add_line({"kind": kind, **{k: _clean(v) for k, v in values.items()}})
@@ -343,7 +341,3 @@ class Run:
     @property
     def latest_checkpoint(self) -> Path | None:
         return latest_checkpoint(self.path)
-
-    @cached_property
-    def restarts(self) -> list[dict]:
-        return read_restarts(self.path)
