@@ -153,33 +153,37 @@ class HistoryWriter(JsonlWriter):
 
 # ---- reading ----------------------------------------------------------------------------------
 
-def read_jsonl(path: Path, missing: str) -> list[dict]:
+def read_jsonl(path: Path, missing: str, skipped: list[str] | None = None) -> list[dict]:
     """Every JSON object of a .jsonl file, in file order; `missing` is the error's advice.
 
-    A cut-off last line (a run killed while writing) is skipped; a damaged line anywhere else
-    is an error, since no writer of these formats leaves one.
+    A line that is not a JSON object (a run killed while writing cuts the last one short; another
+    tool or a damaged disk may leave one anywhere) is left out: never a crash. Each one but a
+    cut-off last line is described in `skipped` when a list is given, so a reader can say how much
+    it could not read (the doctor does).
     """
     if not path.is_file():
         raise FileNotFoundError(f"{path}: not found; {missing}")
     # errors="replace": a kill can also cut a multi-byte character in half
-    lines = [line for line in path.read_bytes().decode("utf-8", errors="replace").splitlines() if line.strip()]
+    lines = path.read_bytes().decode("utf-8", errors="replace").splitlines()
+    last = max((number for number, line in enumerate(lines, start=1) if line.strip()), default=0)
     records = []
     for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
         try:
             record = json.loads(line)
-        except json.JSONDecodeError:
-            if number == len(lines):
-                break
-            raise ValueError(f"{path}, line {number}: not valid JSON ({line[:60]!r}...); "
-                             "only the last line of a killed run may be cut short") from None
+        except (json.JSONDecodeError, RecursionError):
+            record = None
         if isinstance(record, dict):
             records.append(record)
+        elif skipped is not None and number != last:
+            skipped.append(f"{path.name}, line {number}: not a JSON object ({line[:60]!r})")
     return records
 
 
-def read_history(run_dir: str | Path) -> list[dict]:
+def read_history(run_dir: str | Path, skipped: list[str] | None = None) -> list[dict]:
     """Every record of `<run_dir>/history.jsonl`, in file order (see `read_jsonl`)."""
-    return read_jsonl(Path(run_dir) / HISTORY, f"is '{run_dir}' a run directory written by the trainer?")
+    return read_jsonl(Path(run_dir) / HISTORY, f"is '{run_dir}' a run directory written by the trainer?", skipped)
 
 
 def split_history(records: list[dict]) -> tuple[list[dict], list[dict]]:
@@ -194,9 +198,9 @@ def stats_path(path: str | Path) -> Path:
     return path / STATS if path.is_dir() else path
 
 
-def read_stats(path: str | Path) -> list[dict]:
+def read_stats(path: str | Path, skipped: list[str] | None = None) -> list[dict]:
     """Every record of a stats file (or of `<run_dir>/stats.jsonl`), in file order (see `read_jsonl`)."""
-    return read_jsonl(stats_path(path), "the trainer writes it when train.monitor is every:N "
+    return read_jsonl(stats_path(path), skipped=skipped, missing="the trainer writes it when train.monitor is every:N "
                       "(the default), not with train.monitor=off")
 
 

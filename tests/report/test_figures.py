@@ -46,13 +46,17 @@ def test_read_history_splits_kinds_and_skips_a_cut_off_last_line(tmp_path):
     assert [record["epoch"] for record in epochs] == [0, 1, 2]
 
 
-def test_read_history_rejects_damage_before_the_last_line(tmp_path):
+def test_read_history_skips_damage_before_the_last_line_and_says_where(tmp_path):
     run = write_history(tmp_path / "run", truncated=False)
     lines = (run / "history.jsonl").read_text().splitlines()
+    from cnntricks.rundir import read_history as read_records
+    whole = read_records(run)
     lines[5] = lines[5][:10]
+    lines[7] = "[1, 2]"
     (run / "history.jsonl").write_text("\n".join(lines) + "\n")
-    with pytest.raises(ValueError, match="line 6: not valid JSON"):
-        read_history(run)
+    skipped = []
+    assert read_records(run, skipped) == [r for i, r in enumerate(whole) if i not in (5, 7)]
+    assert [s.split(":")[0] for s in skipped] == ["history.jsonl, line 6", "history.jsonl, line 8"]
 
 
 def test_read_history_says_when_there_is_no_history(tmp_path):
