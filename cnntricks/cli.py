@@ -1,12 +1,17 @@
 """The `cnntricks` command line: train, evaluate, predict, config, experiment.
 
-Exit codes (scripts may rely on them):
+Exit codes (scripts may rely on them); every one but 1 comes with one line of message:
   0  success
   1  unexpected error (a bug: please report it with the traceback)
   2  bad usage or configuration (unknown key, bad value, missing config file)
-  3  data problem (dataset missing, unreadable images, mismatched labels)
+  3  data problem (dataset missing, unreadable images, mismatched labels, a damaged file in the
+     run directory such as a checkpoint that fails its checksum)
   4  training diverged (NaN or infinite loss) or the run directory cannot be used as asked
-  130 interrupted (Ctrl-C); a training run continues with --resume
+     (already holds a run, has none to resume, another process is writing it)
+  5  cnntricks doctor --fail-on: a finding at that severity or worse
+  6  the environment: disk full, permission denied, out of memory, a file system error
+  130 interrupted by Ctrl-C (SIGINT), 143 stopped by SIGTERM; training writes a checkpoint first,
+     and the run continues with cnntricks train --resume RUN_DIR
 """
 from __future__ import annotations
 
@@ -20,6 +25,7 @@ from cnntricks.cli_parser import build_parser
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_DATA, EXIT_TRAINING, EXIT_INTERRUPTED = 0, 1, 2, 3, 4, 130
 EXIT_FINDINGS = 5  # cnntricks doctor --fail-on: a finding at that severity or worse
+EXIT_ENVIRONMENT = 6  # disk full, permission denied, out of memory
 
 
 def _split_overrides(items: list[str]) -> tuple[str | None, list[str]]:
@@ -72,8 +78,7 @@ def _percent(value) -> str:
 
 def cmd_train(args, items: list[str]) -> int:
     from cnntricks import config
-    from cnntricks.rundir import CONFIG
-    from cnntricks.session import train
+    from cnntricks.rundir import CONFIG, hold_run_dir
     from cnntricks.train.loop import open_run_dir
     config_file, overrides = _split_overrides(items)
     if args.resume:
@@ -88,7 +93,14 @@ def cmd_train(args, items: list[str]) -> int:
     else:
         cfg = config.load(config_file, overrides)
         run_dir = Path(args.run_dir or Path("runs") / f"{time.strftime('%Y-%m-%d_%H%M%S')}-{cfg.train.name}")
+        open_run_dir(run_dir, resume=False)  # a run already there: refused before anything is touched
     print(f"run directory: {run_dir}", file=sys.stderr)
+    with hold_run_dir(run_dir):  # held until the report is written: one process at a time per run
+        return _train_and_report(cfg, run_dir, args)
+
+
+def _train_and_report(cfg, run_dir: Path, args) -> int:
+    from cnntricks.session import train
     from cnntricks.train.loop import TrainingDiverged
     try:
         summary = train(cfg, run_dir, resume=bool(args.resume), progress=not args.quiet)
@@ -99,7 +111,7 @@ def cmd_train(args, items: list[str]) -> int:
             _print_findings(findings, "warning", sys.stderr)
         raise
     findings = _diagnose(run_dir) if cfg.doctor.mode != "off" else None  # once, for report and verdict
-    _draw_report(run_dir, findings)
+    drawn = _draw_report(run_dir, findings)
     rows = [["test accuracy", _percent(summary["test_acc"])],
             ["best validation accuracy", _percent(summary["best_val_acc"])],
             ["epochs", summary["epochs"]], ["training seconds", f"{summary['train_seconds']:.1f}"],
@@ -113,6 +125,7 @@ def cmd_train(args, items: list[str]) -> int:
     if findings is not None:
         print()
         _print_findings(findings, "warning", sys.stdout)
+    if drawn:
         print(f"report: {run_dir / 'report' / 'index.html'}")
     return EXIT_OK
 
@@ -127,13 +140,16 @@ def _diagnose(run_dir: Path) -> list | None:
         return None
 
 
-def _draw_report(run_dir: Path, findings: list | None = None) -> None:
-    """report/ and index.html; `findings` None: the report asks the doctor (and shows its error)."""
+def _draw_report(run_dir: Path, findings: list | None = None) -> bool:
+    """report/ and index.html; `findings` None: the report asks the doctor (and shows its error).
+    False (with a warning) when it could not be written."""
     try:
         from cnntricks.report import write_report
         write_report(run_dir, findings)
+        return True
     except Exception as err:  # a figure must never cost the user a trained model
         warnings.warn(f"could not write the report in {run_dir / 'report'}: {err}")
+        return False
 
 
 def _print_findings(findings: list, minimum: str, stream) -> None:
@@ -155,8 +171,7 @@ def cmd_doctor(args) -> int:
         print(json.dumps([f.to_dict() for f in findings], indent=2))
     else:
         print(format_findings(findings, "info" if args.all else "warning"))
-    if args.report:
-        _draw_report(run_dir, findings)
+    if args.report and _draw_report(run_dir, findings):
         print(f"report: {run_dir / 'report' / 'index.html'}", file=sys.stderr)
     failing = args.fail_on and worst(findings) is not None and \
         SEVERITIES.index(worst(findings)) >= SEVERITIES.index(args.fail_on)
@@ -303,19 +318,35 @@ def cmd_experiment(args) -> int:
     return EXIT_OK
 
 
+def _describe_os_error(err: OSError) -> str:
+    import errno
+    where = f" ({err.filename})" if err.filename else ""
+    advice = {errno.ENOSPC: "the disk is full: free some space, then continue with --resume (the last "
+                            "checkpoint is intact)",
+              errno.EDQUOT: "the disk quota is exceeded: free some space, then continue with --resume",
+              errno.EACCES: "permission denied: choose a folder you may write (--run-dir), or fix the permissions",
+              errno.EPERM: "operation not permitted: choose another folder, or fix the permissions",
+              errno.EROFS: "the file system is read-only: choose another --run-dir"}.get(err.errno)
+    if advice is None and "CUDA out of memory" in str(err):
+        advice = "the GPU is out of memory: lower optim.batch_size"
+    return f"{advice or (err.strerror or str(err))}{where}"
+
+
 def _format_warning(message, category, filename, lineno, line=None) -> str:
     return f"cnntricks: warning: {message}\n"
 
 
 def main(argv: list[str] | None = None) -> int:
     warnings.formatwarning = _format_warning  # one readable line, not a source location
+    from cnntricks.train.interrupt import Interrupted, raise_on_sigterm
+    raise_on_sigterm()  # a scheduler's stop gets a message and exit 143, not a silent death
     parser = build_parser()
     args, unknown = parser.parse_known_args(argv)
     if unknown and args.command not in ("train", "evaluate", "augment", "preprocess"):
         parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     from cnntricks.config import ConfigError
     from cnntricks.data import DataError
-    from cnntricks.rundir import RunDirectoryError
+    from cnntricks.rundir import DamagedFileError, RunDirectoryError
     from cnntricks.train.loop import TrainingDiverged
     try:
         if args.command in ("train", "evaluate", "augment", "preprocess"):
@@ -336,7 +367,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "doctor":
             return cmd_doctor(args)
         return cmd_config(args)
-    except DataError as err:
+    except (DataError, DamagedFileError) as err:
         print(f"cnntricks: data error: {err}", file=sys.stderr)
         return EXIT_DATA
     except ConfigError as err:
@@ -345,10 +376,28 @@ def main(argv: list[str] | None = None) -> int:
     except (TrainingDiverged, RunDirectoryError) as err:
         print(f"cnntricks: {err}", file=sys.stderr)
         return EXIT_TRAINING
+    except Interrupted as stop:
+        saved = f"checkpoint {stop.checkpoint} written; " if stop.checkpoint else ""
+        print(f"\ncnntricks: stopped by {stop.name}; {saved}a training run continues with "
+              f"cnntricks train --resume RUN_DIR", file=sys.stderr)
+        return stop.exit_code
     except KeyboardInterrupt:
         print("\ncnntricks: interrupted; a training run continues with cnntricks train --resume RUN_DIR",
               file=sys.stderr)
         return EXIT_INTERRUPTED
+    except MemoryError:
+        print("cnntricks: environment error: out of memory; lower optim.batch_size or data.image_size, "
+              "or use data.subset", file=sys.stderr)
+        return EXIT_ENVIRONMENT
+    except RuntimeError as err:
+        if "out of memory" not in str(err) and "not enough memory" not in str(err):
+            raise  # a bug: exit 1 with the traceback
+        print(f"cnntricks: environment error: out of memory ({str(err).splitlines()[0][:120]}); lower "
+              f"optim.batch_size or data.image_size, or use data.subset", file=sys.stderr)
+        return EXIT_ENVIRONMENT
+    except OSError as err:  # disk full, permission denied, a vanished file system
+        print(f"cnntricks: environment error: {_describe_os_error(err)}", file=sys.stderr)
+        return EXIT_ENVIRONMENT
 
 
 if __name__ == "__main__":

@@ -18,8 +18,12 @@ nothing else. It sits at the bottom of the package and imports nothing else of c
       summary.json         SUMMARY_KEYS, below
       checkpoints/epoch-NNNN/  model.safetensors (weights and buffers), state.safetensors
                            (optimizer tensors, RNG states), state.json (epoch, step, schedule state,
-                           history line count, optimizer settings); checkpoints/latest names the
-                           newest; the two newest are kept (train/checkpoint.py writes them)
+                           history line count, optimizer settings, and the size and SHA-256 of the
+                           two tensor files, checked before any load); checkpoints/latest names the
+                           newest; the two newest are kept (train/checkpoint.py writes them).
+                           epoch-NNNN-step-SSSSSSSS/: a checkpoint inside epoch NNNN+1, written
+                           when a signal stops the run (state.json's "mid_epoch" says where)
+      .lock                the lock a process holds while it writes the run (`hold_run_dir`)
       attempts/<n>/        doctor.mode=fix only: an attempt abandoned to start again with a corrected
                            config (config.yaml, history.jsonl, stats.jsonl, restart.json: the ids,
                            the keys before and after, the epoch)
@@ -39,15 +43,21 @@ them; the checkpoint records the file's line count, and a resumed run cuts the f
 so an epoch that a kill interrupted is neither lost nor written twice.
 
 Every file is replaced atomically (`write_atomic`): a reader sees the old or the new content,
-never a mix, whatever moment a kill lands.
+never a mix, whatever moment a kill lands. One process at a time writes a run: `hold_run_dir`
+takes an OS lock (released by the kernel when the process dies, so a stale lock never blocks).
+A checkpoint that fails its checksums is skipped for the next older intact one (`find_checkpoint`).
 """
 from __future__ import annotations
 
+import fcntl
+import hashlib
 import json
 import math
 import os
 import re
 import shutil
+import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -55,14 +65,22 @@ from typing import Callable
 
 CONFIG, DATA, PREPROCESS, FANCY_PCA = "config.yaml", "data.json", "preprocess.json", "fancy_pca.json"
 HISTORY, STATS, SUMMARY, MISCLASSIFIED = "history.jsonl", "stats.jsonl", "summary.json", "misclassified.npz"
-CHECKPOINTS, ATTEMPTS = "checkpoints", "attempts"
+CHECKPOINTS, ATTEMPTS, LOCK = "checkpoints", "attempts", ".lock"
+CHECKPOINT_FILES = ("model.safetensors", "state.safetensors")  # their size and SHA-256 are in state.json
+CHECKPOINT_NAME = re.compile(r"epoch-\d{4,}(-step-\d{8,})?")  # what checkpoints/latest may name
 SUMMARY_KEYS = ("test_acc", "test_loss", "best_val_acc", "val_acc", "train_acc", "train_seconds", "epochs",
                 "steps", "images_per_second", "stop_reason", "device", "precision", "parameters", "classes",
                 "per_class", "confusion", "restarts", "split_sizes")
 
 
 class RunDirectoryError(RuntimeError):
-    """The run directory cannot be used as asked (already holds a run, or has none to resume)."""
+    """The run directory cannot be used as asked (already holds a run, has none to resume, or another
+    process is writing it)."""
+
+
+class DamagedFileError(RunDirectoryError):
+    """A file of the run directory is not what it claims to be (truncated, garbage, a pickle, or a
+    checksum that does not match): a data problem, never unpickled, never a traceback."""
 
 
 # ---- writing ----------------------------------------------------------------------------------
@@ -103,6 +121,52 @@ def write_json(path: str | Path, value, indent: int | None = 2) -> Path:
     return write_atomic(path, json.dumps(value, indent=indent))
 
 
+_HELD: dict[str, list] = {}  # resolved run directory -> [lock file descriptor, nesting depth]
+
+
+@contextmanager
+def hold_run_dir(run_dir: str | Path):
+    """Create `run_dir` if needed and hold its lock while the block runs; re-entrant in one process.
+
+    The lock is an exclusive `flock` on `run_dir/.lock`, which also holds the holder's pid: a second
+    process gets a RunDirectoryError naming it, at once. The kernel releases the lock when its
+    process dies, however it dies, so a stale lock never blocks. When the block raises an Exception
+    (a configuration or data error before anything was trained), a directory this call created is
+    removed again if it holds nothing but what a start writes (no history, no checkpoint).
+    """
+    run_dir = Path(run_dir)
+    created = not run_dir.exists()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    key = str(run_dir.resolve())
+    if key in _HELD:
+        _HELD[key][1] += 1
+        try:
+            yield run_dir
+        finally:
+            _HELD[key][1] -= 1
+        return
+    fd = os.open(run_dir / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+        os.close(fd)
+        raise RunDirectoryError(f"{run_dir} is in use by another cnntricks process (pid {holder}); wait for it "
+                                f"to finish or stop it, or choose another --run-dir") from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    _HELD[key] = [fd, 1]
+    try:
+        yield run_dir
+    except Exception:
+        if created and not (run_dir / HISTORY).exists() and not (run_dir / CHECKPOINTS).exists():
+            shutil.rmtree(run_dir, ignore_errors=True)  # nothing trained: leave no half-made run behind
+        raise
+    finally:
+        del _HELD[key]
+        os.close(fd)  # releases the lock
+
+
 def _clean(value):
     # JSON has no NaN or infinity; a diverged loss is written as null (with a "nonfinite" event).
     if isinstance(value, float) and not math.isfinite(value):
@@ -129,19 +193,37 @@ class JsonlWriter:
     def flush(self) -> int:
         """Append the pending lines and fsync; returns the file's line count."""
         if self.pending:
-            with self.path.open("a") as f:
-                f.write("\n".join(self.pending) + "\n")
-                f.flush()
-                os.fsync(f.fileno())
+            with self.path.open("ab") as f:
+                size = f.tell()
+                try:
+                    f.write(("\n".join(self.pending) + "\n").encode())
+                    f.flush()
+                    os.fsync(f.fileno())
+                except BaseException:  # a full disk: no partial line may stay behind
+                    f.truncate(size)
+                    raise
             self.lines += len(self.pending)
             self.pending = []
         return self.lines
 
-    def truncate(self, lines: int) -> None:
-        """Keep the first `lines` lines (those a checkpoint vouches for); rewrite atomically."""
+    def truncate(self, lines: int) -> int:
+        """Keep the first `lines` lines (those a checkpoint vouches for); rewrite atomically.
+
+        Whatever the file's state: longer (a kill after the checkpoint), ending in a partial line (cut
+        off, then never appended to), shorter or missing (damaged, deleted). Returns how many of the
+        vouched-for lines are missing (0 when the file was whole), and warns when some are.
+        """
         kept = self.path.read_bytes().splitlines(keepends=True)[:lines] if self.path.exists() else []
-        write_atomic(self.path, b"".join(kept))
+        if kept and not kept[-1].endswith(b"\n"):
+            kept.pop()  # a line a kill cut short: never append onto it
+        if not self.path.exists() or len(kept) != len(self.path.read_bytes().splitlines(keepends=True)):
+            write_atomic(self.path, b"".join(kept))
         self.lines, self.pending = len(kept), []
+        missing = lines - len(kept)
+        if missing:
+            warnings.warn(f"{self.path} holds {len(kept)} complete lines of the {lines} the checkpoint vouches "
+                          f"for; the records of {missing} lines are lost, and the run goes on from the checkpoint")
+        return missing
 
 
 class HistoryWriter(JsonlWriter):
@@ -205,21 +287,118 @@ def read_stats(path: str | Path, skipped: list[str] | None = None) -> list[dict]
 
 
 def read_json(path: str | Path) -> dict | None:
-    """A JSON file's content, or None when it does not exist."""
+    """A JSON file's content, or None when it does not exist; a damaged one is a DamagedFileError."""
     path = Path(path)
-    return json.loads(path.read_text()) if path.is_file() else None
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_bytes())
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as err:
+        raise DamagedFileError(f"{path} is damaged: not valid JSON ({err}); restore it from a copy, or start "
+                               f"the run again") from None
+
+
+# ---- checkpoints: found newest first, each verified before it is used ---------------------------
+
+def file_digest(path: Path) -> str:
+    """The SHA-256 of a file, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        while block := f.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def checkpoint_files(folder: Path) -> dict:
+    """{file: {"bytes", "sha256"}} of a checkpoint's tensor files, for its state.json."""
+    return {name: {"bytes": (folder / name).stat().st_size, "sha256": file_digest(folder / name)}
+            for name in CHECKPOINT_FILES}
+
+
+def checkpoint_problem(folder: Path) -> str | None:
+    """What is wrong with a checkpoint folder, or None when it is intact.
+
+    state.json must be a JSON object, and each tensor file must have the size and SHA-256 it
+    records. A checkpoint written before the checksums existed is checked by its safetensors
+    header instead (a pickle or garbage has none).
+    """
+    try:
+        state = json.loads((folder / "state.json").read_bytes())
+    except FileNotFoundError:
+        return "state.json is missing"
+    except (OSError, ValueError, RecursionError) as err:
+        return f"state.json is not valid JSON ({err})"
+    if not isinstance(state, dict) or not isinstance(state.get("epoch"), int):
+        return "state.json is not a checkpoint's state (no epoch)"
+    for name in CHECKPOINT_FILES:
+        path = folder / name
+        if not path.is_file():
+            return f"{name} is missing"
+        expected = (state.get("files") or {}).get(name)
+        if expected:
+            if path.stat().st_size != expected.get("bytes"):
+                return f"{name} has {path.stat().st_size} bytes, not the {expected.get('bytes')} it was written with"
+            if file_digest(path) != expected.get("sha256"):
+                return f"{name} does not match its SHA-256 checksum"
+        elif (problem := _safetensors_problem(path)) is not None:
+            return f"{name} {problem}"
+    return None
+
+
+def _safetensors_problem(path: Path) -> str | None:
+    """None when the file has a well-formed safetensors header that fits its size."""
+    size = path.stat().st_size
+    with path.open("rb") as f:
+        head = f.read(8)
+        length = int.from_bytes(head, "little") if len(head) == 8 else -1
+        if not 2 <= length <= size - 8:
+            return "is not a safetensors file"
+        try:
+            header = json.loads(f.read(length))
+            ends = [entry["data_offsets"][1] for key, entry in header.items() if key != "__metadata__"]
+        except (ValueError, KeyError, TypeError, AttributeError, IndexError):
+            return "is not a safetensors file"
+    return None if 8 + length + max(ends, default=0) == size else "is cut short (or has bytes after its data)"
+
+
+def checkpoint_folders(run_dir: str | Path) -> list[Path]:
+    """Checkpoint folders, newest first: the one `checkpoints/latest` names (when it names a folder of
+    this run's own checkpoints/), then the others by name. Unverified: see `find_checkpoint`."""
+    root = Path(run_dir) / CHECKPOINTS
+    if not root.is_dir():
+        return []
+    folders = sorted((p for p in root.iterdir() if CHECKPOINT_NAME.fullmatch(p.name) and p.is_dir()
+                      and not p.is_symlink()), reverse=True)
+    try:
+        named = (root / "latest").read_text().strip()
+    except (OSError, UnicodeDecodeError):
+        named = ""
+    pointed = [p for p in folders if p.name == named]
+    return pointed + [p for p in folders if p.name != named]
 
 
 def latest_checkpoint(run_dir: str | Path) -> Path | None:
-    """The newest complete checkpoint folder, or None."""
-    root = Path(run_dir) / CHECKPOINTS
-    pointer = root / "latest"
-    if pointer.exists():
-        candidate = root / pointer.read_text().strip()
-        if (candidate / "state.json").exists():
-            return candidate
-    complete = sorted(p for p in root.glob("epoch-*") if (p / "state.json").exists())
-    return complete[-1] if complete else None
+    """The newest intact checkpoint folder, or None (damaged ones are passed over in silence)."""
+    return next((folder for folder in checkpoint_folders(run_dir) if checkpoint_problem(folder) is None), None)
+
+
+def find_checkpoint(run_dir: str | Path, purpose: str = "using") -> Path | None:
+    """The newest intact checkpoint, warning about each damaged one passed over; None when the run has
+    no checkpoint; a DamagedFileError when it has some but none is intact."""
+    damaged = []
+    for folder in checkpoint_folders(run_dir):
+        problem = checkpoint_problem(folder)
+        if problem is None:
+            for name, why in damaged:
+                warnings.warn(f"checkpoint {name} of {run_dir} is damaged ({why}); {purpose} the older "
+                              f"intact {folder.name} instead")
+            return folder
+        damaged.append((folder.name, problem))
+    if damaged:
+        raise DamagedFileError(f"no intact checkpoint in {Path(run_dir) / CHECKPOINTS}: "
+                               + "; ".join(f"{name}: {why}" for name, why in damaged)
+                               + "; start the run again (or restore the files from a copy)")
+    return None
 
 
 def natural_key(name: str) -> list:
@@ -306,7 +485,15 @@ class Run:
         """config.yaml as plain sections (cnntricks.config.from_dict makes it a Config)."""
         import yaml
         file = self.path / CONFIG
-        return (yaml.safe_load(file.read_text()) or {}) if file.is_file() else None
+        if not file.is_file():
+            return None
+        try:
+            value = yaml.safe_load(file.read_bytes().decode("utf-8")) or {}
+        except (yaml.YAMLError, UnicodeDecodeError) as err:
+            raise DamagedFileError(f"{file} is damaged: not readable YAML ({err})") from None
+        if not isinstance(value, dict):
+            raise DamagedFileError(f"{file} is damaged: a YAML {type(value).__name__}, not the config's sections")
+        return value
 
     @cached_property
     def data(self) -> dict | None:

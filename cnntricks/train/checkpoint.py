@@ -6,7 +6,11 @@ A checkpoint is a folder `checkpoints/epoch-NNNN/` with
   state.json         epoch, step, schedule state, history line count, optimizer settings
 It is written under a temporary name and renamed into place (a rename is atomic), then
 `checkpoints/latest` is replaced (also atomic) to point at it. A kill before the rename leaves
-the previous checkpoint untouched; a stale temporary folder is cleared at the next save.
+the previous checkpoint untouched; a stale temporary folder is cleared at the next save, and a
+failed save (a full disk) removes its own. state.json records the size and SHA-256 of the two
+tensor files; `rundir.find_checkpoint` checks them before a load, so a damaged checkpoint is
+passed over for the next older intact one. A checkpoint taken inside an epoch (a signal stopped
+the run) is `epoch-NNNN-step-SSSSSSSS`, NNNN the epochs completed.
 The format is rundir.py's; `rundir.latest_checkpoint` finds the newest. Nothing here calls pickle: safetensors and JSON only (DESIGN: never unpickle a file you did not write).
 """
 from __future__ import annotations
@@ -19,7 +23,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
-from cnntricks.rundir import CHECKPOINTS, fsync_dir, write_atomic
+from cnntricks.rundir import CHECKPOINTS, DamagedFileError, checkpoint_files, fsync_dir, write_atomic
 
 KEEP = 2  # complete checkpoints kept; older ones are deleted after a newer one is in place
 
@@ -52,25 +56,32 @@ def model_tensors(model: torch.nn.Module) -> dict[str, torch.Tensor]:
 
 def save_checkpoint(run_dir: str | Path, epoch: int, model: torch.nn.Module,
                     optimizer: torch.optim.Optimizer, rng: dict[str, torch.Tensor],
-                    state: dict) -> Path:
-    """Write checkpoint `epoch` atomically and point `latest` at it; returns its folder."""
+                    state: dict, step: int | None = None) -> Path:
+    """Write checkpoint `epoch` (with `step`: one inside the next epoch) atomically and point `latest`
+    at it; returns its folder."""
     root = Path(run_dir) / CHECKPOINTS
     root.mkdir(parents=True, exist_ok=True)
     for stale in root.glob(".tmp-*"):  # a checkpoint folder a kill left half written
         shutil.rmtree(stale, ignore_errors=True)
     for stale in root.glob(".latest.tmp-*"):  # a `latest` a kill left unrenamed (write_atomic)
         stale.unlink(missing_ok=True)
-    final = root / f"epoch-{epoch:04d}"
-    tmp = root / f".tmp-epoch-{epoch:04d}-{os.getpid()}"
-    tmp.mkdir()
-    save_file(model_tensors(model), tmp / "model.safetensors")
-    tensors, plain = _optimizer_split(optimizer)
-    tensors.update({f"rng.{k}": v.contiguous() for k, v in rng.items()})
-    save_file(tensors, tmp / "state.safetensors")
-    (tmp / "state.json").write_text(json.dumps({**state, "epoch": epoch, "optimizer": plain}))
-    for name in ("model.safetensors", "state.safetensors", "state.json"):
-        with (tmp / name).open("rb") as f:
-            os.fsync(f.fileno())
+    name = f"epoch-{epoch:04d}" + (f"-step-{step:08d}" if step is not None else "")
+    final = root / name
+    tmp = root / f".tmp-{name}-{os.getpid()}"
+    try:
+        tmp.mkdir()
+        save_file(model_tensors(model), tmp / "model.safetensors")
+        tensors, plain = _optimizer_split(optimizer)
+        tensors.update({f"rng.{k}": v.contiguous() for k, v in rng.items()})
+        save_file(tensors, tmp / "state.safetensors")
+        (tmp / "state.json").write_text(json.dumps({**state, "epoch": epoch, "optimizer": plain,
+                                                    "files": checkpoint_files(tmp)}))
+        for file in ("model.safetensors", "state.safetensors", "state.json"):
+            with (tmp / file).open("rb") as f:
+                os.fsync(f.fileno())
+    except BaseException:  # a full disk, a kill signal turned exception: leave nothing half written
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     if final.exists():  # the same epoch written again (a resumed run redoing it)
         shutil.rmtree(final)
     os.replace(tmp, final)
@@ -82,8 +93,16 @@ def save_checkpoint(run_dir: str | Path, epoch: int, model: torch.nn.Module,
     return final
 
 
+def load_tensors(path: Path) -> dict[str, torch.Tensor]:
+    """A safetensors file's tensors; a file that is not one is a DamagedFileError (never unpickled)."""
+    try:
+        return load_file(path)
+    except Exception as err:  # SafetensorError, or an OSError of a vanished file
+        raise DamagedFileError(f"{path} is not a readable safetensors file ({err})") from None
+
+
 def load_model_weights(model: torch.nn.Module, folder: str | Path) -> None:
-    model.load_state_dict(load_file(Path(folder) / "model.safetensors"))
+    model.load_state_dict(load_tensors(Path(folder) / "model.safetensors"))
 
 
 def load_checkpoint(folder: str | Path, model: torch.nn.Module,
@@ -92,7 +111,8 @@ def load_checkpoint(folder: str | Path, model: torch.nn.Module,
     folder = Path(folder)
     load_model_weights(model, folder)
     state = json.loads((folder / "state.json").read_text())
-    tensors = load_file(folder / "state.safetensors")
+    state.pop("files", None)
+    tensors = load_tensors(folder / "state.safetensors")
     optimizer.load_state_dict(_optimizer_join(tensors, state.pop("optimizer")))
     rng = {k.removeprefix("rng."): v for k, v in tensors.items() if k.startswith("rng.")}
     return state, rng

@@ -1,9 +1,10 @@
 """The training loop: one visible loop, with the seed's §4 practice as its defaults.
 
 `fit(cfg, run_dir)` trains, checkpoints atomically after each epoch, and writes the run
-directory (rundir.py). `fit(..., resume=True)` continues from the newest checkpoint: model,
-optimizer, schedule, RNG and plug-in state are restored, so the run ends with the same numbers
-as one never interrupted.
+directory (rundir.py), holding its lock. `fit(..., resume=True)` continues from the newest intact
+checkpoint: model, optimizer, schedule, RNG and plug-in state are restored, so the run ends with
+the same numbers as one never interrupted. SIGTERM or Ctrl-C while training writes a checkpoint
+at the next step boundary and raises `Interrupted` (train/interrupt.py).
 
 `Trainer.train_epoch` reads in data-flow order: batch indices -> augment -> preprocess -> mix ->
 forward -> loss -> backward -> step -> record. Everything else (the history, the progress bar,
@@ -15,7 +16,6 @@ from __future__ import annotations
 
 import io
 import math
-import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,21 +27,24 @@ from cnntricks import config as config_module
 from cnntricks.augment import FancyPCA
 from cnntricks.augment.policy import create_mixing, create_policy
 from cnntricks.config import Config
-from cnntricks.data import batch_indices, load_splits
+from cnntricks.data import load_splits
 from cnntricks.nn.init import lsuv_
 from cnntricks.nn.regularize import apply_max_norm, l1_active, penalty
 from cnntricks.preprocess.pipeline import fit_preprocess
-from cnntricks.rundir import (CONFIG, DATA, FANCY_PCA, MISCLASSIFIED, SUMMARY, RunDirectoryError, archive_attempt,
-                              latest_checkpoint, read_restarts, write_atomic, write_json)
+from cnntricks.rundir import (CONFIG, DATA, FANCY_PCA, MISCLASSIFIED, SUMMARY, DamagedFileError, RunDirectoryError,
+                              archive_attempt, checkpoint_folders, find_checkpoint, hold_run_dir, latest_checkpoint,
+                              read_restarts, write_atomic, write_json)
 from cnntricks.train import checkpoint as ckpt
 from cnntricks.train.device import autocast
+from cnntricks.train.epoch import EpochProgress
+from cnntricks.train.interrupt import Interrupted, StopSignals
 from cnntricks.train.inference import Predictor, build_model, describe_data
 from cnntricks.train.optim import apply_decoupled_decay, create_optimizer, set_lr
 from cnntricks.train.plugins import EVENTS, History, Progress, Restart, Rollback, Stop
 from cnntricks.train.resolve import resolve
 from cnntricks.train.schedule import Schedule
 
-__all__ = ["fit", "Trainer", "TrainerState", "TrainingDiverged", "RunDirectoryError"]
+__all__ = ["fit", "Trainer", "TrainerState", "TrainingDiverged", "RunDirectoryError", "Interrupted"]
 
 MISCLASSIFIED_KEPT = 36  # test images kept for the report's grid of confident mistakes
 
@@ -71,14 +74,17 @@ def fit(cfg: Config, run_dir: str | Path, *, resume: bool = False, progress: boo
     with its config: the abandoned attempt goes to `run_dir/attempts/<n>/`.
     """
     run_dir = Path(run_dir)
-    while True:
-        trainer = Trainer(cfg, run_dir, resume=resume, progress=progress, callbacks=callbacks)
-        outcome = trainer.run()
-        if not isinstance(outcome, Restart):
-            return outcome
-        kept = archive_attempt(run_dir, outcome.event)
-        trainer.say(f"doctor: fix: {outcome.event['message']} (the abandoned attempt is in {kept})")
-        cfg, resume = outcome.config, False
+    if resume:
+        open_run_dir(run_dir, resume)  # before the lock creates the folder
+    with hold_run_dir(run_dir):  # one process at a time; a second one stops here, naming the holder
+        while True:
+            trainer = Trainer(cfg, run_dir, resume=resume, progress=progress, callbacks=callbacks)
+            outcome = trainer.run()
+            if not isinstance(outcome, Restart):
+                return outcome
+            kept = archive_attempt(run_dir, outcome.event)
+            trainer.say(f"doctor: fix: {outcome.event['message']} (the abandoned attempt is in {kept})")
+            cfg, resume = outcome.config, False
 
 
 def open_run_dir(run_dir: Path, resume: bool) -> Config | None:
@@ -88,7 +94,7 @@ def open_run_dir(run_dir: Path, resume: bool) -> Config | None:
             raise RunDirectoryError(f"--resume {run_dir}: no config.yaml there, so no run to continue; "
                                     f"check the path (runs are in runs/ by default)")
         return config_module.load(run_dir / CONFIG)
-    if latest_checkpoint(run_dir) is not None or (run_dir / SUMMARY).exists():
+    if checkpoint_folders(run_dir) or (run_dir / SUMMARY).exists():
         raise RunDirectoryError(f"{run_dir} already holds a run; continue it with --resume {run_dir} "
                                 f"or choose another --run-dir")
     return None
@@ -126,6 +132,8 @@ class Trainer:
                                  self.steps_per_epoch)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.precision == "fp16")
         self.state = TrainerState()
+        self.epoch: EpochProgress | None = None  # the running epoch (continued from a checkpoint inside it)
+        self.signals = StopSignals()  # SIGTERM / Ctrl-C while training: noted, acted on at a step boundary
         self.predictor = Predictor.for_config(cfg, self.model, self.preprocess, self.splits.train.classes,
                                               self.device, self.precision)
         self.history = History(self.run_dir, cfg.train.log_every)
@@ -161,25 +169,35 @@ class Trainer:
 
     def run(self) -> dict | Restart:
         """Train to the end; returns the summary, or the Restart a plug-in asked for."""
-        self.start()
-        while self.state.epoch < self.cfg.train.epochs and self.state.stop_reason is None:
-            action = self.train_epoch()
-            if isinstance(action, Rollback):
-                self.roll_back(action)
-            elif isinstance(action, Restart):
-                return action
-        return self.finish()
+        with self.signals:
+            self.start()
+            self.signals.deferring = True
+            while self.state.epoch < self.cfg.train.epochs and self.state.stop_reason is None:
+                action = self.train_epoch()
+                if isinstance(action, Rollback):
+                    self.roll_back(action)
+                elif isinstance(action, Restart):
+                    return action
+            self.signals.deferring = False
+            if self.signals.received is not None:  # a signal during the last epoch's end: its checkpoint is written
+                raise Interrupted(self.signals.received, latest_checkpoint(self.run_dir))
+            return self.finish()
 
     def start(self) -> None:
-        last = latest_checkpoint(self.run_dir) if self.resume else None
+        last = find_checkpoint(self.run_dir, "resuming from") if self.resume else None
         if last is not None:
             try:
                 self.state = self.restore(last)
+            except DamagedFileError:
+                raise
             except (RuntimeError, ValueError) as err:  # tensor shapes or parameter groups differ
                 raise config_module.ConfigError(
                     f"--resume {self.run_dir}: the checkpoint {last.name} does not fit this configuration "
                     f"({str(err).strip().splitlines()[-1].strip()}); when resuming, change training keys "
                     f"(train.epochs, optim.lr, ...) but not the model or the data") from None
+            except (KeyError, TypeError, IndexError) as err:  # intact files, but not a state this trainer wrote
+                raise DamagedFileError(f"{last}/state.json lacks what a checkpoint holds ({err!r}); "
+                                       f"start the run again") from None
         else:  # a new run, or one killed before its first checkpoint: start over
             self.call("on_restore", {})
             for event in read_restarts(self.run_dir):  # doctor.mode=fix started this run again: say so first
@@ -195,12 +213,10 @@ class Trainer:
     def train_epoch(self) -> Rollback | Restart | None:
         state, reg = self.state, self.cfg.regularize
         self.model.train()
-        loss_sum = torch.zeros((), device=self.device)
-        correct = torch.zeros((), device=self.device, dtype=torch.long)
-        seen, pending = 0, []  # pending: (step, lr, loss on the device) not yet read back
+        epoch = self.epoch = self.epoch or EpochProgress.begin(self.generator, self.device)  # or a resumed one
+        pending = []  # (step, lr, loss on the device) not yet read back
         self.call("on_epoch_start")
-        started = time.perf_counter()
-        for indices in batch_indices(len(self.train_labels), self.batch_size, self.generator):
+        for indices in epoch.batch_indices(len(self.train_labels), self.batch_size, self.generator):
             images = self.augment(self.train_images[indices], self.generator)
             images = self.model_input(images)
             labels = targets = self.train_labels[indices]
@@ -227,15 +243,14 @@ class Trainer:
             state.step += 1
             self.call("on_step_end")
             pending.append((state.step, lr, total.detach()))
-            loss_sum += loss.detach() * len(labels)
-            correct += (logits.argmax(1) == labels).sum()
-            seen += len(labels)
+            epoch.add(loss, logits, labels)
             if len(pending) >= self.sync_every and (action := self.read_losses(pending)):
                 return action
         if pending and (action := self.read_losses(pending)):
             return action
-        seconds = time.perf_counter() - started
-        return self.end_epoch(float(loss_sum) / seen, float(correct) / seen, seen, seconds, lr)
+        self.epoch = None
+        return self.end_epoch(float(epoch.loss_sum) / epoch.seen, float(epoch.correct) / epoch.seen, epoch.seen,
+                              epoch.seconds, lr)
 
     def model_input(self, images: torch.Tensor) -> torch.Tensor:
         """uint8 images -> what the model reads: preprocessed, in the training memory format."""
@@ -257,6 +272,9 @@ class Trainer:
                 return action
         if bad is not None:
             self.diverge(*losses[-1])
+        if self.signals.received is not None:  # SIGTERM or Ctrl-C: a checkpoint at this step, then stop
+            self.flush()
+            raise Interrupted(self.signals.received, self.save_checkpoint())
         return None
 
     def end_epoch(self, train_loss: float, train_acc: float, seen: int, seconds: float, lr: float):
@@ -311,7 +329,7 @@ class Trainer:
     def finish(self) -> dict:
         state, splits = self.state, self.splits
         test = {"acc": None, "loss": None, "per_class": [], "confusion": []}
-        if splits.test is not None:
+        if splits.test is not None and len(splits.test):
             test = self.evaluate(splits.test, keep_logits=True)
             save_misclassified(self.run_dir / MISCLASSIFIED, splits.test, test.pop("logits"))
         summary = {
@@ -364,9 +382,13 @@ class Trainer:
         for hook in self.hooks["on_checkpoint"]:  # the history first: its lines are on disk before the checkpoint
             extra.update(hook(self))
         rng = {"generator": self.generator.get_state(), "torch": torch.get_rng_state()}
+        if self.epoch is not None:  # inside an epoch: where it stands, to continue it bit for bit
+            rng["epoch_generator"] = self.epoch.start_state
+            extra["mid_epoch"] = self.epoch.state_dict()
         return ckpt.save_checkpoint(self.run_dir, self.state.epoch, self.model, self.optimizer, rng,
                                     {"schedule": self.schedule.state_dict(), **extra,
-                                     "scaler": self.scaler.state_dict(), "trainer": self.state.__dict__})
+                                     "scaler": self.scaler.state_dict(), "trainer": self.state.__dict__},
+                                    step=self.state.step if self.epoch is not None else None)
 
     def restore(self, folder: Path) -> TrainerState:
         """Everything back to checkpoint `folder`: weights, optimizer, RNG, schedule, plug-ins and their files."""
@@ -376,6 +398,8 @@ class Trainer:
         self.schedule.load_state_dict(saved["schedule"])
         if saved.get("scaler"):
             self.scaler.load_state_dict(saved["scaler"])
+        self.epoch = (EpochProgress.from_state(saved["mid_epoch"], rng["epoch_generator"], self.device)
+                      if saved.get("mid_epoch") else None)
         self.call("on_restore", saved)
         return TrainerState(**saved["trainer"])
 

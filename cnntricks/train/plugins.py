@@ -90,7 +90,12 @@ class History:
     def on_restore(self, trainer, saved: dict) -> None:
         # A fresh start (or a run killed before its first checkpoint) keeps no line: lines that such
         # a run wrote (its first epoch, a nonfinite event) are vouched for by no checkpoint.
-        self.writer.truncate(saved.get("history_lines", 0))
+        vouched = saved.get("history_lines", 0)
+        if lost := self.writer.truncate(vouched):  # damaged or deleted: say so in the history itself
+            counters = saved.get("trainer", {})
+            self.add("event", epoch=counters.get("epoch", 0), step=counters.get("step", 0), event="history_lost",
+                     message=f"{lost} of the {vouched} history lines the checkpoint vouched for were missing "
+                             f"when the run resumed")
 
 
 class Progress:
@@ -100,8 +105,9 @@ class Progress:
         self.bar = None
 
     def on_epoch_start(self, trainer) -> None:
-        self.bar = tqdm(total=trainer.steps_per_epoch, desc=f"epoch {trainer.state.epoch + 1}/{trainer.cfg.train.epochs}",
-                        leave=False, unit="step", dynamic_ncols=True)
+        done = trainer.epoch.batches if trainer.epoch is not None else 0  # an epoch continued from a checkpoint
+        self.bar = tqdm(total=trainer.steps_per_epoch, initial=done, leave=False, unit="step", dynamic_ncols=True,
+                        desc=f"epoch {trainer.state.epoch + 1}/{trainer.cfg.train.epochs}")
         self.started, self.seen = time.perf_counter(), 0
 
     def on_losses_read(self, trainer, losses) -> None:
