@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import inspect
+import math
 import re
 import types
 import typing
@@ -167,12 +168,16 @@ class Config:
 SECTIONS: dict[str, type] = {f.name: f.type for f in dataclasses.fields(Config)}
 SECTIONS = {name: globals()[tp] if isinstance(tp, str) else tp for name, tp in SECTIONS.items()}
 
+# 4096 pixels per side: 48 MiB per RGB image as uint8; 10,000 of them already fill 480 GiB.
+# Anything larger is a typo (data.image_size=100000 asked for 10 TB), not a setting.
+MAX_IMAGE_SIZE = 4096
+
 # Value ranges that types alone cannot say: key -> (check, what the value must be).
 _RANGES: dict[str, tuple[typing.Callable[[Any], bool], str]] = {
     "data.val_fraction": (lambda v: 0 <= v < 1, "in [0, 1)"),
     "data.test_fraction": (lambda v: 0 < v < 1, "in (0, 1)"),
     "data.subset": (lambda v: v is None or v > 0, "a positive count"),
-    "data.image_size": (lambda v: v is None or v >= 4, "at least 4 pixels"),
+    "data.image_size": (lambda v: v is None or 4 <= v <= MAX_IMAGE_SIZE, f"between 4 and {MAX_IMAGE_SIZE} pixels"),
     "data.channels": (lambda v: v in (None, 1, 3), "1 or 3"),
     "augment.crop_padding": (lambda v: v is None or v >= 0, ">= 0"),
     **{f"augment.p_{op}": (lambda v: v is None or 0 <= v <= 1, "a probability in [0, 1]")
@@ -260,13 +265,19 @@ def _coerce(key: str, value: Any, tp) -> Any:
         if isinstance(value, float) and value.is_integer():
             return int(value)
     elif tp is float:
+        number = None
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str):
+            number = float(value)
+        elif isinstance(value, str):
             try:
-                return float(value)
+                number = float(value)
             except ValueError:
                 pass
+        if number is not None:
+            if not math.isfinite(number):  # inf passed every "> 0" range check; nan failed them by accident
+                raise ConfigError(f"{key}: {value!r} is not a finite number; give a number such as "
+                                  f"0.1 or 1e-3")
+            return number
     elif tp is str:
         if isinstance(value, (str, int, float)) and not isinstance(value, bool):
             return str(value)
@@ -318,6 +329,34 @@ def set_value(cfg: Config, dotted: str, value: Any) -> None:
     setattr(getattr(cfg, section), key, value)
 
 
+class DuplicateKeyError(yaml.YAMLError):
+    """A key written twice in one YAML mapping (PyYAML would silently keep the last one)."""
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """yaml.SafeLoader that refuses a mapping with the same key twice, at any depth."""
+
+    def construct_mapping(self, node, deep=False):
+        lines: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *base` then overriding a key is allowed
+                continue
+            key, line = self.construct_object(key_node, deep=True), key_node.start_mark.line + 1
+            try:
+                first = lines.get(key)
+            except TypeError:  # an unhashable key: SafeLoader's own error says so
+                continue
+            if first is not None:
+                raise DuplicateKeyError(f"key '{key}' appears twice in one mapping (lines {first} and {line}); "
+                                        f"keep one of them")
+            lines[key] = line
+        return super().construct_mapping(node, deep)
+
+
+def _read_yaml(text: str) -> Any:
+    return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 (a SafeLoader subclass)
+
+
 def apply_overrides(cfg: Config, overrides: list[str]) -> Config:
     """Apply `section.key=value` strings; values are read as YAML scalars (0.1, true, null)."""
     for item in overrides:
@@ -325,7 +364,7 @@ def apply_overrides(cfg: Config, overrides: list[str]) -> Config:
             raise ConfigError(f"'{item}': overrides are written section.key=value, for example optim.lr=0.05")
         dotted, raw = item.split("=", 1)
         try:
-            value = yaml.safe_load(raw) if raw.strip() else ""
+            value = _read_yaml(raw) if raw.strip() else ""
         except yaml.YAMLError:
             value = raw
         set_value(cfg, dotted.strip(), value)
@@ -339,12 +378,24 @@ def load(path: str | Path | None = None, overrides: list[str] | None = None) -> 
         path = Path(path)
         if not path.is_file():
             raise ConfigError(f"config file '{path}' does not exist")
+        raw = path.read_bytes()
         try:
-            values = yaml.safe_load(path.read_text()) or {}
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as err:
+            raise ConfigError(f"{path}: not UTF-8 text (byte 0x{raw[err.start]:02x} at byte position {err.start}); "
+                              f"save the file as UTF-8") from None
+        try:
+            values = _read_yaml(text)
+        except DuplicateKeyError as err:
+            raise ConfigError(f"{path}: {err}") from None
         except yaml.YAMLError as err:
             raise ConfigError(f"{path}: not valid YAML ({err})") from None
+        if values is None:  # an empty file (or only comments): the defaults
+            values = {}
         if not isinstance(values, dict):
-            raise ConfigError(f"{path}: expected sections such as 'optim:' at the top level")
+            found = "a list" if isinstance(values, list) else f"the value {str(values)[:40]!r}"
+            raise ConfigError(f"{path}: the top level is {found}, not a mapping; write sections such as "
+                              f"'optim:' with their keys indented below")
     cfg = from_dict(values)
     return apply_overrides(cfg, overrides or [])
 

@@ -91,3 +91,75 @@ def test_seed_yaml_applies_the_seed_literally():
     assert cfg.regularize.l2 > 0 and cfg.optim.weight_decay == 0        # §6: the L2 penalty ½·λ·w²
     assert cfg.preprocess.normalize == "standardize"                    # §2
     assert cfg.augment.policy == "standard"                             # §1: flips and crops
+
+
+# ---- hostile config files and overrides ---------------------------------------------------------
+
+def write(tmp_path, content: bytes):
+    path = tmp_path / "c.yaml"
+    path.write_bytes(content)
+    return path
+
+
+def test_a_file_that_is_not_utf8_names_the_file_and_the_byte(tmp_path):
+    content = "optim:\n  lr: 0.1  # café\n".encode("latin-1")
+    assert content.index(b"\xe9") == 23
+    path = write(tmp_path, content)
+    with pytest.raises(ConfigError, match=r"not UTF-8 text \(byte 0xe9 at byte position 23\); save the file as UTF-8"
+                       ) as caught:
+        config.load(path)
+    assert str(path) in str(caught.value)
+
+
+@pytest.mark.parametrize("content, key, lines", [
+    (b"optim:\n  lr: 0.1\n  momentum: 0.9\n  lr: 0.2\n", "lr", (2, 4)),                  # inside a section
+    (b"optim:\n  lr: 0.1\ntrain:\n  epochs: 2\noptim:\n  lr: 0.2\n", "optim", (1, 5)),   # a section twice
+    (b"optim: {lr: 0.1, lr: 0.2}\n", "lr", (1, 1)),                                     # flow style
+])
+def test_a_duplicated_key_names_the_key_and_both_lines(tmp_path, content, key, lines):
+    path = write(tmp_path, content)
+    with pytest.raises(ConfigError, match=f"key '{key}' appears twice in one mapping \\(lines {lines[0]} and "
+                                          f"{lines[1]}\\)") as caught:
+        config.load(path)
+    assert str(path) in str(caught.value)
+
+
+def test_a_merge_key_may_be_overridden(tmp_path):
+    path = write(tmp_path, b"optim:\n  <<: {lr: 0.2, momentum: 0.8}\n  lr: 0.3\n")
+    cfg = config.load(path)
+    assert cfg.optim.lr == 0.3 and cfg.optim.momentum == 0.8
+
+
+@pytest.mark.parametrize("override", ["optim.lr=inf", "optim.lr=-inf", "optim.lr=nan", "optim.lr=.inf",
+                                      "optim.lr=1e999", "schedule.warmup_epochs=inf", "augment.p_flip=nan",
+                                      "regularize.max_norm=.inf"])
+def test_non_finite_floats_are_refused_in_overrides(override):
+    key = override.split("=")[0]
+    with pytest.raises(ConfigError, match=f"^{key}: .* is not a finite number"):
+        config.load(None, [override])
+
+
+@pytest.mark.parametrize("content, key", [(b"optim:\n  lr: .inf\n", "optim.lr"),
+                                          (b"schedule:\n  warmup_epochs: -.inf\n", "schedule.warmup_epochs"),
+                                          (b"model:\n  dropout: .nan\n", "model.dropout")])
+def test_non_finite_floats_are_refused_in_files(tmp_path, content, key):
+    with pytest.raises(ConfigError, match=f"^{key}: .* is not a finite number"):
+        config.load(write(tmp_path, content))
+
+
+@pytest.mark.parametrize("content, found", [(b"- optim\n- lr\n", "a list"), (b"0\n", "the value '0'"),
+                                            (b"false\n", "the value 'False'"), (b"just words\n", "the value 'just words'")])
+def test_a_top_level_that_is_not_a_mapping_is_refused(tmp_path, content, found):
+    with pytest.raises(ConfigError, match=f"the top level is {found}.*not a mapping"):
+        config.load(write(tmp_path, content))
+
+
+def test_an_empty_file_gives_the_defaults(tmp_path):
+    assert config.load(write(tmp_path, b"# nothing set\n")) == config.Config()
+
+
+@pytest.mark.parametrize("size", [100000, 4097, 2])
+def test_absurd_image_sizes_name_the_limit(size):
+    with pytest.raises(ConfigError, match=f"data.image_size: {size} is out of range; it must be between 4 and 4096"):
+        config.load(None, [f"data.image_size={size}"])
+    assert config.load(None, ["data.image_size=4096"]).data.image_size == 4096

@@ -33,12 +33,34 @@ def composite_on_white(rgba: torch.Tensor) -> torch.Tensor:
     return ((rgb * alpha + 255 * (255 - alpha) + 127) // 255).to(torch.uint8).contiguous()
 
 
-def resize_images(images: torch.Tensor, size: tuple[int, int], chunk: int = 4096) -> torch.Tensor:
+# Float working copies of a resize are made this many images at a time, at most this many bytes
+# (both copies together): whole-set float copies would be 8x the uint8 store, and 4096 images of
+# 3x1024x1024 alone are 100 GB.
+RESIZE_CHUNK, RESIZE_CHUNK_BYTES = 4096, 1 << 30
+
+
+def _resize_chunk(shape: tuple[int, ...], size: tuple[int, int]) -> tuple[int, int]:
+    """(images per chunk, float bytes of one chunk) for resizing uint8 `shape` (N, C, H, W) to `size`."""
+    channels, height, width = shape[1:]
+    per_image = 4 * channels * (height * width + size[0] * size[1])  # the float input and the float output
+    count = max(1, min(RESIZE_CHUNK, RESIZE_CHUNK_BYTES // per_image, shape[0]))
+    return count, count * per_image
+
+
+def resize_bytes(shape: tuple[int, ...], size: tuple[int, int]) -> tuple[int, int]:
+    """(bytes of the uint8 result, bytes of its float working copies) of `resize_images` on `shape`."""
+    if tuple(shape[2:]) == tuple(size):
+        return 0, 0
+    return shape[0] * shape[1] * size[0] * size[1], _resize_chunk(shape, size)[1]
+
+
+def resize_images(images: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """uint8 (N, C, H, W) -> (N, C, size[0], size[1]): centre crop to the target's aspect, then resize."""
     height, width = images.shape[-2:]
     target_h, target_w = size
     if (height, width) == (target_h, target_w):
         return images
+    chunk = _resize_chunk(tuple(images.shape), size)[0]
     # Crop the largest centred window with the target's aspect ratio (nothing is stretched).
     crop_h, crop_w = height, width
     if height * target_w > width * target_h:
@@ -48,7 +70,7 @@ def resize_images(images: torch.Tensor, size: tuple[int, int], chunk: int = 4096
     top, left = (height - crop_h) // 2, (width - crop_w) // 2
     images = images[..., top:top + crop_h, left:left + crop_w]
     out = torch.empty(len(images), images.shape[1], target_h, target_w, dtype=torch.uint8)
-    for start in range(0, len(images), chunk):  # float copies of the whole set would not fit in memory
+    for start in range(0, len(images), chunk):
         part = images[start:start + chunk].float()
         part = F.interpolate(part, size=(target_h, target_w), mode="bilinear", align_corners=False,
                              antialias=True)

@@ -23,4 +23,4 @@ def load_digits(cfg: DataConfig, seed: int) -> tuple[Store, Store]:
     images = np.rint(bunch.images * (255 / 16)).astype(np.uint8)[:, None]  # (N, 1, 8, 8)
     store = Store(torch.from_numpy(images), torch.from_numpy(bunch.target.astype(np.int64)),
                   [str(name) for name in bunch.target_names])
-    return carve_test(store, cfg.test_fraction)
+    return carve_test(store, cfg.test_fraction, where="data.source=digits")

@@ -4,8 +4,10 @@ Where the files come from, in order:
   1. data.root, when set: a folder holding the four IDX files, gzip-compressed or not;
   2. Debian's `dataset-fashion-mnist` package, /usr/share/datasets/fashion-mnist;
   3. the download cache, <cache>/fashion-mnist (see `cache.cache_root`).
-Missing files are downloaded when data.download is true, into data.root when it is set, else
-into the cache, from CNNTRICKS_FASHION_MNIST_URL or the project's S3 mirror. A download is
+A data.root of the user's own is only read: when it does not exist or lacks a file, that is a
+DataError naming the path (a mistyped path is never created, and nothing is downloaded into
+it). Without data.root, missing files are downloaded into the cache when data.download is
+true, from CNNTRICKS_FASHION_MNIST_URL or the project's S3 mirror. A download is
 accepted only when the SHA-256 of its *decompressed* bytes matches `EXPECTED_SHA256` (mirrors
 gzip the same bytes differently); files already on disk are trusted as they are, so data.root
 may also point at another IDX set of the same layout (the original MNIST, for one).
@@ -45,7 +47,7 @@ _DECODED_FORMAT = 1  # bump when the .npy cache layout changes
 
 
 def search_folders(cfg: DataConfig) -> list[Path]:
-    """Folders looked in, in order; the last one is where downloads go."""
+    """Folders looked in, in order; without data.root, the last one is where downloads go."""
     if cfg.root is not None:
         return [Path(cfg.root).expanduser()]
     return [DEFAULT_ROOT, cache_root(cfg) / "fashion-mnist"]
@@ -70,17 +72,37 @@ def _check_download(name: str, url: str):
     return check
 
 
+def _missing_names(missing: list[str]) -> str:
+    return ", ".join(f"{name}(.gz)" for name in missing)
+
+
+def _check_user_root(root: Path, missing: list[str]) -> None:
+    """DataError naming data.root when it is not a folder holding the four files; never creates it."""
+    leave_unset = (f"or leave data.root unset to use the Debian package (apt-get install dataset-fashion-mnist, "
+                   f"{DEFAULT_ROOT}) or a download into the cache; nothing is downloaded into a data.root of your own")
+    if not root.is_dir():
+        what = "is a file, not a folder" if root.exists() else "does not exist"
+        raise DataError(f"data.root: '{root}' {what}; is the path right? Point it at a folder holding the four "
+                        f"Fashion-MNIST IDX files, {leave_unset}")
+    if missing:
+        raise DataError(f"data.root: '{root}' lacks {_missing_names(missing)}; put the four IDX files there "
+                        f"(gzip-compressed or not), {leave_unset}")
+
+
 def locate_files(cfg: DataConfig) -> dict[str, Path]:
-    """Path of each of the four IDX files, downloading the missing ones when allowed."""
+    """Path of each of the four IDX files, downloading the missing ones into the cache when allowed."""
     folders = search_folders(cfg)
     found = {name: _find(name, folders) for name in EXPECTED_SHA256}
     missing = [name for name, path in found.items() if path is None]
+    if cfg.root is not None:
+        _check_user_root(folders[0], missing)
     if not missing:
         return found
-    reason = "data.download is false"
+    reason, hint = "data.download is false", "or set data.download=true with network access"
     if cfg.download:
         base = os.environ.get(URL_ENVIRONMENT_VARIABLE) or DEFAULT_URL
         base = base if base.endswith("/") else base + "/"
+        hint = f"or check the network access (or set {URL_ENVIRONMENT_VARIABLE} to a mirror)"
         try:
             for name in list(missing):
                 url = f"{base}{name}.gz"
@@ -91,11 +113,12 @@ def locate_files(cfg: DataConfig) -> dict[str, Path]:
             reason = f"the download failed: {err}"
         except OSError as err:  # the download folder cannot be created or written
             reason = f"the download failed: cannot write to {folders[-1]} ({err.strerror or err})"
+            hint = "or set data.cache_dir to a folder you may write"
     raise DataError(
-        f"fashion-mnist: missing {', '.join(f'{name}(.gz)' for name in missing)}; looked in "
+        f"fashion-mnist: missing {_missing_names(missing)}; looked in "
         f"{', '.join(str(folder) for folder in folders)} ({reason}).\n"
         f"Install the files with `apt-get install dataset-fashion-mnist`, or set data.root=... to a "
-        f"folder that holds them, or allow data.download=true with network access.")
+        f"folder that holds them, {hint}.")
 
 
 def _decoded(path: Path, cfg: DataConfig) -> np.ndarray:

@@ -14,6 +14,17 @@ paths, sizes and modification times, the size and the channels stay the same.
 Hidden files and folders (.DS_Store, .git) are ignored. Files that are not images, files
 outside the class folders, and images Pillow cannot decode are skipped with a DataWarning
 that lists them; with data.strict=true they are an error.
+
+Links to folders. A class folder (or train/, test/, val/) that is a symbolic link to a folder
+outside the data root is followed once, with a DataWarning naming it (assembling a dataset
+from links is common, but a link is easy to forget). Every other link to a folder is skipped
+with a DataWarning: one that points at the data root, a folder above it, or anywhere inside it
+(`photos/loop -> photos/` would otherwise be a class holding every image; a folder inside the
+root is read in its own place), and one that points into a folder already listed. Links inside
+class folders are never followed (os.walk's default); they are listed in the same warning.
+Links to image files are read like files.
+Decoding at data.image_size first estimates the memory of the decoded store and refuses,
+before decoding anything, when it does not fit (see `memory.check_memory`).
 """
 from __future__ import annotations
 
@@ -28,15 +39,16 @@ from pathlib import Path
 import numpy as np
 import torch
 from safetensors import safe_open
-from safetensors.torch import save_file
 from tqdm import tqdm
 
 from cnntricks.config import DataConfig
 from cnntricks.data.cache import cache_root, write_atomically
 from cnntricks.data.decode import DECODE_ERRORS, decode_image
 from cnntricks.data.errors import DataError, DataWarning, list_items
+from cnntricks.data.memory import check_memory, gigabytes
 from cnntricks.data.sources import SOURCES, carve_test
 from cnntricks.data.store import Store
+from cnntricks.rundir import save_tensors
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 PROGRESS_MIN_FILES = 200  # fewer files decode in well under a second; no progress bar then
@@ -67,8 +79,74 @@ def _entries(folder: Path) -> list[os.DirEntry]:
                         f"and that you may read it") from None
 
 
-def _subfolders(folder: Path) -> list[Path]:
-    return [Path(entry.path) for entry in _entries(folder) if entry.is_dir()]
+def _is_file(entry: os.DirEntry) -> bool:
+    try:
+        return entry.is_file()
+    except OSError:  # a link in a loop: reported by _Scanner, which meets it too
+        return False
+
+
+def _overlaps(a: Path, b: Path) -> bool:
+    return a == b or a.is_relative_to(b) or b.is_relative_to(a)
+
+
+class _Scanner:
+    """Lists sub-folders under the data root, deciding once per link to a folder whether to follow it."""
+
+    def __init__(self, root: Path):
+        self.root = root
+        self.followed: dict[str, Path] = {}  # relative path of the link -> its target
+        self.skipped: dict[str, str] = {}  # relative path of the link -> why it was not followed
+        self._listed: dict[Path, list[Path]] = {}
+
+    def subfolders(self, folder: Path) -> list[Path]:
+        if folder not in self._listed:
+            self._listed[folder] = self._scan(folder)
+        return self._listed[folder]
+
+    def _scan(self, folder: Path) -> list[Path]:
+        entries = []
+        for entry in _entries(folder):
+            try:
+                if entry.is_dir():  # follows links
+                    entries.append(entry)
+            except OSError as err:  # a link in a loop (a -> b -> a)
+                relative = Path(entry.path).relative_to(self.root).as_posix()
+                self.skipped[relative] = f"a link that cannot be resolved ({err.strerror or err}); not followed"
+        # Folders already read: this one, its real sub-folders, and the targets of followed links.
+        taken = [folder.resolve(), *(Path(entry.path).resolve() for entry in entries if not entry.is_symlink()),
+                 *self.followed.values()]
+        folders = []
+        for entry in entries:
+            path = Path(entry.path)
+            if not entry.is_symlink():
+                folders.append(path)
+                continue
+            target, relative = path.resolve(), path.relative_to(self.root).as_posix()
+            if self.root.is_relative_to(target):
+                self.skipped[relative] = f"a link to '{target}', the data root or a folder above it; not followed"
+            elif target.is_relative_to(self.root):
+                self.skipped[relative] = (f"a link to '{target.relative_to(self.root).as_posix()}/' inside the data "
+                                          f"root, which is read in its own place; not followed")
+            elif any(_overlaps(target, other) for other in taken):
+                self.skipped[relative] = f"a link to '{target}', a folder already read; not followed"
+            else:
+                self.followed[relative] = target
+                taken.append(target)
+                folders.append(path)
+        return folders
+
+    def report(self) -> None:
+        if self.followed:
+            links = [f"{relative} -> {target}" for relative, target in self.followed.items()]
+            warnings.warn(DataWarning(f"data.root: followed {_count(len(links), 'link')} under '{self.root}' to "
+                                      f"folders outside it (check that they are meant to be there):\n"
+                                      f"{list_items(links)}"), stacklevel=4)
+        if self.skipped:
+            links = [f"{relative}: {why}" for relative, why in self.skipped.items()]
+            warnings.warn(DataWarning(f"data.root: skipped {_count(len(links), 'link')} to folders under "
+                                      f"'{self.root}' (a link may bring in a class once, from outside the data "
+                                      f"root):\n{list_items(links)}"), stacklevel=4)
 
 
 def _check_root(cfg: DataConfig) -> Path:
@@ -83,12 +161,12 @@ def _check_root(cfg: DataConfig) -> Path:
     return root.resolve()
 
 
-def _layout(root: Path) -> tuple[list[Path], Path | None]:
+def _layout(root: Path, scanner: _Scanner) -> tuple[list[Path], Path | None]:
     """(folders of the training pool, test folder or None)."""
-    named = {folder.name: folder for folder in _subfolders(root)}
+    named = {folder.name: folder for folder in scanner.subfolders(root)}
     train = named.get("train")
-    is_split = train is not None and _subfolders(train) and not any(
-        entry.is_file() and entry.name.lower().endswith(IMAGE_SUFFIXES) for entry in _entries(train))
+    is_split = train is not None and scanner.subfolders(train) and not any(
+        _is_file(entry) and entry.name.lower().endswith(IMAGE_SUFFIXES) for entry in _entries(train))
     if not is_split:
         return [root], None
     ignored = sorted(set(named) - {"train", "test", "val"})
@@ -103,15 +181,20 @@ def _layout(root: Path) -> tuple[list[Path], Path | None]:
     return [train], named.get("val")
 
 
-def _class_folder_files(folder: Path, root: Path) -> tuple[list[tuple[str, int, int]], list[str]]:
+def _class_folder_files(folder: Path, root: Path, scanner: _Scanner
+                        ) -> tuple[list[tuple[str, int, int]], list[str]]:
     """([(relative path, bytes, mtime_ns) of images], [relative paths of other files]) under `folder`."""
     images, others = [], []
 
     def fail(err: OSError):
         raise DataError(f"data.root: cannot read '{err.filename}' ({err.strerror or err}); check its permissions")
 
-    for here, dirs, names in os.walk(folder, onerror=fail):
+    for here, dirs, names in os.walk(folder, onerror=fail):  # followlinks=False: links to folders stay unread
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        for name in dirs:
+            if os.path.islink(os.path.join(here, name)):
+                relative = Path(here, name).relative_to(root).as_posix()
+                scanner.skipped[relative] = "a link to a folder inside a class folder; not followed"
         for name in sorted(names):
             if name.startswith("."):
                 continue
@@ -130,9 +213,10 @@ def _class_folder_files(folder: Path, root: Path) -> tuple[list[tuple[str, int, 
 
 def list_folder(root: Path) -> Listing:
     """Every image under `root` with its class and split; raises DataError for a wrong layout."""
-    pool, test = _layout(root)
+    scanner = _Scanner(root)
+    pool, test = _layout(root, scanner)
     # Classes come from every folder of the training pool (val/ included when it joins it).
-    class_names = sorted({folder.name for base in pool for folder in _subfolders(base)})
+    class_names = sorted({folder.name for base in pool for folder in scanner.subfolders(base)})
     if not class_names:
         loose = len(_entries(pool[0]))
         raise DataError(f"data.root: no class folders in '{pool[0]}' ({loose} other entries); {_hint(root)}")
@@ -140,22 +224,23 @@ def list_folder(root: Path) -> Listing:
     label_of = {name: index for index, name in enumerate(class_names)}
     bases = [(base, _TRAIN) for base in pool] + ([(test, _TEST)] if test is not None else [])
     for base, split in bases:
-        folders = _subfolders(base)
+        folders = scanner.subfolders(base)
         if not folders:
             raise DataError(f"data.root: no class folders in '{base}'; it needs the same <class>/ "
                             f"sub-folders as train/")
         listing.stray += [f"{Path(entry.path).relative_to(root).as_posix()}: not in a class folder"
-                          for entry in _entries(base) if entry.is_file()]
+                          for entry in _entries(base) if _is_file(entry)]
         for folder in folders:
             if folder.name not in label_of:
                 raise DataError(f"data.root: class '{folder.name}' is in '{base}' but not in the training "
                                 f"folder(s); test and train need the same classes")
-            images, others = _class_folder_files(folder, root)
+            images, others = _class_folder_files(folder, root, scanner)
             if not images:
                 raise DataError(f"data.root: class folder '{folder}' has no images (looked for "
                                 f"{' '.join(IMAGE_SUFFIXES)}); add images or remove the folder")
             listing.files += [(rel, label_of[folder.name], split, size, mtime) for rel, size, mtime in images]
             listing.stray += [f"{relative}: not an image file" for relative in others]
+    scanner.report()
     return listing
 
 
@@ -187,8 +272,27 @@ def _read_cache(path: Path, key: str):
         return None
 
 
+# The decoded store is held twice at the peak: the source splits it into its training and test
+# parts (copies) while the whole store is still referenced.
+_STORE_COPIES = 2
+
+
+def _check_decode_memory(root: Path, count: int, shape: tuple[int, int, int], first: str | None) -> None:
+    """DataError when `count` decoded images of `shape` (C, H, W) would not fit in memory."""
+    channels, height, width = shape
+    store = count * channels * height * width
+    fix = ("lower data.image_size" if first is None else
+           f"set data.image_size=N to resize them (the first image, '{first}', is {height}x{width})")
+    check_memory(_STORE_COPIES * store,
+                 f"data.root: decoding {count} images under '{root}' to {channels}x{height}x{width} "
+                 f"({gigabytes(store)} of uint8, held twice while it is split)",
+                 f"{fix}, or use fewer images")
+
+
 def _decode_all(root: Path, listing: Listing, channels: int, size: tuple[int, int] | None):
     """Decode every listed image; returns (tensors, ["relative path: reason" per unreadable file])."""
+    if size is not None:  # before decoding anything: one image at 100000x100000 is already 30 GB
+        _check_decode_memory(root, len(listing.files), (channels, *size), None)
     images = None
     ok = np.zeros(len(listing.files), dtype=bool)
     unreadable, first = [], None
@@ -201,6 +305,8 @@ def _decode_all(root: Path, listing: Listing, channels: int, size: tuple[int, in
             unreadable.append(f"{relative}: cannot decode it ({err})")
             continue
         if images is None:
+            if size is None:  # the images' own size is known once the first one is decoded
+                _check_decode_memory(root, len(listing.files), pixels.shape, relative)
             images, first = np.empty((len(listing.files), *pixels.shape), np.uint8), relative
         elif pixels.shape != images.shape[1:]:
             raise DataError(f"data.image_size: images differ in size ('{first}' is {images.shape[2]}x{images.shape[3]}, "
@@ -251,7 +357,7 @@ def load_image_folder(cfg: DataConfig, seed: int) -> tuple[Store, Store]:
         tensors, unreadable = _decode_all(root, listing, channels, size)
         metadata = {"key": key, "classes": json.dumps(listing.classes), "unreadable": json.dumps(unreadable)}
         try:
-            write_atomically(cache_path, lambda temporary: save_file(tensors, str(temporary), metadata))
+            write_atomically(cache_path, lambda temporary: save_tensors(tensors, temporary, metadata))
         except OSError as err:
             log.warning("image-folder: cannot write the cache %s (%s); the next load decodes again", cache_path, err)
     _report_skipped(root, listing, unreadable, cfg.strict)
@@ -264,4 +370,4 @@ def load_image_folder(cfg: DataConfig, seed: int) -> tuple[Store, Store]:
                         f"fix the files or remove the class folders")
     if listing.has_test:
         return train, Store(tensors["images"][is_test], tensors["labels"][is_test], listing.classes)
-    return carve_test(train, cfg.test_fraction)
+    return carve_test(train, cfg.test_fraction, where=f"data.root: '{root}'")

@@ -11,9 +11,19 @@
   4. data.channels and data.image_size bring every split to one format.
 The test split is never changed by a seeded choice: it is the source's own, or carved by the
 source with a fixed seed.
+
+Checks before any work, each naming the source and the fix:
+  - the training split needs images of at least 2 classes, and every class of the test split
+    (DataError); classes of the class list that no split has are a DataWarning;
+  - the validation split never takes a class's last training image: data too small for
+    data.val_fraction gets a smaller validation split with a DataWarning (an empty one: the
+    run has no validation accuracy); data.subset may not drop a class (DataError);
+  - data.channels and data.image_size: the memory of the converted stores is estimated and
+    compared with the available memory before anything is allocated (DataError).
 """
 from __future__ import annotations
 
+import math
 import warnings
 from pathlib import Path
 
@@ -21,12 +31,92 @@ import numpy as np
 import torch
 
 from cnntricks.config import DataConfig
-from cnntricks.data.convert import resize_images, to_channels
+from cnntricks.data.convert import resize_bytes, resize_images, to_channels
 from cnntricks.data.decode import DECODE_ERRORS, decode_image
 from cnntricks.data.errors import DataError, DataWarning, list_items
-from cnntricks.data.sources import SOURCES
-from cnntricks.data.split import stratified_split
+from cnntricks.data.memory import check_memory, gigabytes
+from cnntricks.data.sources import SOURCES, check_two_classes, class_names, count_images
+from cnntricks.data.split import hold_out, stratified_split
 from cnntricks.data.store import Splits, Store
+
+
+def _where(cfg: DataConfig) -> str:
+    return f"data.source={cfg.source}" + (f" (data.root '{cfg.root}')" if cfg.root is not None else "")
+
+
+def _check_classes(train: Store, test: Store | None, where: str) -> None:
+    """Training has >= 2 classes and every test class; classes without any image are a warning."""
+    check_two_classes(train, where)
+    in_train = train.class_counts() > 0
+    in_test = test.class_counts() > 0 if test is not None else torch.zeros_like(in_train)
+    unseen = torch.nonzero(in_test & ~in_train).flatten().tolist()
+    if unseen:
+        raise DataError(f"{where}: the test split has class(es) {class_names(train, unseen)} that the training split "
+                        f"lacks; the model could never predict them: add training images of these classes or "
+                        f"remove them from the test data")
+    unused = torch.nonzero(~in_test & ~in_train).flatten().tolist()
+    if unused:
+        warnings.warn(DataWarning(f"{where}: the class list names {len(unused)} class(es) that no split has: "
+                                  f"{class_names(train, unused)}; the model still gets an output for each (remove them "
+                                  f"from the class list if they should not be there)"), stacklevel=3)
+
+
+def _carve_val(train: Store, cfg: DataConfig, generator: torch.Generator, where: str) -> tuple[Store, Store]:
+    keep, held, asked, cut = hold_out(train.labels, cfg.val_fraction, generator)
+    if cut and len(held):
+        warnings.warn(DataWarning(
+            f"{where}: the validation split has {count_images(len(held))} instead of the {asked} that "
+            f"data.val_fraction={cfg.val_fraction} asks for: class(es) {class_names(train, cut)} have too few "
+            f"training images to give their share and keep one"), stacklevel=3)
+    return train.subset(keep), train.subset(held)
+
+
+def _take_subset(train: Store, val: Store, cfg: DataConfig, generator: torch.Generator,
+                 where: str) -> tuple[Store, Store]:
+    if cfg.subset > len(train):
+        warnings.warn(DataWarning(f"data.subset={cfg.subset} but {cfg.source} has only {len(train)} training "
+                                  f"images after the validation split; using all of them"), stacklevel=3)
+        return train, val
+    if cfg.subset == len(train):
+        return train, val
+    val_size = round(len(val) * cfg.subset / len(train))
+    _, chosen = stratified_split(train.labels, cfg.subset, generator)
+    _, chosen_val = stratified_split(val.labels, val_size, generator)
+    counts = train.class_counts()
+    lost = torch.nonzero((counts > 0) & (torch.bincount(train.labels[chosen], minlength=len(counts)) == 0))
+    if len(lost):
+        enough = min(len(train), math.ceil(len(train) / int(counts[counts > 0].min())))
+        raise DataError(f"{where}: data.subset={cfg.subset} keeps no training image of class(es) "
+                        f"{class_names(train, lost.flatten().tolist())}; set data.subset to at least {enough} "
+                        f"(that keeps every class), or leave it unset")
+    return train.subset(chosen), val.subset(chosen_val)
+
+
+def _check_format_memory(stores: list[Store], cfg: DataConfig) -> None:
+    """DataError, before any allocation, when data.channels / data.image_size would not fit in memory."""
+    needed, working, resized, count = 0, 0, 0, 0
+    for store in stores:
+        shape = tuple(store.images.shape)
+        if cfg.channels is not None and cfg.channels != shape[1]:
+            shape = (shape[0], cfg.channels, *shape[2:])
+            needed += math.prod(shape)  # to_channels makes a converted copy
+        if cfg.image_size is not None:
+            result, floats = resize_bytes(shape, (cfg.image_size, cfg.image_size))
+            resized, working = resized + result, max(working, floats)
+        count += shape[0]
+    needed += resized
+    if needed == 0:
+        return
+    channels = cfg.channels or stores[0].channels
+    if resized:
+        size = cfg.image_size
+        check_memory(needed + working,
+                     f"data.image_size={size}: resizing {count} images to {channels}x{size}x{size} "
+                     f"({gigabytes(needed)} of uint8 images plus {gigabytes(working)} of float working copies)",
+                     "lower data.image_size, or set data.subset=N to use fewer images")
+    else:
+        check_memory(needed, f"data.channels={cfg.channels}: converting {count} images",
+                     "set data.subset=N to use fewer images")
 
 
 def _format(store: Store, cfg: DataConfig) -> Store:
@@ -39,23 +129,22 @@ def _format(store: Store, cfg: DataConfig) -> Store:
 def load_splits(cfg: DataConfig, seed: int) -> Splits:
     """Train, validation and test stores of data.source, as the module docstring describes."""
     train, test = SOURCES.get(cfg.source)(cfg, seed)
+    where = _where(cfg)
     if test is not None and test.classes != train.classes:
         raise DataError(f"{cfg.source}: the test split's classes {test.classes} differ from the training "
                         f"split's {train.classes}")
+    _check_classes(train, test, where)
     generator = torch.Generator().manual_seed(seed)
-    keep, held = stratified_split(train.labels, cfg.val_fraction, generator)
-    train, val = train.subset(keep), train.subset(held)
-
+    train, val = _carve_val(train, cfg, generator, where)
     if cfg.subset is not None:
-        if cfg.subset > len(train):
-            warnings.warn(DataWarning(f"data.subset={cfg.subset} but {cfg.source} has only {len(train)} training "
-                                      f"images after the validation split; using all of them"), stacklevel=2)
-        elif cfg.subset < len(train):
-            val_size = round(len(val) * cfg.subset / len(train))
-            _, chosen = stratified_split(train.labels, cfg.subset, generator)
-            _, chosen_val = stratified_split(val.labels, val_size, generator)
-            train, val = train.subset(chosen), val.subset(chosen_val)
+        train, val = _take_subset(train, val, cfg, generator, where)
+    if len(val) == 0 and cfg.val_fraction > 0:
+        asked = f"data.val_fraction={cfg.val_fraction}" + (f" and data.subset={cfg.subset}" if cfg.subset else "")
+        warnings.warn(DataWarning(f"{where}: the validation split is empty (too few images for {asked}); the run "
+                                  f"will have no validation accuracy: add images, or raise data.val_fraction"),
+                      stacklevel=2)
 
+    _check_format_memory([store for store in (train, val, test) if store is not None], cfg)
     train, val = _format(train, cfg), _format(val, cfg)
     test = _format(test, cfg) if test is not None else None
     return Splits(train=train, val=val, test=test, source=cfg.source)

@@ -3,12 +3,17 @@
 Images may be (N, H, W), (N, H, W, C) or (N, C, H, W) with C of 1, 3 or 4 (RGBA is composited
 on white, like the image decoder does); uint8 as they are, or floats in [0, 1] (scaled by 255 and
 rounded). Other integer types are accepted when their values fit 0..255. Labels are integers
-0..K-1; `classes` (a string array) names them, else they are named "0".."K-1". Without
+0..K-1; `classes` (a string array) names them, and a label outside it is an error. Without
+`classes` the classes are the label values that occur (in y and y_test together), named by
+their values: 0..K-1 gives "0".."K-1"; other values ({0, 1, 2, 999}, or 1-based labels) are
+renumbered 0..K-1 in order with a DataWarning naming the gaps, so a stray label never asks for
+a 1000-class model (or, at 2**62, for more memory than exists). Without
 `x_test` the test split is carved with data.test_fraction. The file is read with
 allow_pickle=False: object arrays would run code from the file, so they are refused.
 """
 from __future__ import annotations
 
+import warnings
 import zipfile
 from pathlib import Path
 
@@ -17,7 +22,7 @@ import torch
 
 from cnntricks.config import DataConfig
 from cnntricks.data.convert import composite_on_white
-from cnntricks.data.errors import DataError
+from cnntricks.data.errors import DataError, DataWarning
 from cnntricks.data.sources import SOURCES, carve_test
 from cnntricks.data.store import Store
 
@@ -71,7 +76,31 @@ def _labels(array: np.ndarray, name: str, count: int, images_name: str, path: Pa
                         f"they must match one to one")
     if len(array) and array.min() < 0:
         raise DataError(f"{path}: {name} has negative labels (min {array.min()}); labels are class indices 0..K-1")
+    if len(array) and int(array.max()) > np.iinfo(np.int64).max:
+        raise DataError(f"{path}: {name} has a label of {array.max()}, beyond 64-bit integers; labels are class "
+                        f"indices 0..K-1")
     return torch.from_numpy(array.astype(np.int64))
+
+
+def _gaps(values: list[int], limit: int = 5) -> str:
+    """'3..998, 1000' for the sorted, distinct `values`: the integers from 0 up that are missing."""
+    gaps = [(low + 1, high - 1) for low, high in zip([-1, *values], values) if high > low + 1]
+    text = ", ".join(str(a) if a == b else f"{a}..{b}" for a, b in gaps[:limit])
+    return text + (f" and {len(gaps) - limit} more" if len(gaps) > limit else "")
+
+
+def _number_classes(labels: list[torch.Tensor], path: Path) -> tuple[list[str], list[torch.Tensor]]:
+    """(class names, labels renumbered 0..K-1) when the file has no classes array."""
+    values = torch.unique(torch.cat(labels))  # sorted, non-negative (checked in _labels)
+    names = [str(value) for value in values.tolist()]
+    if int(values[-1]) == len(values) - 1:  # already 0..K-1
+        return names, labels
+    shown = ", ".join(names[:8]) + (", ..." if len(names) > 8 else "")
+    warnings.warn(DataWarning(
+        f"{path}: labels are not 0..K-1 but {len(values)} values from {names[0]} to {names[-1]} (missing "
+        f"{_gaps(values.tolist())}); using {len(values)} classes named by their label values ({shown}); "
+        f"save a classes array to name them, or number the labels 0..{len(values) - 1}"), stacklevel=4)
+    return names, [torch.searchsorted(values, part) for part in labels]
 
 
 def _read(path: Path) -> dict[str, np.ndarray]:
@@ -120,7 +149,7 @@ def load_npz(cfg: DataConfig, seed: int) -> tuple[Store, Store]:
                             f"{tuple(images.shape[1:])}; both splits need one format")
         test = (test_images, _labels(arrays["y_test"], "y_test", len(test_images), "x_test", path))
 
-    top = int(max(labels.max(), test[1].max() if test and len(test[1]) else 0))
+    top = int(max(labels.max(), test[1].max() if test else 0))
     if "classes" in arrays:
         names = arrays["classes"]
         if names.ndim != 1 or names.dtype.kind not in "US":
@@ -130,9 +159,12 @@ def load_npz(cfg: DataConfig, seed: int) -> tuple[Store, Store]:
         if top >= len(classes):
             raise DataError(f"{path}: labels go up to {top} but classes names only {len(classes)}; "
                             f"labels must be 0..{len(classes) - 1}")
+    elif test is None:
+        classes, (labels,) = _number_classes([labels], path)
     else:
-        classes = [str(index) for index in range(top + 1)]
+        classes, (labels, test_labels) = _number_classes([labels, test[1]], path)
+        test = (test[0], test_labels)
     train = Store(images, labels, classes)
     if test is None:
-        return carve_test(train, cfg.test_fraction)
+        return carve_test(train, cfg.test_fraction, where=f"data.root: '{path}'")
     return train, Store(*test, classes)

@@ -14,6 +14,7 @@ import math
 import torch
 
 from cnntricks.config import DataConfig
+from cnntricks.data.memory import check_memory
 from cnntricks.data.sources import SOURCES
 from cnntricks.data.store import Store
 
@@ -46,10 +47,20 @@ def make_images(labels: torch.Tensor, size: int, channels: int, generator: torch
     return (images * 255).round_().clamp_(0, 255).to(torch.uint8)
 
 
+def working_bytes(count: int, size: int, channels: int) -> int:
+    """Peak bytes of make_images: float32 (4, N, S, S) waves and about four (N, S, S) and three
+    (N, C, S, S) float temporaries, then the uint8 result."""
+    return count * size * size * (4 * 4 + 4 * 4 + 3 * 4 * channels + channels)
+
+
 @SOURCES.register("synthetic")
 def load_synthetic(cfg: DataConfig, seed: int) -> tuple[Store, Store]:
     """(train 512, test 128), balanced classes; the same seed gives the same images."""
     size, channels = cfg.image_size or DEFAULT_IMAGE_SIZE, cfg.channels or DEFAULT_CHANNELS
+    check_memory(working_bytes(TRAIN_SIZE, size, channels) + TEST_SIZE * channels * size * size,
+                 f"data.image_size={size}: drawing {TRAIN_SIZE + TEST_SIZE} synthetic images of "
+                 f"{channels}x{size}x{size}",
+                 "lower data.image_size")
     generator = torch.Generator().manual_seed(seed)
     stores = []
     for count in (TRAIN_SIZE, TEST_SIZE):

@@ -130,16 +130,22 @@ def serve_fake_dataset(folder, monkeypatch):
     return arrays
 
 
+def downloads(cfg):
+    """The download folder (the cache; a data.root of the user's own never receives downloads)."""
+    return fashion_mnist.cache_root(cfg) / "fashion-mnist"
+
+
 def test_download_verifies_and_installs_the_files(tmp_path, data_config, mirror, monkeypatch):
     folder, url = mirror
     arrays = serve_fake_dataset(folder, monkeypatch)
     monkeypatch.setenv("CNNTRICKS_FASHION_MNIST_URL", url)  # no trailing slash: one is added
-    root = tmp_path / "downloaded"
-    train, test = load_fashion_mnist(data_config(root=str(root)), 0)
+    monkeypatch.setattr(fashion_mnist, "DEFAULT_ROOT", tmp_path / "not-installed")
+    cfg = data_config()
+    train, test = load_fashion_mnist(cfg, 0)
     assert sorted(CountingHandler.requests) == sorted(f"/fashion/{name}.gz" for name in NAMES)
-    assert sorted(p.name for p in root.iterdir()) == sorted(f"{name}.gz" for name in NAMES)
+    assert sorted(p.name for p in downloads(cfg).glob("*.gz")) == sorted(f"{name}.gz" for name in NAMES)
     assert torch.equal(test.images[:, 0], torch.from_numpy(arrays["t10k-images-idx3-ubyte"]))
-    load_fashion_mnist(data_config(root=str(root)), 0)
+    load_fashion_mnist(cfg, 0)
     assert len(CountingHandler.requests) == 4, "the second load must use the downloaded files"
 
 
@@ -159,22 +165,25 @@ def test_checksum_mismatch_is_an_error_and_deletes_the_download(tmp_path, data_c
     serve_fake_dataset(folder, monkeypatch)
     monkeypatch.setitem(EXPECTED_SHA256, "train-labels-idx1-ubyte", "0" * 64)
     monkeypatch.setenv("CNNTRICKS_FASHION_MNIST_URL", url)
-    root = tmp_path / "downloaded"
+    monkeypatch.setattr(fashion_mnist, "DEFAULT_ROOT", tmp_path / "not-installed")
+    cfg = data_config()
     with pytest.raises(DataError) as caught:
-        load_fashion_mnist(data_config(root=str(root)), 0)
+        load_fashion_mnist(cfg, 0)
     message = str(caught.value)
     assert "SHA-256" in message and "0" * 64 in message and "apt-get install dataset-fashion-mnist" in message
-    left = sorted(p.name for p in root.iterdir())
+    left = sorted(p.name for p in downloads(cfg).iterdir())
     assert left == ["train-images-idx3-ubyte.gz"], "only the verified file may stay; no partial files"
 
 
 def test_a_failed_download_says_why_and_what_to_do(tmp_path, data_config, mirror, monkeypatch):
     _, url = mirror  # serves nothing: every request is a 404
     monkeypatch.setenv("CNNTRICKS_FASHION_MNIST_URL", url)
-    root = tmp_path / "downloaded"
+    monkeypatch.setattr(fashion_mnist, "DEFAULT_ROOT", tmp_path / "not-installed")
+    cfg = data_config()
     with pytest.raises(DataError) as caught:
-        load_fashion_mnist(data_config(root=str(root)), 0)
+        load_fashion_mnist(cfg, 0)
     message = str(caught.value)
     assert "HTTP 404" in message and "apt-get install dataset-fashion-mnist" in message and "data.root=" in message
-    assert str(root) in message
-    assert list(root.iterdir()) == []
+    assert str(downloads(cfg)) in message and "network access" in message
+    assert "data.download=true" not in message, "data.download is already true"
+    assert list(downloads(cfg).iterdir()) == []

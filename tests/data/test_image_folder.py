@@ -52,8 +52,9 @@ def test_rgba_is_composited_on_white_and_gray_is_repeated(tmp_path, data_config)
     rgba = Image.new("RGBA", (8, 8), (255, 0, 0, 255))
     rgba.paste((0, 0, 255, 0), (0, 0, 4, 8))
     save_image(root / "a" / "x.png").unlink()
-    rgba.save(root / "a" / "x.png")
-    save_image(root / "b" / "y.bmp", mode="L", color=90)
+    for name in ("x.png", "x2.png"):  # two per class: a carved test split never takes a class's only image
+        rgba.save(root / "a" / name)
+        save_image(root / "b" / name.replace("x", "y").replace(".png", ".bmp"), mode="L", color=90)
     splits = load_splits(data_config(source="image-folder", root=str(root), val_fraction=0, test_fraction=0.5), 0)
     images = {int(label): image for label, image in
               zip(torch.cat([splits.train.labels, splits.test.labels]), torch.cat([splits.train.images, splits.test.images]))}
@@ -64,8 +65,9 @@ def test_rgba_is_composited_on_white_and_gray_is_repeated(tmp_path, data_config)
 
 def test_channels_1_uses_pillows_luma(tmp_path, data_config):
     root = tmp_path / "luma"
-    save_image(root / "a" / "x.png", color=(200, 100, 50))
-    save_image(root / "b" / "y.png", color=(10, 20, 30))
+    for index in range(2):  # two per class: a carved test split never takes a class's only image
+        save_image(root / "a" / f"x{index}.png", color=(200, 100, 50))
+        save_image(root / "b" / f"y{index}.png", color=(10, 20, 30))
     train, test = load_image_folder(data_config(root=str(root), channels=1, test_fraction=0.5), 0)
     values = sorted(torch.cat([train.images, test.images]).flatten().unique().tolist())
     expected = sorted(Image.new("RGB", (1, 1), c).convert("L").getpixel((0, 0)) for c in [(200, 100, 50), (10, 20, 30)])
@@ -84,8 +86,9 @@ def test_strict_makes_bad_files_an_error_that_lists_them_all(tmp_path, data_conf
 
 def test_images_of_different_sizes_need_image_size(tmp_path, data_config):
     root = tmp_path / "sizes"
-    save_image(root / "a" / "small.png", size=(8, 8))
-    save_image(root / "b" / "wide.png", size=(20, 10))
+    for suffix in ("", "2"):  # two per class: a carved test split never takes a class's only image
+        save_image(root / "a" / f"small{suffix}.png", size=(8, 8))
+        save_image(root / "b" / f"wide{suffix}.png", size=(20, 10))
     with pytest.raises(DataError, match="data.image_size=N") as caught:
         load_image_folder(data_config(root=str(root)), 0)
     assert "8x8" in str(caught.value) and "10x20" in str(caught.value)
@@ -207,8 +210,9 @@ def test_the_second_load_reads_the_cache_without_decoding(tmp_path, data_config,
 
 def test_a_damaged_cache_is_decoded_again(tmp_path, data_config):
     root = tmp_path / "root"
-    save_image(root / "a" / "0.png")
-    save_image(root / "b" / "0.png")
+    for name in ("0.png", "1.png"):  # two per class: a carved test split never takes a class's only image
+        save_image(root / "a" / name)
+        save_image(root / "b" / name)
     cfg = data_config(root=str(root), test_fraction=0.5)
     first = load_image_folder(cfg, 0)
     (cache_file,) = (tmp_path / "cache" / "image-folder").glob("*.safetensors")

@@ -17,12 +17,13 @@ def test_files_of_any_mode_and_size_come_out_at_the_training_format(tmp_path):
 
 def test_pixels_equal_what_the_image_folder_source_trained_on(tmp_path, data_config):
     root = tmp_path / "root"
-    for cls in ("a", "b"):
-        save_image(root / cls / "0.png", size=(30, 20))
+    paths = [root / cls / name for cls in ("a", "b") for name in ("0.png", "1.png")]  # a test split takes one of each
+    for path in paths:
+        save_image(path, size=(30, 20))
     train, test = load_image_folder(data_config(root=str(root), image_size=10, test_fraction=0.5), 0)
     order = sorted(zip(torch.cat([train.labels, test.labels]).tolist(), torch.cat([train.images, test.images])),
                    key=lambda pair: pair[0])
-    predicted = load_images([root / "a" / "0.png", root / "b" / "0.png"], 3, (10, 10))
+    predicted = load_images(paths, 3, (10, 10))
     assert torch.equal(predicted, torch.stack([image for _, image in order]))
 
 
