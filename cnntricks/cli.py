@@ -339,7 +339,21 @@ def _format_warning(message, category, filename, lineno, line=None) -> str:
 def main(argv: list[str] | None = None) -> int:
     warnings.formatwarning = _format_warning  # one readable line, not a source location
     from cnntricks.train.interrupt import Interrupted, raise_on_sigterm
-    raise_on_sigterm()  # a scheduler's stop gets a message and exit 143, not a silent death
+    try:
+        raise_on_sigterm()  # a scheduler's stop gets a message and exit 143, not a silent death
+        return _dispatch(argv)
+    except Interrupted as stop:
+        saved = f"checkpoint {stop.checkpoint} written; " if stop.checkpoint else ""
+        print(f"\ncnntricks: stopped by {stop.name}; {saved}a training run continues with "
+              f"cnntricks train --resume RUN_DIR", file=sys.stderr)
+        return stop.exit_code
+    except KeyboardInterrupt:
+        print("\ncnntricks: interrupted; a training run continues with cnntricks train --resume RUN_DIR",
+              file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+def _dispatch(argv: list[str] | None) -> int:
     parser = build_parser()
     args, unknown = parser.parse_known_args(argv)
     if unknown and args.command not in ("train", "evaluate", "augment", "preprocess"):
@@ -376,15 +390,6 @@ def main(argv: list[str] | None = None) -> int:
     except (TrainingDiverged, RunDirectoryError) as err:
         print(f"cnntricks: {err}", file=sys.stderr)
         return EXIT_TRAINING
-    except Interrupted as stop:
-        saved = f"checkpoint {stop.checkpoint} written; " if stop.checkpoint else ""
-        print(f"\ncnntricks: stopped by {stop.name}; {saved}a training run continues with "
-              f"cnntricks train --resume RUN_DIR", file=sys.stderr)
-        return stop.exit_code
-    except KeyboardInterrupt:
-        print("\ncnntricks: interrupted; a training run continues with cnntricks train --resume RUN_DIR",
-              file=sys.stderr)
-        return EXIT_INTERRUPTED
     except MemoryError:
         print("cnntricks: environment error: out of memory; lower optim.batch_size or data.image_size, "
               "or use data.subset", file=sys.stderr)

@@ -117,11 +117,54 @@ def write_atomic(path: str | Path, content: str | bytes | Callable[[Path], None]
     return path
 
 
+def save_tensors(tensors: dict, path: str | Path, metadata: dict | None = None) -> None:
+    """safetensors' save_file, with its I/O failures (a full disk) raised as the OSError they are."""
+    from safetensors.torch import save_file
+    try:
+        save_file(tensors, str(path), metadata)
+    except Exception as err:  # SafetensorError: "... I/O error: No space left on device (os error 28)"
+        found = re.search(r"os error (\d+)", str(err))
+        if found is None:
+            raise
+        number = int(found.group(1))
+        raise OSError(number, os.strerror(number), str(path)) from None
+
+
+def load_tensors(path: str | Path) -> dict:
+    """A safetensors file's tensors; a file that is not one (truncated, garbage, a pickle) is a
+    DamagedFileError, and is never unpickled."""
+    from safetensors.torch import load_file
+    try:
+        return load_file(str(path))
+    except Exception as err:  # SafetensorError, or the OSError of a vanished file
+        raise DamagedFileError(f"{path} is not a readable safetensors file ({err})") from None
+
+
 def write_json(path: str | Path, value, indent: int | None = 2) -> Path:
     return write_atomic(path, json.dumps(value, indent=indent))
 
 
 _HELD: dict[str, list] = {}  # resolved run directory -> [lock file descriptor, nesting depth]
+
+
+def lock_holder(run_dir: str | Path) -> str | None:
+    """The pid of another process holding `run_dir`'s lock, or None (free, or held by this process)."""
+    path = Path(run_dir) / LOCK
+    if str(Path(run_dir).resolve()) in _HELD or not path.is_file():
+        return None
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        return None  # released with the descriptor
+    except OSError:
+        return os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+    finally:
+        os.close(fd)
+
+
+def in_use_error(run_dir: Path, holder: str) -> RunDirectoryError:
+    return RunDirectoryError(f"{run_dir} is in use by another cnntricks process (pid {holder}); wait for it "
+                             f"to finish or stop it, or choose another --run-dir")
 
 
 @contextmanager
@@ -151,8 +194,7 @@ def hold_run_dir(run_dir: str | Path):
     except OSError:
         holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
         os.close(fd)
-        raise RunDirectoryError(f"{run_dir} is in use by another cnntricks process (pid {holder}); wait for it "
-                                f"to finish or stop it, or choose another --run-dir") from None
+        raise in_use_error(run_dir, holder) from None
     os.ftruncate(fd, 0)
     os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
     _HELD[key] = [fd, 1]

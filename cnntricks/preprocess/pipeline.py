@@ -22,14 +22,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
 from torch import nn
 
 from cnntricks.config import PreprocessConfig
 from cnntricks.preprocess.normalize import Normalization, fit_normalization
 from cnntricks.preprocess.whiten import fit_patch_whitening, fit_whitening
 from cnntricks.registry import Registry
-from cnntricks.rundir import PREPROCESS, write_atomic
+from cnntricks.rundir import PREPROCESS, DamagedFileError, load_tensors, read_json, save_tensors, write_atomic
 
 WHITENINGS = Registry("whitening")
 
@@ -72,7 +71,7 @@ class Preprocess:
             tensors.update(patch_weight=self.patch.weight.detach(), patch_bias=self.patch.bias.detach())
         if tensors:
             tensors = {k: v.contiguous().cpu() for k, v in tensors.items()}
-            write_atomic(run_dir / "preprocess.safetensors", lambda path: save_file(tensors, path))
+            write_atomic(run_dir / "preprocess.safetensors", lambda path: save_tensors(tensors, path))
         write_atomic(run_dir / PREPROCESS, json.dumps(self.normalization.to_dict()))
 
 
@@ -86,11 +85,16 @@ def model_input_shape(cfg: PreprocessConfig, image_shape: tuple[int, int, int]) 
 
 def load_preprocess(run_dir: str | Path) -> Preprocess:
     run_dir = Path(run_dir)
-    normalization = Normalization(**json.loads((run_dir / "preprocess.json").read_text()))
+    saved = read_json(run_dir / PREPROCESS)
+    try:
+        normalization = Normalization(**saved)
+    except TypeError:  # missing (None) or not the fitted mean and std
+        raise DamagedFileError(f"{run_dir / PREPROCESS} is missing or damaged (it holds the input normalization "
+                               f"fitted on the training split); train the run again") from None
     path = run_dir / "preprocess.safetensors"
     if not path.exists():
         return Preprocess(normalization)
-    tensors = load_file(path)
+    tensors = load_tensors(path)
     patch = None
     if "patch_weight" in tensors:
         weight = tensors["patch_weight"]

@@ -21,9 +21,8 @@ import shutil
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
 
-from cnntricks.rundir import CHECKPOINTS, DamagedFileError, checkpoint_files, fsync_dir, write_atomic
+from cnntricks.rundir import CHECKPOINTS, checkpoint_files, fsync_dir, load_tensors, save_tensors, write_atomic
 
 KEEP = 2  # complete checkpoints kept; older ones are deleted after a newer one is in place
 
@@ -70,10 +69,10 @@ def save_checkpoint(run_dir: str | Path, epoch: int, model: torch.nn.Module,
     tmp = root / f".tmp-{name}-{os.getpid()}"
     try:
         tmp.mkdir()
-        save_file(model_tensors(model), tmp / "model.safetensors")
+        save_tensors(model_tensors(model), tmp / "model.safetensors")
         tensors, plain = _optimizer_split(optimizer)
         tensors.update({f"rng.{k}": v.contiguous() for k, v in rng.items()})
-        save_file(tensors, tmp / "state.safetensors")
+        save_tensors(tensors, tmp / "state.safetensors")
         (tmp / "state.json").write_text(json.dumps({**state, "epoch": epoch, "optimizer": plain,
                                                     "files": checkpoint_files(tmp)}))
         for file in ("model.safetensors", "state.safetensors", "state.json"):
@@ -91,14 +90,6 @@ def save_checkpoint(run_dir: str | Path, epoch: int, model: torch.nn.Module,
     for old in done[:-KEEP]:
         shutil.rmtree(old, ignore_errors=True)
     return final
-
-
-def load_tensors(path: Path) -> dict[str, torch.Tensor]:
-    """A safetensors file's tensors; a file that is not one is a DamagedFileError (never unpickled)."""
-    try:
-        return load_file(path)
-    except Exception as err:  # SafetensorError, or an OSError of a vanished file
-        raise DamagedFileError(f"{path} is not a readable safetensors file ({err})") from None
 
 
 def load_model_weights(model: torch.nn.Module, folder: str | Path) -> None:

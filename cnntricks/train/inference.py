@@ -13,13 +13,13 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file
 
 from cnntricks import config as config_module
 from cnntricks.config import Config
 from cnntricks.nn.models import ImageSizeWarning, create_model
 from cnntricks.preprocess.pipeline import Preprocess, load_preprocess, model_input_shape
-from cnntricks.rundir import CONFIG, DATA, RunDirectoryError, latest_checkpoint, read_json
+from cnntricks.rundir import CONFIG, DATA, RunDirectoryError, find_checkpoint, read_json
+from cnntricks.train.checkpoint import load_model_weights
 from cnntricks.train.device import autocast, resolve_device, resolve_precision
 
 
@@ -139,14 +139,17 @@ def load_predictor(run_dir: str | Path, overrides: list[str] = ()) -> LoadedRun:
     if not (run_dir / CONFIG).exists():
         raise RunDirectoryError(f"{run_dir} is not a run directory (no config.yaml); "
                                 f"runs are written by cnntricks train, in runs/ by default")
-    last = latest_checkpoint(run_dir)
+    last = find_checkpoint(run_dir)  # the newest intact one, saying which damaged ones it passed over
     if last is None:
         raise RunDirectoryError(f"{run_dir} has no checkpoint yet; train it first "
                                 f"(cnntricks train --resume {run_dir})")
     cfg = config_module.load(run_dir / CONFIG, list(overrides))
     device, precision = device_and_precision(cfg)
     data = read_json(run_dir / DATA)
+    if data is None:
+        raise RunDirectoryError(f"{run_dir} has no data.json (the classes and image size the model was built for); "
+                                f"it was not written by cnntricks train, or was damaged")
     model = build_model(cfg, data, device)
-    model.load_state_dict(load_file(last / "model.safetensors"))
+    load_model_weights(model, last)
     predictor = Predictor.for_config(cfg, model, load_preprocess(run_dir), data["classes"], device, precision)
     return LoadedRun(cfg, data, last, predictor)

@@ -59,8 +59,21 @@ class StopSignals:
 
 def raise_on_sigterm() -> None:
     """Make SIGTERM raise `Interrupted` (the command line's default outside training): without a
-    handler, Python dies silently with exit 143."""
+    handler, Python dies silently with exit 143.
+
+    Not while torch and numpy are imported: an exception inside an import that a library catches
+    leaves a module half made (seen: numpy without `matrix`). A SIGTERM then is held, and raised
+    once the imports are done.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return
+    held = []
+    signal.signal(signal.SIGTERM, lambda signum, frame: held.append(signum))
+    import numpy  # noqa: F401
+    import torch  # noqa: F401
+
     def handle(signum, frame):
         raise Interrupted(signum)
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, handle)
+    signal.signal(signal.SIGTERM, handle)
+    if held:
+        raise Interrupted(held[0])

@@ -32,8 +32,8 @@ from cnntricks.nn.init import lsuv_
 from cnntricks.nn.regularize import apply_max_norm, l1_active, penalty
 from cnntricks.preprocess.pipeline import fit_preprocess
 from cnntricks.rundir import (CONFIG, DATA, FANCY_PCA, MISCLASSIFIED, SUMMARY, DamagedFileError, RunDirectoryError,
-                              archive_attempt, checkpoint_folders, find_checkpoint, hold_run_dir, latest_checkpoint,
-                              read_restarts, write_atomic, write_json)
+                              archive_attempt, checkpoint_folders, find_checkpoint, hold_run_dir, in_use_error,
+                              latest_checkpoint, lock_holder, read_restarts, write_atomic, write_json)
 from cnntricks.train import checkpoint as ckpt
 from cnntricks.train.device import autocast
 from cnntricks.train.epoch import EpochProgress
@@ -89,6 +89,8 @@ def fit(cfg: Config, run_dir: str | Path, *, resume: bool = False, progress: boo
 
 def open_run_dir(run_dir: Path, resume: bool) -> Config | None:
     """The saved config of a run to resume; None for a new run (refused where a run already is)."""
+    if (holder := lock_holder(run_dir)) is not None:
+        raise in_use_error(run_dir, holder)
     if resume:
         if not (run_dir / CONFIG).exists():
             raise RunDirectoryError(f"--resume {run_dir}: no config.yaml there, so no run to continue; "

@@ -1,24 +1,12 @@
-"""Fixtures of the end-to-end tests: a user at a shell whose every file lands in tmp_path."""
+"""Fixtures of the end-to-end tests: the `user` (tests/conftest.py), and no run outside tmp_path."""
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
 import pytest
-from e2e_helpers import User
 
 REPOSITORY = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture
-def user(tmp_path, monkeypatch, capsys) -> User:
-    """Runs the CLI in tmp_path/work with HOME, XDG_CACHE_HOME and MPLCONFIGDIR under tmp_path,
-    in this process (`user.run`) and in subprocesses (`user.spawn`, `user.start`)."""
-    person = User(tmp_path, capsys)
-    for name in ("HOME", "XDG_CACHE_HOME", "XDG_CONFIG_HOME", "MPLCONFIGDIR"):
-        monkeypatch.setenv(name, person.env[name])
-    monkeypatch.chdir(person.cwd)
-    return person
 
 
 @pytest.fixture(autouse=True)
