@@ -120,15 +120,18 @@ def finding(source: Evidence, step: int | None = None, /, **fields) -> Finding:
 
 @register
 def check_nonfinite(evidence: Evidence) -> list[Finding]:
-    events = [e for e in evidence.events if e.get("event") == "nonfinite"]
+    # null in stats.jsonl is NaN or infinite (monitor.py); a value records.py left out is not there at all
     bad_stats = [r for r in evidence.stats
-                 if r.get("grad_norm_total") is None and r.get("params")
-                 or any(p.get("weight_norm") is None for p in r.get("params", {}).values())]
-    if not events and not bad_stats:
+                 if "grad_norm_total" in r and r["grad_norm_total"] is None and r.get("params")
+                 or any("weight_norm" in p and p["weight_norm"] is None for p in r.get("params", {}).values())]
+    if evidence.nonfinite is None and not bad_stats:
         return []
-    step = events[0].get("step") if events else bad_stats[0]["step"]
-    what = (f"the loss is NaN or infinite at step {step}" if events else
-            f"gradients or weights are NaN or infinite at step {step} (stats.jsonl)")
+    if evidence.nonfinite is not None:
+        step, where = evidence.nonfinite
+        what = f"the loss is NaN or infinite {where}"
+    else:
+        step = bad_stats[0]["step"]
+        what = f"gradients or weights are NaN or infinite at step {step} (stats.jsonl)"
     return [finding(evidence, step, id="nonfinite", severity="error", title="NaN or infinite values",
                     evidence=what, figure="loss.png",
                     explanation="A non-finite number spreads to every weight in one step; the run cannot "
@@ -142,12 +145,11 @@ def check_nonfinite(evidence: Evidence) -> list[Finding]:
 @register
 def check_lr_diverged(evidence: Evidence) -> list[Finding]:
     steps, losses = evidence.losses
-    nonfinite = [e for e in evidence.events if e.get("event") == "nonfinite"]
     evidence_text, step = None, None
-    if nonfinite:
-        step = nonfinite[0].get("step")
+    if evidence.nonfinite is not None:
+        step, where = evidence.nonfinite
         before = f", after rising from {losses[0]:.3g} to {losses[-1]:.3g}" if len(losses) >= 2 else ""
-        evidence_text = f"the loss became non-finite at step {step}{before}"
+        evidence_text = f"the loss became non-finite {where}{before}"
     elif len(losses) >= 10:
         smooth = evidence.loss_trend
         head = max(1, len(smooth) // 20)
@@ -171,7 +173,7 @@ def check_lr_diverged(evidence: Evidence) -> list[Finding]:
 
 @register
 def check_lr_too_high(evidence: Evidence) -> list[Finding]:
-    if any(e.get("event") == "nonfinite" for e in evidence.events):
+    if evidence.nonfinite is not None:
         return []  # lr_diverged says it
     steps, losses = evidence.losses
     ratio = median_update_ratio(evidence)

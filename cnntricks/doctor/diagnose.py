@@ -3,7 +3,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from cnntricks.doctor import stats_checks  # noqa: F401  (importing it registers the statistics checks)
+import numpy as np
+
+from cnntricks.doctor import data_checks, stats_checks  # noqa: F401  (importing them registers their checks)
 from cnntricks.doctor.checks import CHECKS
 from cnntricks.doctor.evidence import Evidence, load_evidence
 from cnntricks.doctor.findings import Finding
@@ -15,7 +17,8 @@ from cnntricks.doctor.findings import Finding
 SYMPTOMS = frozenset({"lr_too_high", "lr_too_low", "underfitting", "plateau", "batch_too_small"})
 CONSEQUENCES: dict[str, frozenset[str]] = {  # cause -> what it explains; causes in priority order
     # a far too high LR also kills ReLUs (seed §5): the LR is what to fix
-    "nonfinite": SYMPTOMS | {"exploding_gradient", "dead_relu", "vanishing_gradient"},
+    # and a run stopped by a NaN has no epoch lines left to check
+    "nonfinite": SYMPTOMS | {"exploding_gradient", "dead_relu", "vanishing_gradient", "unchecked"},
     "lr_diverged": SYMPTOMS | {"exploding_gradient", "dead_relu", "vanishing_gradient"},
     "symmetric_init": SYMPTOMS | {"dead_relu", "bad_init", "vanishing_gradient", "saturation"},
     "unnormalized_input": frozenset({"exploding_gradient"}),
@@ -45,7 +48,11 @@ def demote_consequences(findings: list[Finding]) -> list[Finding]:
 
 def diagnose_evidence(evidence: Evidence) -> list[Finding]:
     """Every check's findings, root causes first: worst first (then by id)."""
-    findings = demote_consequences([f for name in CHECKS.names() for f in CHECKS.get(name)(evidence)])
+    # A loss near the top of the float range (1e308, written by another tool) overflows the trend's
+    # sums to inf, which the checks' comparisons read as "far too big": the right verdict, so numpy's
+    # overflow warnings would only be noise on the user's terminal.
+    with np.errstate(over="ignore", invalid="ignore"):
+        findings = demote_consequences([f for name in CHECKS.names() for f in CHECKS.get(name)(evidence)])
     return sorted(findings, key=lambda f: (-f.rank, f.id))
 
 

@@ -1,6 +1,8 @@
 """What the doctor reads: only the run directory (config.yaml, history.jsonl, stats.jsonl, and
 data.json / summary.json / the last checkpoint's weights when present), so a run written by
-another loop in the documented format is diagnosed the same way."""
+another loop in the documented format is diagnosed the same way. Every record is checked once
+against that format as it is read (records.py): the checks see well-typed numbers only, and what
+could not be read is kept in `problems` for the `unreadable` finding."""
 from __future__ import annotations
 
 import math
@@ -11,7 +13,8 @@ from pathlib import Path
 import numpy as np
 
 from cnntricks import config as config_module
-from cnntricks.rundir import CONFIG, Run
+from cnntricks.doctor import records
+from cnntricks.rundir import DATA, STATS, SUMMARY, read_history, read_stats
 
 
 @dataclass
@@ -24,6 +27,7 @@ class Evidence:
     stats: list[dict] = field(default_factory=list)    # stats.jsonl records (monitor/)
     classes: int | None = None                         # from data.json
     summary: dict | None = None                        # summary.json of a finished run
+    problems: list[str] = field(default_factory=list)  # what was left out as unreadable (records.py)
 
     @property
     def steps(self) -> int:
@@ -38,6 +42,27 @@ class Evidence:
             return np.zeros(0), np.zeros(0)
         steps, losses = zip(*pairs)
         return np.asarray(steps, dtype=float), np.asarray(losses, dtype=float)
+
+    @cached_property
+    def nonfinite(self) -> tuple[int | None, str] | None:
+        """(step or None, where) of the first non-finite loss, or None: the trainer's `nonfinite` event,
+        else the first batch or epoch line whose loss is null (the trainer writes NaN and infinity as
+        null; records.py makes another tool's NaN null too), whether or not an event says so."""
+        event = next((e for e in self.events if e.get("event") == "nonfinite"), None)
+        if event is not None:
+            step = event.get("step")
+            return step, f"at step {step}" if step is not None else "(a nonfinite event)"
+        batch = next((b for b in self.batches if "loss" in b and b["loss"] is None), None)
+        if batch is not None:
+            return batch["step"], f"at step {batch['step']} (null in history.jsonl)"
+        for e in self.epochs:
+            # a null val_loss beside a null val_acc is a run without a validation split
+            bad = [k for k in ("train_loss", "val_loss") if k in e and e[k] is None
+                   and (k == "train_loss" or e.get("val_acc") is not None)]
+            if bad:
+                steps = [b["step"] for b in self.batches if b.get("epoch") == e["epoch"]]
+                return max(steps, default=None), f"in epoch {e['epoch']} ({bad[0]} is null in history.jsonl)"
+        return None
 
     @cached_property
     def loss_trend(self) -> np.ndarray:
@@ -69,10 +94,18 @@ def trend(values: np.ndarray, chunk: int = 1 << 22) -> np.ndarray:
 
 
 def load_evidence(run_dir: str | Path) -> Evidence:
-    """Read a run directory; raises FileNotFoundError when it holds no history.jsonl."""
-    run = Run(Path(run_dir))
-    batches, epochs, events = run.history
-    cfg = config_module.load(run.path / CONFIG) if (run.path / CONFIG).is_file() else None
-    classes = len((run.data or {}).get("classes", [])) or None
-    return Evidence(run.path, cfg, batches=batches, epochs=epochs, events=events, stats=run.stats,
-                    classes=classes, summary=run.summary)
+    """Read a run directory; raises FileNotFoundError when it holds no history.jsonl. Anything else
+    that cannot be read (lines, values, files) is left out and said in `problems`, never raised."""
+    run_dir = Path(run_dir)
+    problems: list[str] = []
+    batches, epochs, events = records.clean_history(read_history(run_dir, problems), problems)
+    stats = records.clean_stats(read_stats(run_dir, problems), problems) if (run_dir / STATS).is_file() else []
+    cfg = records.read_config(run_dir, problems)
+    data = records.read_object(run_dir / DATA, problems) or {}
+    classes = data.get("classes")
+    if classes is not None and not isinstance(classes, list):
+        problems.append(f"{DATA}: 'classes' is {records.excerpt(classes, 30)}, not a list; diagnosed without it")
+        classes = None
+    return Evidence(run_dir, cfg, batches=batches, epochs=epochs, events=events, stats=stats,
+                    classes=len(classes or []) or None, summary=records.read_object(run_dir / SUMMARY, problems),
+                    problems=problems)

@@ -11,10 +11,11 @@ from typing import Any
 
 SEVERITIES = ("info", "warning", "error")  # in rising order; a healthy run has nothing above info
 
-# Every id a check may report (README: "The doctor").
+# Every id a check may report (README: "The doctor"). The last two are about the evidence itself
+# (data_checks.py): parts of the run directory left out as unreadable, checks that could not run.
 IDS = ("lr_diverged", "lr_too_high", "lr_too_low", "batch_too_small", "overfitting", "underfitting",
        "plateau", "dead_relu", "saturation", "vanishing_gradient", "exploding_gradient", "bad_init",
-       "symmetric_init", "noisy_filters", "unnormalized_input", "nonfinite")
+       "symmetric_init", "noisy_filters", "unnormalized_input", "nonfinite", "unreadable", "unchecked")
 
 
 @dataclass

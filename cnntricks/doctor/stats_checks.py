@@ -8,6 +8,7 @@ import math
 from pathlib import Path
 
 import numpy as np
+from safetensors import SafetensorError
 
 from cnntricks.doctor.checks import (CENTER, DEAD_ERROR, DEAD_INFO, DEPTH_COLLAPSE, DEPTH_EXPLODE, EXPLODE_NORM, EXPLODE_RATIO,
                                        INIT_LOSS, NOISY_CORRELATION, NOISY_MIN_KERNEL,
@@ -15,7 +16,8 @@ from cnntricks.doctor.checks import (CENTER, DEAD_ERROR, DEAD_INFO, DEPTH_COLLAP
                                        hidden_weights, register)
 from cnntricks.doctor.evidence import Evidence
 from cnntricks.doctor.findings import Finding
-from cnntricks.rundir import DATA, first_conv_weight, latest_checkpoint, read_json
+from cnntricks.doctor.records import read_object, shorten
+from cnntricks.rundir import DATA, first_conv_weight, latest_checkpoint
 
 # ---- the monitor's statistics -----------------------------------------------------------------
 
@@ -169,7 +171,8 @@ def check_unnormalized_input(evidence: Evidence) -> list[Finding]:
                             change={"preprocess.normalize": "standardize"})]
         return []
     # medians over every sampled batch: one small batch (2 bright images) is not the data set
-    inputs = [r["input"] for r in evidence.stats if r.get("input") and r["input"].get("std") is not None]
+    inputs = [r["input"] for r in evidence.stats
+              if r.get("input") and r["input"].get("std") is not None and r["input"].get("mean") is not None]
     if not inputs:
         return []
     mean = float(np.median([x["mean"] for x in inputs]))
@@ -191,7 +194,14 @@ def check_unnormalized_input(evidence: Evidence) -> list[Finding]:
 
 @register
 def check_noisy_filters(evidence: Evidence) -> list[Finding]:
-    correlation = first_layer_smoothness(evidence.run_dir)
+    try:
+        correlation = first_layer_smoothness(evidence.run_dir)
+    except (OSError, ValueError, RuntimeError, SafetensorError) as err:  # a damaged checkpoint: never a crash
+        return [Finding(id="unreadable", severity="warning", title="The latest checkpoint's weights could not be read",
+                        evidence=f"{type(err).__name__}: {shorten(str(err), 160)}",
+                        explanation="The first layer's filters (noisy_filters) are read from the latest checkpoint's "
+                                    "model.safetensors; a damaged file leaves that check out.",
+                        advice="Resume or start the run again to write a new checkpoint, or restore it from a copy.")]
     if correlation is None or correlation >= NOISY_CORRELATION:
         return []
     return [finding(evidence, None, id="noisy_filters", severity="info", title="Noisy first-layer filters",
@@ -211,10 +221,10 @@ def first_layer_smoothness(run_dir: Path) -> float | None:
     ([-1, 0, 1]) has as little neighbour correlation as noise (measured -0.17 on a healthy
     fastnet), so smoothness says nothing there."""
 
-    folder = latest_checkpoint(run_dir)
+    folder = latest_checkpoint(run_dir, weights_only=True)
     if folder is None or not (folder / "model.safetensors").is_file():
         return None
-    channels = (read_json(Path(run_dir) / DATA) or {}).get("channels")
+    channels = (read_object(Path(run_dir) / DATA, []) or {}).get("channels")  # data.json's problems: load_evidence's
     found = first_conv_weight(folder / "model.safetensors", channels, min_kernel=NOISY_MIN_KERNEL)
     if found is None:
         return None

@@ -67,7 +67,8 @@ def test_a_healthy_run_has_no_finding_above_info(tmp_path):
 
 
 def test_every_finding_id_is_documented_and_stable():
-    assert len(IDS) == 16 and "lr_diverged" in IDS and "unnormalized_input" in IDS
+    assert len(IDS) == 18 and "lr_diverged" in IDS and "unnormalized_input" in IDS
+    assert IDS[-2:] == ("unreadable", "unchecked")  # about the evidence itself (data_checks.py)
 
 
 def test_nan_loss_is_nonfinite_and_lr_diverged_with_the_step(tmp_path):
@@ -237,7 +238,8 @@ def test_noisy_filters_judged_on_large_kernels_only(tmp_path, monkeypatch):
     run = write_run(tmp_path / "run")
     folder = run / "checkpoints" / "epoch-0001"
     folder.mkdir(parents=True)
-    (folder / "state.json").write_text("{}")
+    (folder / "state.json").write_text('{"epoch": 1}')  # a checkpoint (rundir.latest_checkpoint): state and tensors
+    save_file({"step": torch.zeros(1)}, str(folder / "state.safetensors"))
     (run / "checkpoints" / "latest").write_text("epoch-0001")
     noise = torch.randn(16, 3, 7, 7, generator=rng)
     save_file({"stem.weight": noise}, str(folder / "model.safetensors"))

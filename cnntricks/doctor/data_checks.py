@@ -1,0 +1,73 @@
+"""The checks on the evidence itself: a doctor that reads a damaged or incomplete run must not call it
+healthy. `unreadable`: lines, values or files left out as unreadable (records.py says which);
+`unchecked`: checks that had nothing to read (no batch line with a loss, no epoch line with both
+accuracies), so their silence says nothing."""
+from __future__ import annotations
+
+from cnntricks.doctor.checks import register
+from cnntricks.doctor.evidence import Evidence
+from cnntricks.doctor.findings import Finding
+
+EXAMPLES = 3  # problems quoted in the finding; the rest are counted
+FORMAT = "the format in cnntricks/rundir.py's docstring (README: \"The run directory\")"
+LOSS_CHECKS = "lr_diverged, lr_too_high, lr_too_low, batch_too_small"
+ACCURACY_CHECKS = "overfitting, underfitting, plateau"
+
+
+@register
+def check_unreadable(evidence: Evidence) -> list[Finding]:
+    problems = evidence.problems
+    if not problems:
+        return []
+    more = f"; and {len(problems) - EXAMPLES} more" if len(problems) > EXAMPLES else ""
+    return [Finding(id="unreadable", severity="warning",
+                    title=f"{len(problems)} part{'s' if len(problems) != 1 else ''} of the run directory could not "
+                          "be read",
+                    evidence="; ".join(problems[:EXAMPLES]) + more,
+                    explanation="Lines that are not JSON objects, records of an unknown kind or without their step, "
+                                "values of the wrong type and files that cannot be parsed were left out; the "
+                                "verdict rests on the rest only, so a fault they hold cannot be seen.",
+                    advice=f"Check what wrote these files (another tool, a full disk, a hand edit) against {FORMAT}; "
+                           "a run written by cnntricks train has none of these.")]
+
+
+def missing_losses(evidence: Evidence) -> str | None:
+    """Why the loss-curve checks had nothing to read, or None when they had."""
+    if not evidence.batches:
+        return "history.jsonl has no batch lines"
+    if not any("loss" in b for b in evidence.batches):  # all null (non-finite): nonfinite says it
+        return "its batch lines have no 'loss'"
+    return None
+
+
+def missing_accuracies(evidence: Evidence) -> tuple[str, bool] | None:
+    """(why the accuracy checks had nothing to read, whether that is by design), or None when they had."""
+    epochs = evidence.epochs
+    if not epochs:
+        return "history.jsonl has no epoch lines", False
+    if any(e.get("train_acc") is not None and e.get("val_acc") is not None for e in epochs):
+        return None
+    if not any(e.get("train_acc") is not None for e in epochs):
+        return "its epoch lines have no 'train_acc'", False
+    if all("val_acc" in e for e in epochs):  # written as null: the trainer without a validation split
+        return "validation accuracy was not measured (val_acc null in every epoch line: no validation split)", True
+    return "its epoch lines have no 'val_acc'", False
+
+
+@register
+def check_unchecked(evidence: Evidence) -> list[Finding]:
+    gaps = []
+    if (why := missing_losses(evidence)) is not None:
+        gaps.append((f"the loss-curve checks ({LOSS_CHECKS}) could not run: {why}", False))
+    if (found := missing_accuracies(evidence)) is not None:
+        gaps.append((f"the accuracy checks ({ACCURACY_CHECKS}) could not run: {found[0]}", found[1]))
+    if not gaps:
+        return []
+    by_design = all(chosen for _, chosen in gaps)
+    return [Finding(id="unchecked", severity="info" if by_design else "warning",
+                    title="Some checks could not run: their silence says nothing",
+                    evidence="; ".join(text for text, _ in gaps),
+                    explanation="The doctor judges only what the run's files show; without the lines or keys these "
+                                "checks read, it cannot tell a healthy run from a broken one.",
+                    advice=f"Write every batch's loss and every epoch's train_acc and val_acc to history.jsonl, in "
+                           f"{FORMAT}; with cnntricks train, keep data.val_fraction above 0 for the accuracy checks.")]
