@@ -357,27 +357,33 @@ def checkpoint_files(folder: Path) -> dict:
             for name in CHECKPOINT_FILES}
 
 
-def checkpoint_problem(folder: Path) -> str | None:
+def checkpoint_problem(folder: Path, weights_only: bool = False) -> str | None:
     """What is wrong with a checkpoint folder, or None when it is intact.
 
     state.json must be a JSON object, and each tensor file must have the size and SHA-256 it
     records. A checkpoint written before the checksums existed is checked by its safetensors
-    header instead (a pickle or garbage has none).
+    header instead (a pickle or garbage has none). `weights_only`: only model.safetensors is
+    needed (what the doctor and the report read; another loop may write nothing else).
     """
     try:
         state = json.loads((folder / "state.json").read_bytes())
     except FileNotFoundError:
-        return "state.json is missing"
+        state = None if not weights_only else {}
+        if state is None:
+            return "state.json is missing"
     except (OSError, ValueError, RecursionError) as err:
-        return f"state.json is not valid JSON ({err})"
-    if not isinstance(state, dict) or not isinstance(state.get("epoch"), int):
+        if not weights_only:
+            return f"state.json is not valid JSON ({err})"
+        state = {}
+    if not weights_only and (not isinstance(state, dict) or not isinstance(state.get("epoch"), int)):
         return "state.json is not a checkpoint's state (no epoch)"
-    for name in CHECKPOINT_FILES:
+    recorded = state.get("files") if isinstance(state, dict) and isinstance(state.get("files"), dict) else {}
+    for name in CHECKPOINT_FILES[:1] if weights_only else CHECKPOINT_FILES:
         path = folder / name
         if not path.is_file():
             return f"{name} is missing"
-        expected = (state.get("files") or {}).get(name)
-        if expected:
+        expected = recorded.get(name)
+        if isinstance(expected, dict):
             if path.stat().st_size != expected.get("bytes"):
                 return f"{name} has {path.stat().st_size} bytes, not the {expected.get('bytes')} it was written with"
             if file_digest(path) != expected.get("sha256"):
@@ -419,9 +425,11 @@ def checkpoint_folders(run_dir: str | Path) -> list[Path]:
     return pointed + [p for p in folders if p.name != named]
 
 
-def latest_checkpoint(run_dir: str | Path) -> Path | None:
-    """The newest intact checkpoint folder, or None (damaged ones are passed over in silence)."""
-    return next((folder for folder in checkpoint_folders(run_dir) if checkpoint_problem(folder) is None), None)
+def latest_checkpoint(run_dir: str | Path, weights_only: bool = False) -> Path | None:
+    """The newest intact checkpoint folder, or None (damaged ones are passed over in silence);
+    `weights_only`: the newest whose model.safetensors is intact (see `checkpoint_problem`)."""
+    return next((folder for folder in checkpoint_folders(run_dir)
+                 if checkpoint_problem(folder, weights_only) is None), None)
 
 
 def find_checkpoint(run_dir: str | Path, purpose: str = "using") -> Path | None:
@@ -573,4 +581,5 @@ class Run:
 
     @property
     def latest_checkpoint(self) -> Path | None:
-        return latest_checkpoint(self.path)
+        """The newest checkpoint with intact weights (all a reader of the run needs)."""
+        return latest_checkpoint(self.path, weights_only=True)

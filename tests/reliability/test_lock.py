@@ -3,6 +3,8 @@ exit 4 naming the holder's pid; the lock dies with its process, so a killed run 
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 
 import pytest
 from conftest import no_traceback, snapshot
@@ -44,22 +46,17 @@ def test_the_lock_is_reentrant_in_one_process_and_released_after(tmp_path):
 
 def test_a_lock_held_elsewhere_names_its_pid(tmp_path):
     run = tmp_path / "run"
-    read, write = os.pipe()
-    child = os.fork()
-    if child == 0:  # the child holds the lock until the parent has tried
-        with hold_run_dir(run):
-            os.write(write, b"x")
-            os.read(read, 1)
-        os._exit(0)
+    holder = subprocess.Popen([sys.executable, "-c", "import sys\nfrom cnntricks.rundir import hold_run_dir\n"
+                               f"with hold_run_dir({str(run)!r}):\n    print('held', flush=True)\n    sys.stdin.read()"],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
-        os.read(read, 1)
-        with pytest.raises(RunDirectoryError, match=f"pid {child}"):
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(RunDirectoryError, match=f"pid {holder.pid}"):
             with hold_run_dir(run):
                 pass
     finally:
-        os.write(write, b"x")
-        os.waitpid(child, 0)
-    with hold_run_dir(run):
+        holder.communicate("", timeout=30)
+    with hold_run_dir(run):  # released when the holder ended
         pass
 
 

@@ -69,5 +69,7 @@ def test_sigterm_outside_training_is_a_message_too(user, run_copy, delay):
     time.sleep(delay)
     process.kill(signal.SIGTERM)
     result = process.finish()
-    assert result.code in (0, 143), result  # it may have finished first
+    # 0: it finished first; -15: killed while Python itself started, before cnntricks could act
+    # (nothing was written yet); 143 with the message otherwise
+    assert result.code in ((0, 143, -signal.SIGTERM) if delay < 0.1 else (0, 143)), result
     no_traceback(result)
