@@ -60,6 +60,7 @@ import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cached_property
+from glob import escape as glob_escape
 from pathlib import Path
 from typing import Callable
 
@@ -103,6 +104,7 @@ def write_atomic(path: str | Path, content: str | bytes | Callable[[Path], None]
     """
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    _clear_stale(path)
     try:
         if callable(content):
             content(tmp)
@@ -115,6 +117,24 @@ def write_atomic(path: str | Path, content: str | bytes | Callable[[Path], None]
         tmp.unlink(missing_ok=True)
         raise
     return path
+
+
+def _clear_stale(path: Path) -> None:
+    """Remove the temporary files of `path` that killed processes left (SIGKILL runs no cleanup)."""
+    for stale in path.parent.glob(f".{glob_escape(path.name)}.tmp-*"):
+        pid = stale.name.rsplit("-", 1)[-1]
+        if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+            stale.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, another user's
+        return True
+    return True
 
 
 def save_tensors(tensors: dict, path: str | Path, metadata: dict | None = None) -> None:

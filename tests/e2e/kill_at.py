@@ -64,13 +64,13 @@ def main(point: str, n: int, argv: list[str]) -> int:
         return lines
     rundir.HistoryWriter.flush = flush_then_maybe_die
 
-    save_file = checkpoint.save_file
+    save_tensors = checkpoint.save_tensors
 
     def save_then_maybe_die(tensors, filename, *args, **kwargs):
-        save_file(tensors, filename, *args, **kwargs)
+        save_tensors(tensors, filename, *args, **kwargs)
         if Path(filename).name == "model.safetensors" and arrive("model-written"):
             die()
-    checkpoint.save_file = save_then_maybe_die
+    checkpoint.save_tensors = save_then_maybe_die
 
     fsync_dir = checkpoint.fsync_dir  # called right after the folder's rename, before `latest`
 

@@ -1,30 +1,17 @@
-"""Fixtures of the reliability suite: a small finished run to damage, and what every case asserts.
-
-Every case checks the same promise (README, "Reliability"): the documented exit code, a message
-that names the problem, no traceback, and nothing already written lost or changed.
-"""
+"""Fixtures of the reliability suite: a small finished run to damage (helpers: reliability_helpers.py)."""
 from __future__ import annotations
 
 import io
 import shutil
+import sys
 from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
 
 import pytest
-from e2e_helpers import SMALL, run_main, user_environment
 
-# Three epochs, a checkpoint after each: the two newest (epoch-0002, epoch-0003) are kept.
-RUN = [*SMALL[:-1], "train.epochs=3", "--quiet"]
-
-
-def no_traceback(result) -> None:
-    assert "Traceback" not in result.err and "Traceback" not in result.out, result
-
-
-def snapshot(folder: Path) -> dict[str, bytes]:
-    """Every file under `folder` (the lock file aside: it holds the pid of whoever held it last)."""
-    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*"))
-            if p.is_file() and p.name != ".lock"}
+sys.path.insert(0, str(Path(__file__).parent))  # reliability_helpers
+from e2e_helpers import run_main, user_environment  # noqa: E402
+from reliability_helpers import RUN  # noqa: E402
 
 
 @pytest.fixture(scope="session")

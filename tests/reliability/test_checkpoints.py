@@ -9,7 +9,7 @@ import shutil
 
 import numpy as np
 import pytest
-from conftest import no_traceback, snapshot
+from reliability_helpers import no_traceback, snapshot
 from PIL import Image
 
 from cnntricks.rundir import checkpoint_problem, find_checkpoint, latest_checkpoint
@@ -71,8 +71,9 @@ def test_evaluate_and_predict_use_the_older_intact_checkpoint_and_change_nothing
     assert not (tmp_path / "unpickled").exists()
 
 
-@pytest.mark.parametrize("file, how", [("model.safetensors", "zero-byte"), ("state.safetensors", "truncated"),
-                                       ("state.json", "garbage"), ("state.safetensors", "pickle")])
+@pytest.mark.parametrize("file, how", [("model.safetensors", "zero-byte"), ("state.json", "garbage"), *[
+    pytest.param(*case, marks=pytest.mark.slow) for case in [("state.safetensors", "truncated"),
+                                                             ("state.safetensors", "pickle")]]])
 def test_resume_continues_from_the_older_intact_checkpoint(user, run_copy, tmp_path, file, how):
     damage(run_copy / "checkpoints" / "epoch-0003" / file, how, tmp_path / "unpickled")
     result = user.run("train", "--resume", run_copy, "train.epochs=4", "--quiet")

@@ -11,7 +11,7 @@ import subprocess
 import uuid
 
 import pytest
-from conftest import no_traceback, snapshot
+from reliability_helpers import no_traceback, snapshot
 
 from cnntricks.rundir import latest_checkpoint
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import no_traceback
+from reliability_helpers import no_traceback
 
 from cnntricks.rundir import HistoryWriter
 
@@ -28,7 +28,8 @@ DAMAGE = {
 }
 
 
-@pytest.mark.parametrize("how", DAMAGE)
+@pytest.mark.parametrize("how", ["partial-last-line", "deleted", *[pytest.param(how, marks=pytest.mark.slow)
+                                                                    for how in ("shorter", "longer-with-partial", "empty")]])
 def test_resume_repairs_the_history_and_says_what_is_lost(user, run_copy, how):
     history = run_copy / "history.jsonl"
     n = vouched(run_copy)

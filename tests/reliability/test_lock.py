@@ -7,7 +7,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import no_traceback, snapshot
+from reliability_helpers import no_traceback, snapshot
 from e2e_helpers import SMALL
 
 from cnntricks.rundir import RunDirectoryError, hold_run_dir

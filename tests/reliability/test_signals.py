@@ -11,7 +11,7 @@ from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
 
 import pytest
-from conftest import no_traceback
+from reliability_helpers import no_traceback
 from e2e_helpers import assert_runs_equal, run_main, user_environment
 
 from cnntricks.rundir import checkpoint_folders
@@ -32,8 +32,8 @@ def twin(tmp_path_factory) -> Path:
     return root / "run"
 
 
-@pytest.mark.parametrize("sig, code, epoch", [(signal.SIGTERM, 143, 1), (signal.SIGTERM, 143, 3),
-                                              (signal.SIGINT, 130, 2)])
+@pytest.mark.parametrize("sig, code, epoch", [(signal.SIGTERM, 143, 3), *[
+    pytest.param(*case, marks=pytest.mark.slow) for case in [(signal.SIGTERM, 143, 1), (signal.SIGINT, 130, 2)]]])
 def test_a_signal_inside_an_epoch_checkpoints_there_and_the_resume_equals_the_twin(user, twin, sig, code, epoch):
     run = user.cwd / "run"
     process = user.start("train", *TWIN, "--run-dir", run)
@@ -63,7 +63,7 @@ def test_sigterm_while_loading_exits_143_with_a_message(user):
     no_traceback(result)
 
 
-@pytest.mark.parametrize("delay", [0.05, 0.4, 0.9, 1.6])  # importing torch, loading the run, evaluating
+@pytest.mark.parametrize("delay", [0.4, 1.6, *[pytest.param(d, marks=pytest.mark.slow) for d in (0.05, 0.9)]])  # importing torch, loading the run, evaluating
 def test_sigterm_outside_training_is_a_message_too(user, run_copy, delay):
     process = user.start("evaluate", run_copy)
     time.sleep(delay)

@@ -12,7 +12,7 @@ import pickle
 
 import numpy as np
 import pytest
-from conftest import no_traceback, snapshot
+from reliability_helpers import no_traceback, snapshot
 from PIL import Image
 
 TINY = ["model.width=4", "model.depth=1", "train.epochs=1", "optim.batch_size=2", "train.threads=1", "--quiet"]
