@@ -11,6 +11,7 @@ complete one). Outside the loop (loading data, evaluating, writing the report) a
 """
 from __future__ import annotations
 
+import os
 import signal
 import threading
 from pathlib import Path
@@ -53,27 +54,27 @@ class StopSignals:
 
     def handle(self, signum: int, frame) -> None:
         if not self.deferring or (signum == signal.SIGINT and self.received is not None):
-            raise Interrupted(signum)  # not inside the loop, or a second Ctrl-C: now
-        self.received = signum
+            _raise_outside_imports(signum, frame)  # not inside the loop, or a second Ctrl-C: now
+        else:
+            self.received = signum
 
 
 def raise_on_sigterm() -> None:
     """Make SIGTERM raise `Interrupted` (the command line's default outside training): without a
-    handler, Python dies silently with exit 143.
+    handler, Python dies silently with exit 143."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _raise_outside_imports)
 
-    Not while torch and numpy are imported: an exception inside an import that a library catches
-    leaves a module half made (seen: numpy without `matrix`). A SIGTERM then is held, and raised
-    once the imports are done.
-    """
-    if threading.current_thread() is not threading.main_thread():
-        return
-    held = []
-    signal.signal(signal.SIGTERM, lambda signum, frame: held.append(signum))
-    import numpy  # noqa: F401
-    import torch  # noqa: F401
 
-    def handle(signum, frame):
-        raise Interrupted(signum)
-    signal.signal(signal.SIGTERM, handle)
-    if held:
-        raise Interrupted(held[0])
+def _raise_outside_imports(signum: int, frame) -> None:
+    """Raise `Interrupted`, but never inside an import: an exception there that a library catches
+    leaves a module half made (seen: numpy without `matrix`). Inside one, the signal is sent again
+    a moment later."""
+    while frame is not None:
+        if frame.f_code.co_filename.startswith("<frozen importlib"):
+            retry = threading.Timer(0.05, os.kill, (os.getpid(), signum))
+            retry.daemon = True
+            retry.start()
+            return
+        frame = frame.f_back
+    raise Interrupted(signum)

@@ -72,6 +72,23 @@ def run_main(*args) -> int:
     return code
 
 
+def train_in_background_folder(root: Path, *args) -> Path:
+    """`cnntricks train ARGS --run-dir root/run` in this process, with HOME and the caches under `root`
+    and the output swallowed (for module- or session-scoped reference runs); returns the run."""
+    import io
+    from contextlib import redirect_stderr, redirect_stdout
+
+    import pytest
+    run = root / "run"
+    with pytest.MonkeyPatch.context() as patch, redirect_stdout(io.StringIO()), redirect_stderr(io.StringIO()) as err:
+        for name, value in user_environment(root).items():
+            if name in ("HOME", "XDG_CACHE_HOME", "XDG_CONFIG_HOME", "MPLCONFIGDIR"):
+                patch.setenv(name, value)
+        code = run_main("train", *args, "--run-dir", run)
+    assert code == 0, err.getvalue()
+    return run
+
+
 class User:
     """A user at a shell in `cwd`, with a private HOME and caches (fixture `user`)."""
 

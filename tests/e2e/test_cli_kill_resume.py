@@ -8,7 +8,6 @@ model.safetensors (torch.equal) and history.jsonl line by line (timing fields as
 """
 from __future__ import annotations
 
-import io
 import json
 import random
 import shutil
@@ -16,11 +15,10 @@ import signal
 import subprocess
 import sys
 import time
-from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
 
 import pytest
-from e2e_helpers import assert_runs_equal, run_main, user_environment
+from e2e_helpers import assert_runs_equal, train_in_background_folder
 from safetensors.torch import load_file
 
 from cnntricks.rundir import latest_checkpoint
@@ -37,15 +35,7 @@ KILL_AT = Path(__file__).with_name("kill_at.py")
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory) -> Path:
     """The uninterrupted run every killed-and-resumed run must equal."""
-    root = tmp_path_factory.mktemp("uninterrupted")
-    run = root / "run"
-    with pytest.MonkeyPatch.context() as patch, redirect_stdout(io.StringIO()), redirect_stderr(io.StringIO()) as err:
-        for name, value in user_environment(root).items():
-            if name in ("HOME", "XDG_CACHE_HOME", "XDG_CONFIG_HOME", "MPLCONFIGDIR"):
-                patch.setenv(name, value)
-        code = run_main("train", *KILL, "--run-dir", run, "--quiet")
-    assert code == 0, err.getvalue()
-    return run
+    return train_in_background_folder(tmp_path_factory.mktemp("uninterrupted"), *KILL, "--quiet")
 
 
 def assert_survived_kill(run: Path) -> int:
