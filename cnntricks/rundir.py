@@ -275,10 +275,11 @@ class JsonlWriter:
         off, then never appended to), shorter or missing (damaged, deleted). Returns how many of the
         vouched-for lines are missing (0 when the file was whole), and warns when some are.
         """
-        kept = self.path.read_bytes().splitlines(keepends=True)[:lines] if self.path.exists() else []
+        whole = self.path.read_bytes().splitlines(keepends=True) if self.path.exists() else None
+        kept = (whole or [])[:lines]
         if kept and not kept[-1].endswith(b"\n"):
             kept.pop()  # a line a kill cut short: never append onto it
-        if not self.path.exists() or len(kept) != len(self.path.read_bytes().splitlines(keepends=True)):
+        if whole is None or len(kept) != len(whole):
             write_atomic(self.path, b"".join(kept))
         self.lines, self.pending = len(kept), []
         missing = lines - len(kept)
