@@ -91,6 +91,7 @@ class ModelConfig:
     norm: Literal["batch", "none"] = "batch"  # normalization after each conv
     dropout: float = 0.0  # inverted dropout before the classifier (and between the mlp's hidden layers); the seed's fully connected default is 0.5 (§6)
     spatial_dropout: float = 0.0  # conv nets: drop whole feature maps (Dropout2d) after each stage
+    pretrained: str | None = None  # weights to start from (seed §4, fine-tuning): a cnntricks run directory, a .safetensors file or a .pth/.pt state dict; the head is new
 
 
 @dataclass
@@ -150,6 +151,11 @@ class DoctorConfig:
 
 
 @dataclass
+class TransferConfig:
+    strict: bool = True  # model.pretrained: every weight must fit the model (false: load what fits, say what was skipped)
+
+
+@dataclass
 class Config:
     data: DataConfig = field(default_factory=DataConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
@@ -160,6 +166,7 @@ class Config:
     regularize: RegularizeConfig = field(default_factory=RegularizeConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     doctor: DoctorConfig = field(default_factory=DoctorConfig)
+    transfer: TransferConfig = field(default_factory=TransferConfig)
 
     def to_dict(self) -> dict[str, dict[str, Any]]:
         return dataclasses.asdict(self)

@@ -15,6 +15,7 @@ LAYERS = (
     ("data",),
     ("augment", "preprocess"),
     ("nn",),
+    ("transfer",),
     ("train",),
     ("monitor", "doctor"),
     ("session",),

@@ -35,6 +35,7 @@ from cnntricks.rundir import (CONFIG, DATA, FANCY_PCA, MISCLASSIFIED, SUMMARY, D
                               archive_attempt, checkpoint_folders, find_checkpoint, hold_run_dir, in_use_error,
                               latest_checkpoint, lock_holder, read_restarts, write_atomic, write_json)
 from cnntricks.train import checkpoint as ckpt
+from cnntricks.transfer import load_pretrained
 from cnntricks.train.device import autocast
 from cnntricks.train.epoch import EpochProgress
 from cnntricks.train.interrupt import Interrupted, StopSignals
@@ -202,9 +203,13 @@ class Trainer:
                                        f"start the run again") from None
         else:  # a new run, or one killed before its first checkpoint: start over
             self.call("on_restore", {})
+            if self.cfg.model.pretrained:  # fine-tuning (seed §4): the new head, the rest from the source
+                loaded = load_pretrained(self.model, self.cfg.model.pretrained, self.cfg.transfer.strict)
+                self.history.add("event", epoch=0, step=0, event="pretrained", message=loaded.describe())
+                self.say(f"model.pretrained: {loaded.describe()}")
             for event in read_restarts(self.run_dir):  # doctor.mode=fix started this run again: say so first
                 self.history.add("event", epoch=0, step=0, **event)  # (a restart event has at_epoch, not epoch)
-        if self.cfg.model.init == "lsuv" and self.state.step == 0:  # LSUV scales each layer on a real batch
+        if self.cfg.model.init == "lsuv" and self.state.step == 0 and not self.cfg.model.pretrained:  # LSUV scales each layer on a real batch
             first = torch.randperm(len(self.train_labels),
                                    generator=torch.Generator().manual_seed(self.cfg.train.seed))[:self.batch_size]
             lsuv_(self.model, orthogonalize=False, batch=self.model_input(self.train_images[first.to(self.device)]))

@@ -35,11 +35,12 @@ class Resolved:
 
 
 def absolute_paths(cfg: Config) -> Config:
-    """A copy with data.root and data.cache_dir absolute, so evaluate works from any folder later."""
+    """A copy with data.root, data.cache_dir and model.pretrained absolute, so evaluate (and a resume)
+    work from any folder later."""
     cfg = copy.deepcopy(cfg)
-    for key in ("root", "cache_dir"):
-        if getattr(cfg.data, key):
-            setattr(cfg.data, key, str(Path(getattr(cfg.data, key)).expanduser().resolve()))
+    for section, key in (("data", "root"), ("data", "cache_dir"), ("model", "pretrained")):
+        if value := getattr(getattr(cfg, section), key):
+            setattr(getattr(cfg, section), key, str(Path(value).expanduser().resolve()))
     return cfg
 
 

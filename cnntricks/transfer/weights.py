@@ -1,0 +1,142 @@
+"""Weights in (seed §4: "fine-tune ... a pre-trained model"): start a model from another run's or
+another tool's weights.
+
+`model.pretrained` names the source:
+  - a cnntricks run directory: its newest intact checkpoint (rundir.find_checkpoint);
+  - a .safetensors file;
+  - a .pth / .pt state dict, read with `torch.load(weights_only=True)`: tensors and plain
+    containers only; a file holding anything else (a pickled model object, code) is refused, never
+    unpickled (DESIGN: never unpickle a file you did not write). A checkpoint dict that wraps the
+    weights under "state_dict" or "model" is unwrapped.
+`load_pretrained(model, source)` copies every tensor whose name and shape fit the model. The
+classifier head (`head.*`) is never copied: it is the new model's, for the new classes. A first
+convolution that reads another number of channels is adapted: RGB weights summed over their input
+channels for gray images, gray weights repeated (and divided by 3) for RGB images, so the filter's
+response to a gray image is unchanged. With `strict` (transfer.strict, the default) any other
+mismatch is a ConfigError listing the keys; without it, what does not fit is skipped and listed.
+"""
+from __future__ import annotations
+
+import pickle
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from cnntricks.config import ConfigError
+from cnntricks.rundir import CONFIG, DamagedFileError, find_checkpoint, load_tensors, natural_key
+
+HEAD = "head."  # the classifier layer of every model of the zoo (nn/models.py: Classifier)
+LISTED = 8      # mismatched keys named in a message; the rest are counted
+
+
+@dataclass
+class PretrainedWeights:
+    """What `load_pretrained` did: the source file, the tensors copied, adapted and skipped."""
+    source: Path
+    loaded: list[str] = field(default_factory=list)
+    adapted: list[str] = field(default_factory=list)  # first convolution, channels summed or repeated
+    skipped: list[str] = field(default_factory=list)  # "name: why" (not strict)
+
+    def describe(self) -> str:
+        text = f"{len(self.loaded)} tensors from {self.source}"
+        if self.adapted:
+            text += f"; adapted to the image channels: {', '.join(self.adapted)}"
+        if self.skipped:
+            text += f"; skipped {len(self.skipped)} that do not fit: {_listed(self.skipped)}"
+        return text
+
+
+def _listed(items: list[str]) -> str:
+    more = f" and {len(items) - LISTED} more" if len(items) > LISTED else ""
+    return "; ".join(items[:LISTED]) + more
+
+
+def weights_file(source: str | Path) -> Path:
+    """The file `model.pretrained` names: a run directory's newest intact model.safetensors, or the file."""
+    path = Path(source).expanduser()
+    if path.is_dir():
+        if not (path / CONFIG).is_file():
+            raise ConfigError(f"model.pretrained: {path} is a folder but not a run directory (no config.yaml); "
+                              f"give a run directory, a .safetensors file or a .pth/.pt state dict")
+        folder = find_checkpoint(path, "starting from")
+        if folder is None:
+            raise ConfigError(f"model.pretrained: the run {path} has no checkpoint yet; train it first")
+        return folder / "model.safetensors"
+    if not path.is_file():
+        raise ConfigError(f"model.pretrained: '{path}' does not exist; give a run directory, a .safetensors "
+                          f"file or a .pth/.pt state dict")
+    return path
+
+
+def read_weights(source: str | Path) -> tuple[Path, dict[str, torch.Tensor]]:
+    """(file, state dict) of a weights source (see the module docstring); never unpickles code."""
+    path = weights_file(source)
+    if path.suffix in (".pth", ".pt", ".bin", ".ckpt"):
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, ValueError) as err:
+            first = str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
+            raise DamagedFileError(f"model.pretrained: {path} is not a state dict of tensors that can be read "
+                                   f"without running code from the file ({first}); save it with "
+                                   f"torch.save(model.state_dict(), path) or as .safetensors") from None
+        for key in ("state_dict", "model"):  # a training checkpoint wrapping the weights
+            if isinstance(state, dict) and isinstance(state.get(key), dict):
+                state = state[key]
+    else:
+        state = load_tensors(path)
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise DamagedFileError(f"model.pretrained: {path} holds no state dict (name -> tensor)")
+    return path, {str(k).removeprefix("module."): v for k, v in state.items()}  # DataParallel's prefix
+
+
+def _first_conv(state: dict[str, torch.Tensor]) -> str | None:
+    convs = sorted((k for k, v in state.items() if v.ndim == 4 and k.endswith("weight")), key=natural_key)
+    return convs[0] if convs else None
+
+
+def _adapt_channels(weight: torch.Tensor, channels: int) -> torch.Tensor | None:
+    """A first conv's weight (out, in, kH, kW) made to read `channels`, or None when it cannot be."""
+    if weight.shape[1] == 3 and channels == 1:  # gray x in every channel: the sum of the RGB filters
+        return weight.sum(1, keepdim=True)
+    if weight.shape[1] == 1 and channels == 3:  # the same response to a gray image, spread over RGB
+        return weight.repeat(1, 3, 1, 1) / 3
+    return None
+
+
+@torch.no_grad()
+def load_pretrained(model: nn.Module, source: str | Path, strict: bool = True) -> PretrainedWeights:
+    """Copy the source's weights into `model` in place (module docstring); returns what was done."""
+    path, state = read_weights(source)
+    own = model.state_dict()
+    result = PretrainedWeights(path)
+    first_own, first_theirs = _first_conv(own), _first_conv(state)
+    problems = []
+    for name, tensor in state.items():
+        if name.startswith(HEAD):
+            continue
+        if name not in own:
+            problems.append(f"{name}: not in the model")
+            continue
+        if name == first_theirs == first_own and tensor.shape[1] != own[name].shape[1]:
+            adapted = _adapt_channels(tensor, own[name].shape[1])
+            if adapted is not None and adapted.shape == own[name].shape:
+                tensor = adapted
+                result.adapted.append(f"{name} ({state[name].shape[1]} -> {own[name].shape[1]} channels)")
+        if tensor.shape != own[name].shape:
+            problems.append(f"{name}: {tuple(tensor.shape)} in the file, {tuple(own[name].shape)} in the model")
+            continue
+        own[name].copy_(tensor.to(own[name].dtype))
+        result.loaded.append(name)
+    missing = [f"{name}: not in the file" for name in own if not name.startswith(HEAD) and name not in state]
+    problems += missing
+    if problems and strict:
+        raise ConfigError(f"model.pretrained: {len(problems)} weights do not fit model.name/width/depth "
+                          f"({_listed(problems)}); build the model the weights were trained as, or set "
+                          f"transfer.strict=false to load what fits")
+    result.skipped = problems
+    if not result.loaded:
+        raise ConfigError(f"model.pretrained: no weight of {path} fits this model ({_listed(problems)})")
+    return result
