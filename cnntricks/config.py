@@ -153,6 +153,10 @@ class DoctorConfig:
 @dataclass
 class TransferConfig:
     strict: bool = True  # model.pretrained: every weight must fit the model (false: load what fits, say what was skipped)
+    strategy: Literal["all", "top", "scratch"] = "all"  # which layers train (seed §4's table): all = every layer, the lower stages at smaller LRs; top = the head and the transfer.stages top stages, the rest frozen; scratch = every layer at the full LR (the baseline)
+    stages: int = 1  # top: how many of the model's top stages train beside the head
+    lr_scale: float = 0.1  # the top stage's LR as a share of optim.lr (the head has the full LR); seed §4: fine-tune "with a small learning rate"
+    lr_decay: float = 0.38  # all: each lower stage's LR is the one above's x this (Howard & Ruder 2018, ULMFiT: divided by 2.6)
 
 
 @dataclass

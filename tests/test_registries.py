@@ -35,16 +35,18 @@ from cnntricks.preprocess.normalize import NORMALIZATIONS
 from cnntricks.preprocess.pipeline import WHITENINGS, fit_preprocess, model_input_shape
 from cnntricks.train.optim import OPTIMIZERS, decay_mode, parameter_groups
 from cnntricks.train.schedule import SCHEDULES, Schedule
+from cnntricks.transfer import STRATEGIES, layer_groups
 
 REGISTRIES = {"SOURCES": SOURCES, "POLICIES": POLICIES, "OPERATIONS": OPERATIONS, "MIXINGS": MIXINGS,
               "NORMALIZATIONS": NORMALIZATIONS, "WHITENINGS": WHITENINGS, "ACTIVATIONS": ACTIVATIONS,
               "INITS": INITS, "MODELS": MODELS, "OPTIMIZERS": OPTIMIZERS, "SCHEDULES": SCHEDULES,
-              "CHECKS": CHECKS, "EXPERIMENTS": EXPERIMENTS}
+              "CHECKS": CHECKS, "EXPERIMENTS": EXPERIMENTS, "STRATEGIES": STRATEGIES}
 
 # config key -> the registry its value is looked up in
 CONFIG_KEYS = {"data.source": SOURCES, "augment.policy": POLICIES, "preprocess.normalize": NORMALIZATIONS,
                "preprocess.whiten": WHITENINGS, "model.name": MODELS, "model.activation": ACTIVATIONS,
-               "model.init": INITS, "optim.name": OPTIMIZERS, "schedule.name": SCHEDULES}
+               "model.init": INITS, "optim.name": OPTIMIZERS, "schedule.name": SCHEDULES,
+               "transfer.strategy": STRATEGIES}
 # config values that are resolved to a registered name before the lookup (nn.init.resolve_scheme)
 RESOLVED = {"model.init": {"auto"}}
 
@@ -227,11 +229,17 @@ def build_experiment(name, tmp_path):
     assert list(parameters)[:1] == ["out_dir"] and {"seed", "seeds", "budget", "data"} <= set(parameters)
 
 
+def build_strategy(name, tmp_path):
+    model = create_model(config.ModelConfig(width=4, depth=2), 3, 4, (8, 8))
+    plan = STRATEGIES.create(name, config.TransferConfig(strategy=name), layer_groups(model))
+    assert all(p.requires_grad for p in model.head.parameters()) and plan.scales[id(model.head.weight)] == 1.0
+
+
 BUILDERS = {"SOURCES": build_source, "POLICIES": build_policy, "OPERATIONS": build_operation,
             "MIXINGS": build_mixing, "NORMALIZATIONS": build_normalization, "WHITENINGS": build_whitening,
             "ACTIVATIONS": build_activation, "INITS": build_init, "MODELS": build_model,
             "OPTIMIZERS": build_optimizer, "SCHEDULES": build_schedule, "CHECKS": build_check,
-            "EXPERIMENTS": build_experiment}
+            "EXPERIMENTS": build_experiment, "STRATEGIES": build_strategy}
 
 
 def test_every_registry_has_a_builder():

@@ -35,7 +35,7 @@ from cnntricks.rundir import (CONFIG, DATA, FANCY_PCA, MISCLASSIFIED, SUMMARY, D
                               archive_attempt, checkpoint_folders, find_checkpoint, hold_run_dir, in_use_error,
                               latest_checkpoint, lock_holder, read_restarts, write_atomic, write_json)
 from cnntricks.train import checkpoint as ckpt
-from cnntricks.transfer import load_pretrained
+from cnntricks.transfer import Freeze, load_pretrained, plan_transfer
 from cnntricks.train.device import autocast
 from cnntricks.train.epoch import EpochProgress
 from cnntricks.train.interrupt import Interrupted, StopSignals
@@ -125,7 +125,10 @@ class Trainer:
         self.preprocess = self._fit_preprocess()
         write_json(self.run_dir / DATA, self.data)
         self.model = build_model(cfg, self.data, self.device, warn_size=not resume)
-        self.optimizer = create_optimizer(cfg.optim, self.model, cfg.regularize.penalize)
+        # fine-tuning (seed §4): frozen stages and per-stage LR scales, before the optimizer sees the parameters
+        self.transfer = plan_transfer(cfg.transfer, self.model) if cfg.model.pretrained else None
+        self.optimizer = create_optimizer(cfg.optim, self.model, cfg.regularize.penalize,
+                                          self.transfer.scales if self.transfer else None)
         self.augment, self.mixing = self._augmentation()
         self.train_images = self.splits.train.images.to(self.device)  # the whole split lives on the device (airbench)
         self.train_labels = self.splits.train.labels.to(self.device)
@@ -140,7 +143,8 @@ class Trainer:
         self.predictor = Predictor.for_config(cfg, self.model, self.preprocess, self.splits.train.classes,
                                               self.device, self.precision)
         self.history = History(self.run_dir, cfg.train.log_every)
-        self.plugins = [self.history, *([Progress()] if progress else []), *callbacks]
+        frozen = [Freeze(self.transfer.frozen)] if self.transfer and self.transfer.frozen else []
+        self.plugins = [self.history, *([Progress()] if progress else []), *frozen, *callbacks]
         self.hooks = {event: [getattr(p, event) for p in self.plugins if hasattr(p, event)] for event in EVENTS}
         # Reading a loss back to the host waits for the device. On a CPU that costs nothing, so every
         # step is checked; on CUDA the losses are read every few steps to keep the GPU queue full.
@@ -205,8 +209,10 @@ class Trainer:
             self.call("on_restore", {})
             if self.cfg.model.pretrained:  # fine-tuning (seed §4): the new head, the rest from the source
                 loaded = load_pretrained(self.model, self.cfg.model.pretrained, self.cfg.transfer.strict)
-                self.history.add("event", epoch=0, step=0, event="pretrained", message=loaded.describe())
-                self.say(f"model.pretrained: {loaded.describe()}")
+                message = f"{loaded.describe()}; transfer.strategy={self.cfg.transfer.strategy}: " \
+                          f"{self.transfer.describe(self.model)}"
+                self.history.add("event", epoch=0, step=0, event="pretrained", message=message)
+                self.say(f"model.pretrained: {message}")
             for event in read_restarts(self.run_dir):  # doctor.mode=fix started this run again: say so first
                 self.history.add("event", epoch=0, step=0, **event)  # (a restart event has at_epoch, not epoch)
         if self.cfg.model.init == "lsuv" and self.state.step == 0 and not self.cfg.model.pretrained:  # LSUV scales each layer on a real batch

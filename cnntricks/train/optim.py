@@ -33,13 +33,20 @@ def decay_mode(cfg: OptimConfig) -> str:
     return "decoupled" if cfg.name == "adamw" else "coupled"
 
 
-def parameter_groups(model: nn.Module, weight_decay: float, penalize: str = "weights") -> list[dict]:
-    """Two groups: the tensors that decay (weights, ndim > 1; all with penalize="all") and the rest."""
+def parameter_groups(model: nn.Module, weight_decay: float, penalize: str = "weights",
+                     lr_scales: dict[int, float] | None = None) -> list[dict]:
+    """Two groups: the tensors that decay (weights, ndim > 1; all with penalize="all") and the rest;
+    with `lr_scales` (parameter id -> share of the LR: discriminative fine-tuning, transfer/), two
+    per scale, each with its "lr_scale". Frozen tensors (requires_grad False) are in none."""
     decayed = penalized_weights(model, penalize)
     ids = {id(p) for p in decayed}
     others = [p for p in model.parameters() if p.requires_grad and id(p) not in ids]
-    return [{"params": decayed, "weight_decay": weight_decay},
-            {"params": others, "weight_decay": 0.0}]
+    if not lr_scales:
+        return [{"params": decayed, "weight_decay": weight_decay},
+                {"params": others, "weight_decay": 0.0}]
+    scales = sorted({lr_scales.get(id(p), 1.0) for p in decayed + others}, reverse=True)
+    return [{"params": [p for p in params if lr_scales.get(id(p), 1.0) == scale], "weight_decay": decay,
+             "lr_scale": scale} for scale in scales for params, decay in ((decayed, weight_decay), (others, 0.0))]
 
 
 @OPTIMIZERS.register("sgd")
@@ -61,10 +68,12 @@ def adamw(cfg: OptimConfig, groups: list[dict], decay: str) -> torch.optim.Optim
     return torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.momentum, 0.999))
 
 
-def create_optimizer(cfg: OptimConfig, model: nn.Module, penalize: str = "weights") -> torch.optim.Optimizer:
-    """The optimizer `cfg.name` over `model`'s parameters, weight decay on the `penalize` ones."""
+def create_optimizer(cfg: OptimConfig, model: nn.Module, penalize: str = "weights",
+                     lr_scales: dict[int, float] | None = None) -> torch.optim.Optimizer:
+    """The optimizer `cfg.name` over `model`'s trainable parameters, weight decay on the `penalize`
+    ones, each group's LR scaled by `lr_scales` (see parameter_groups)."""
     factory = OPTIMIZERS.get(cfg.name)
-    return factory(cfg, parameter_groups(model, cfg.weight_decay, penalize), decay_mode(cfg))
+    return factory(cfg, parameter_groups(model, cfg.weight_decay, penalize, lr_scales), decay_mode(cfg))
 
 
 @torch.no_grad()
@@ -79,5 +88,6 @@ def apply_decoupled_decay(optimizer: torch.optim.Optimizer) -> None:
 
 
 def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
+    """The schedule's LR into every group, times the group's "lr_scale" (fine-tuning) where it has one."""
     for group in optimizer.param_groups:
-        group["lr"] = lr
+        group["lr"] = lr * group.get("lr_scale", 1.0)
