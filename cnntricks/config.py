@@ -157,6 +157,7 @@ class TransferConfig:
     stages: int = 1  # top: how many of the model's top stages train beside the head
     lr_scale: float = 0.1  # the top stage's LR as a share of optim.lr (the head has the full LR); seed §4: fine-tune "with a small learning rate"
     lr_decay: float = 0.38  # all: each lower stage's LR is the one above's x this (Howard & Ruder 2018, ULMFiT: divided by 2.6)
+    normalization: Literal["source", "own"] = "source"  # model.pretrained from a run: feed the images as the source run did (its preprocess.json, and its whitening when the images have its shape); own = fit the preprocessing on this run's training split
 
 
 @dataclass

@@ -30,12 +30,12 @@ from cnntricks.config import Config
 from cnntricks.data import load_splits
 from cnntricks.nn.init import lsuv_
 from cnntricks.nn.regularize import apply_max_norm, l1_active, penalty
-from cnntricks.preprocess.pipeline import fit_preprocess
-from cnntricks.rundir import (CONFIG, DATA, FANCY_PCA, MISCLASSIFIED, SUMMARY, DamagedFileError, RunDirectoryError,
-                              archive_attempt, checkpoint_folders, find_checkpoint, hold_run_dir, in_use_error,
-                              latest_checkpoint, lock_holder, read_restarts, write_atomic, write_json)
+from cnntricks.preprocess.pipeline import fit_preprocess, load_preprocess
+from cnntricks.rundir import (CONFIG, DATA, FANCY_PCA, MISCLASSIFIED, PREPROCESS, SUMMARY, DamagedFileError,
+                              RunDirectoryError, archive_attempt, checkpoint_folders, find_checkpoint, hold_run_dir,
+                              in_use_error, latest_checkpoint, lock_holder, read_restarts, write_atomic, write_json)
 from cnntricks.train import checkpoint as ckpt
-from cnntricks.transfer import Freeze, load_pretrained, plan_transfer
+from cnntricks.transfer import Freeze, load_pretrained, plan_transfer, source_preprocess
 from cnntricks.train.device import autocast
 from cnntricks.train.epoch import EpochProgress
 from cnntricks.train.interrupt import Interrupted, StopSignals
@@ -122,6 +122,7 @@ class Trainer:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             write_atomic(self.run_dir / CONFIG, config_module.dump(cfg))
         self.generator = torch.Generator(device=self.device).manual_seed(cfg.train.seed)
+        self.preprocess_notice = ""  # fine-tuning: where the input preprocessing came from
         self.preprocess = self._fit_preprocess()
         write_json(self.run_dir / DATA, self.data)
         self.model = build_model(cfg, self.data, self.device, warn_size=not resume)
@@ -151,6 +152,16 @@ class Trainer:
         self.sync_every = 1 if self.device.type == "cpu" else 25
 
     def _fit_preprocess(self):
+        if self.cfg.model.pretrained and self.cfg.transfer.normalization == "source":
+            # fine-tuning: the images as the source's weights saw them (its preprocessing, saved here as
+            # this run's own, so a resume does not need the source any more)
+            if self.resume and (self.run_dir / PREPROCESS).is_file():
+                return load_preprocess(self.run_dir)
+            preprocess, self.preprocess_notice = source_preprocess(self.cfg.model.pretrained,
+                                                                   tuple(self.splits.train.images.shape[1:]))
+            if preprocess is not None:
+                preprocess.save(self.run_dir)
+                return preprocess
         try:  # fitted on the training split only; a seeded subset for dense whitening
             preprocess = fit_preprocess(self.cfg.preprocess, self.splits.train.images,
                                         torch.Generator().manual_seed(self.cfg.train.seed))
@@ -210,7 +221,7 @@ class Trainer:
             if self.cfg.model.pretrained:  # fine-tuning (seed §4): the new head, the rest from the source
                 loaded = load_pretrained(self.model, self.cfg.model.pretrained, self.cfg.transfer.strict)
                 message = f"{loaded.describe()}; transfer.strategy={self.cfg.transfer.strategy}: " \
-                          f"{self.transfer.describe(self.model)}"
+                          f"{self.transfer.describe(self.model)}; inputs: {self.preprocess_notice or 'fitted here'}"
                 self.history.add("event", epoch=0, step=0, event="pretrained", message=message)
                 self.say(f"model.pretrained: {message}")
             for event in read_restarts(self.run_dir):  # doctor.mode=fix started this run again: say so first

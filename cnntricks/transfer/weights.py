@@ -14,6 +14,11 @@ convolution that reads another number of channels is adapted: RGB weights summed
 channels for gray images, gray weights repeated (and divided by 3) for RGB images, so the filter's
 response to a gray image is unchanged. With `strict` (transfer.strict, the default) any other
 mismatch is a ConfigError listing the keys; without it, what does not fit is skipped and listed.
+
+The weights were trained on inputs preprocessed one way; `source_preprocess` gives that way for a
+run directory (transfer.normalization=source): its whole preprocessing when the new images have its
+shape, else its per-channel normalization adapted to the channels (RGB -> gray: the channel means
+of mean and std), else None with the reason (a whitening fitted on images of another shape).
 """
 from __future__ import annotations
 
@@ -26,7 +31,10 @@ import torch
 from torch import nn
 
 from cnntricks.config import ConfigError
-from cnntricks.rundir import CONFIG, DamagedFileError, find_checkpoint, load_tensors, natural_key
+from cnntricks.preprocess.normalize import Normalization
+from cnntricks.preprocess.pipeline import Preprocess, load_preprocess
+from cnntricks.rundir import (CONFIG, DATA, PREPROCESS, DamagedFileError, find_checkpoint, load_tensors, natural_key,
+                              read_json)
 
 HEAD = "head."  # the classifier layer of every model of the zoo (nn/models.py: Classifier)
 LISTED = 8      # mismatched keys named in a message; the rest are counted
@@ -140,3 +148,27 @@ def load_pretrained(model: nn.Module, source: str | Path, strict: bool = True) -
     if not result.loaded:
         raise ConfigError(f"model.pretrained: no weight of {path} fits this model ({_listed(problems)})")
     return result
+
+
+def source_preprocess(source: str | Path, image_shape: tuple[int, int, int]) -> tuple[Preprocess | None, str]:
+    """(the source run's preprocessing for images of `image_shape` (C, H, W), or None; what was done)."""
+    run = Path(source).expanduser()
+    if not run.is_dir() or not (run / PREPROCESS).is_file():
+        return None, "the weights carry no input normalization: fitted on this run's training split"
+    data = read_json(run / DATA) or {}
+    same_shape = [data.get("channels"), data.get("height"), data.get("width")] == list(image_shape)
+    if same_shape:
+        return load_preprocess(run), f"the input preprocessing of {run} (transfer.normalization=source)"
+    if (run / "preprocess.safetensors").exists():
+        return None, (f"{run} whitens images of another shape ({data.get('channels')}x{data.get('height')}x"
+                      f"{data.get('width')}): the preprocessing is fitted on this run's training split")
+    saved = load_preprocess(run).normalization
+    channels = image_shape[0]
+    if len(saved.mean) == channels:
+        mean, std = saved.mean, saved.std
+    elif channels == 1:  # RGB statistics for gray images: their channel means
+        mean, std = [sum(saved.mean) / len(saved.mean)], [sum(saved.std) / len(saved.std)]
+    else:  # gray statistics for RGB images: the same in each channel
+        mean, std = saved.mean * channels, saved.std * channels
+    return Preprocess(Normalization(list(mean), list(std))), \
+        f"the input normalization of {run}, adapted to {channels} channel(s) (transfer.normalization=source)"

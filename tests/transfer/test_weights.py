@@ -136,3 +136,18 @@ def test_a_source_that_is_not_weights_says_what_to_give(tmp_path, where):
         path.mkdir()
     with pytest.raises(ConfigError, match="run directory, a .safetensors file or a .pth/.pt state dict"):
         load_pretrained(model(), path)
+
+
+def test_the_source_runs_input_normalization_is_used_and_survives_a_resume(user):
+    small = ["data.source=synthetic", "model.width=8", "model.depth=2", "train.epochs=1", "optim.batch_size=32",
+             "train.threads=1", "--quiet"]
+    assert user.run("train", *small, "--run-dir", "source").code == 0
+    source = json.loads((user.cwd / "source" / "preprocess.json").read_text())
+    assert user.run("train", *small, "data.channels=1", "model.pretrained=source", "--run-dir", "gray").code == 0
+    gray = json.loads((user.cwd / "gray" / "preprocess.json").read_text())
+    assert gray["mean"] == [pytest.approx(sum(source["mean"]) / 3)] and len(gray["std"]) == 1
+    assert user.run("train", *small, "model.pretrained=source", "transfer.normalization=own", "train.seed=5",
+                    "--run-dir", "own").code == 0
+    (user.cwd / "source" / "preprocess.json").unlink()  # a resume no longer needs the source
+    assert user.run("train", "--resume", "gray", "train.epochs=2", "--quiet").code == 0
+    assert json.loads((user.cwd / "gray" / "preprocess.json").read_text()) == gray
