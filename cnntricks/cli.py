@@ -279,6 +279,33 @@ def cmd_preprocess(args, items: list[str]) -> int:
     return EXIT_OK
 
 
+def cmd_probe(args, items: list[str]) -> int:
+    from cnntricks import config
+    from cnntricks.data import load_splits
+    from cnntricks.report.probe_figure import draw_probe
+    from cnntricks.train.inference import device_and_precision
+    from cnntricks.transfer import pretrained_model, probe
+    config_file, overrides = _split_overrides(items)
+    cfg = config.load(config_file, overrides)
+    splits = load_splits(cfg.data, cfg.train.seed)
+    test = splits.test if splits.test is not None and len(splits.test) else splits.val
+    if test is None or not len(test):
+        raise config.ConfigError("probe needs a test or validation split to score on; lower data.test_fraction's "
+                                 "rounding by adding images, or set data.val_fraction")
+    device, _ = device_and_precision(cfg)
+    model, preprocess, loaded = pretrained_model(cfg, splits, device)
+    print(f"{cfg.model.pretrained}: {loaded}", file=sys.stderr)
+    rows = probe(model, preprocess, splits.train, test, device, seed=cfg.train.seed)
+    path = draw_probe(rows, args.out, f"linear probes: {Path(cfg.model.pretrained).name} on {cfg.data.source}")
+    if args.json:
+        print(json.dumps([row.__dict__ for row in rows], indent=2))
+    else:
+        print(_table([[row.stage, row.features, _percent(row.train_acc), _percent(row.test_acc)] for row in rows],
+                     ["stage", "features", "train accuracy", "test accuracy"]))
+        print(f"\nfigure: {path}")
+    return EXIT_OK
+
+
 def raise_usage(message: str):
     from cnntricks.config import ConfigError
     raise ConfigError(message)
@@ -356,15 +383,17 @@ def main(argv: list[str] | None = None) -> int:
 def _dispatch(argv: list[str] | None) -> int:
     parser = build_parser()
     args, unknown = parser.parse_known_args(argv)
-    if unknown and args.command not in ("train", "evaluate", "augment", "preprocess"):
+    if unknown and args.command not in ("train", "evaluate", "augment", "preprocess", "probe"):
         parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     from cnntricks.config import ConfigError
     from cnntricks.data import DataError
     from cnntricks.rundir import DamagedFileError, RunDirectoryError
     from cnntricks.train.loop import TrainingDiverged
     try:
-        if args.command in ("train", "evaluate", "augment", "preprocess"):
+        if args.command in ("train", "evaluate", "augment", "preprocess", "probe"):
             words, overrides = _words_and_overrides(unknown)
+            if args.command == "probe":
+                return cmd_probe(args, words + overrides)
             if args.command == "augment":
                 return cmd_augment(args, words + overrides)
             if args.command == "preprocess":

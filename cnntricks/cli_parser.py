@@ -109,6 +109,18 @@ def add_config(sub) -> None:
     cfg.add_argument("--yaml", action="store_true", help="print the defaults as a YAML file")
 
 
+def add_probe(sub) -> None:
+    probe = sub.add_parser("probe", usage="cnntricks probe model.pretrained=SOURCE [CONFIG.yaml] [section.key=value ...] "
+                           "[--out probe.png] [--json]", help="linear-probe accuracy per stage of pre-trained weights",
+                           description="Fit a linear classifier (logistic regression) on each stage's pooled "
+                                       "features of frozen pre-trained weights, for the data the data.* keys name: "
+                                       "which layer's features transfer (seed §4; Yosinski et al. 2014).",
+                           epilog="example:\n  cnntricks probe model.pretrained=runs/fmnist-base data.source=digits",
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
+    probe.add_argument("--out", default="probe.png", help="where to draw the curve (default probe.png)")
+    probe.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="cnntricks",
@@ -123,5 +135,6 @@ def build_parser() -> argparse.ArgumentParser:
     add_preprocess(sub)
     add_experiment(sub)
     add_doctor(sub)
+    add_probe(sub)
     add_config(sub)
     return parser
