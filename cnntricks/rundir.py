@@ -388,14 +388,11 @@ def checkpoint_problem(folder: Path, weights_only: bool = False) -> str | None:
     """
     try:
         state = json.loads((folder / "state.json").read_bytes())
-    except FileNotFoundError:
-        state = None if not weights_only else {}
-        if state is None:
-            return "state.json is missing"
-    except (OSError, ValueError, RecursionError) as err:
+    except (OSError, ValueError, RecursionError) as err:  # missing, unreadable, not JSON
         if not weights_only:
-            return f"state.json is not valid JSON ({err})"
-        state = {}
+            return "state.json is missing" if isinstance(err, FileNotFoundError) else \
+                f"state.json is not valid JSON ({err})"
+        state = {}  # the weights alone are checked, by their header
     if not weights_only and (not isinstance(state, dict) or not isinstance(state.get("epoch"), int)):
         return "state.json is not a checkpoint's state (no epoch)"
     recorded = state.get("files") if isinstance(state, dict) and isinstance(state.get("files"), dict) else {}

@@ -62,8 +62,6 @@ def save_checkpoint(run_dir: str | Path, epoch: int, model: torch.nn.Module,
     root.mkdir(parents=True, exist_ok=True)
     for stale in root.glob(".tmp-*"):  # a checkpoint folder a kill left half written
         shutil.rmtree(stale, ignore_errors=True)
-    for stale in root.glob(".latest.tmp-*"):  # a `latest` a kill left unrenamed (write_atomic)
-        stale.unlink(missing_ok=True)
     name = f"epoch-{epoch:04d}" + (f"-step-{step:08d}" if step is not None else "")
     final = root / name
     tmp = root / f".tmp-{name}-{os.getpid()}"
