@@ -22,5 +22,27 @@ if ! command -v chromium >/dev/null; then  # the report's browser test (tests/re
         echo "setup: no apt-get; install chromium to run the report's browser test (skipped without it)" >&2
     fi
 fi
+# Fonts for data.source=letters (cnntricks/data/letters.py renders A-J from every font under
+# /usr/share/fonts): small packages of distinct designs, about 25 MB in all.
+FONT_PACKAGES="fonts-dejavu-core fonts-dejavu-extra fonts-liberation fonts-freefont-ttf fonts-urw-base35
+    fonts-crosextra-carlito fonts-crosextra-caladea fonts-open-sans fonts-comic-neue fonts-ebgaramond fonts-go
+    fonts-inconsolata fonts-cantarell"
+MISSING_FONTS=$(for package in $FONT_PACKAGES; do
+    [ "$(dpkg-query -W -f='${Status}' "$package" 2>/dev/null)" = "install ok installed" ] || echo "$package"
+done)
+if [ -n "$MISSING_FONTS" ]; then
+    if command -v apt-get >/dev/null; then
+        SUDO=$([ "$(id -u)" = 0 ] && echo "" || echo sudo)
+        $SUDO apt-get update -qq
+        KNOWN_FONTS=$(for package in $MISSING_FONTS; do  # a release without one of them still gets the rest
+            if apt-cache show "$package" >/dev/null 2>&1; then echo "$package"; fi
+        done)
+        # shellcheck disable=SC2086  # one word per package
+        [ -z "$KNOWN_FONTS" ] || $SUDO apt-get install -y -qq $KNOWN_FONTS >/dev/null
+    else
+        echo "setup: no apt-get; install TrueType/OpenType fonts for data.source=letters (it reads every font" \
+             "under /usr/share/fonts and ~/.local/share/fonts)" >&2
+    fi
+fi
 python3 -m pip install -q torch==2.13.0
 python3 -m pip install -q -e '.[test]'

@@ -5,10 +5,10 @@
     for idx in batch_indices(len(splits.train), 512, generator):  # airbench-style loader
         images, labels = splits.train.images[idx], splits.train.labels[idx]
 
-Sources register in SOURCES by name (fashion-mnist, image-folder, npz, digits, synthetic);
+Sources register in SOURCES by name (fashion-mnist, image-folder, npz, digits, letters, synthetic);
 importing this package registers them all.
 """
-from cnntricks.data import digits, fashion_mnist, image_folder, npz, synthetic  # noqa: F401  (register the sources)
+from cnntricks.data import digits, fashion_mnist, image_folder, letters, npz, synthetic  # noqa: F401  (register the sources)
 from cnntricks.data.errors import DataError, DataWarning
 from cnntricks.data.load import load_images, load_splits
 from cnntricks.data.loader import batch_indices
