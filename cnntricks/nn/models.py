@@ -3,7 +3,8 @@
 Every model is a `Classifier` (timm's interface): `forward_features(x)` gives (N, num_features),
 `forward_head(features)` maps them to logits through dropout and one linear layer, and
 `reset_head(num_classes)` swaps that layer, so fine-tuning, linear probes and ensembles need
-nothing model-specific. The conv nets keep their stages in `model.stages` (an nn.Sequential).
+nothing model-specific. The conv nets keep their stages in `model.stages` (an nn.Sequential whose
+`children()` are the stages, bottom first).
 
 The conv nets follow seed §4: 3×3 filters, stride 1, zero padding 1 (the map keeps its size),
 2×2 max pooling. Seed §4 also says "the size of input images prefers to be power-of-2";
@@ -16,6 +17,9 @@ Every model is built from one `ModelConfig` (as nanoGPT's GPT(config)) and honou
 layer before every activation (and its norm) outputs k times the width. With the default config
 (relu, auto init, no dropout) the layout and the state-dict keys are those of earlier versions,
 so their checkpoints load.
+
+resnet18, resnet34 and resnet50, torchvision's ImageNet ResNets with its state-dict keys (for the
+published weights), are in nn/imagenet_resnets.py.
 """
 from __future__ import annotations
 

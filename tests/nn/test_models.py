@@ -268,7 +268,8 @@ def test_prelu_has_a_slope_per_channel_of_each_layer_or_one(name, mode):
     model(torch.randn(2, 1, 16, 16))
     for hook in hooks:
         hook.remove()
-    assert len(seen) == len(prelus) == {"fastnet": 5, "vgg": 6, "resnet": 7, "mlp": 3}[name]
+    assert len(seen) == len(prelus) == {"fastnet": 5, "vgg": 6, "resnet": 7, "mlp": 3,
+                                         "resnet18": 17, "resnet34": 33, "resnet50": 49}[name]
     for prelu, channels in seen.items():
         assert prelu.weight.numel() == (channels if mode == "channel" else 1)
         assert torch.all(prelu.weight == 0.25)
