@@ -29,8 +29,8 @@ class ConfigError(ValueError):
 
 @dataclass
 class DataConfig:
-    source: Literal["fashion-mnist", "image-folder", "npz", "digits", "synthetic"] = "fashion-mnist"  # where the images come from
-    root: str | None = None  # folder (fashion-mnist, image-folder) or .npz file; None = the source's default place
+    source: Literal["fashion-mnist", "image-folder", "npz", "digits", "synthetic", "letters"] = "fashion-mnist"  # where the images come from
+    root: str | None = None  # folder (fashion-mnist, image-folder), .npz file, or folder of font files (letters); None = the source's default place
     image_size: int | None = None  # pixels per side after resizing (centre crop to square, then bilinear); None = the source's own size
     channels: int | None = None  # 1 (gray) or 3 (RGB); None = what the source has (image-folder: RGB)
     val_fraction: float = 0.1  # share of the training split held out (stratified, seeded) for every decision
@@ -80,7 +80,7 @@ class PreprocessConfig:
 
 @dataclass
 class ModelConfig:
-    name: Literal["fastnet", "vgg", "resnet", "mlp"] = "fastnet"  # model zoo entry; all share forward_features / forward_head / reset_head
+    name: Literal["fastnet", "vgg", "resnet", "mlp", "resnet18", "resnet34", "resnet50"] = "fastnet"  # model zoo entry; all share forward_features / forward_head / reset_head; resnet18/34/50 are torchvision's ImageNet ResNets (their keys, for their published weights: model.pretrained=resnet18; width and depth do not apply)
     width: int = 16  # channels of the first stage, doubled per stage (conv nets); mlp: width·8 units per hidden layer
     depth: int = 3  # stages of the conv nets (each halves the resolution) or hidden layers of the mlp
     activation: Literal["relu", "leaky_relu", "prelu", "rrelu", "maxout", "elu", "gelu", "silu", "tanh", "sigmoid"] = "relu"  # non-linearity after each conv / linear layer (seed §5); rrelu as the seed defines it (slope 1/U(3, 8) in training, 2/11 in evaluation); maxout = max of model.maxout_pieces linear pieces (slides)
@@ -91,7 +91,7 @@ class ModelConfig:
     norm: Literal["batch", "none"] = "batch"  # normalization after each conv
     dropout: float = 0.0  # inverted dropout before the classifier (and between the mlp's hidden layers); the seed's fully connected default is 0.5 (§6)
     spatial_dropout: float = 0.0  # conv nets: drop whole feature maps (Dropout2d) after each stage
-    pretrained: str | None = None  # weights to start from (seed §4, fine-tuning): a cnntricks run directory, a .safetensors file or a .pth/.pt state dict; the head is new
+    pretrained: str | None = None  # weights to start from (seed §4, fine-tuning): a cnntricks run directory, a .safetensors file, a .pth/.pt state dict, or a published name (resnet18, resnet34, resnet50: ImageNet weights, downloaded once into the cache); the head is new
 
 
 @dataclass
@@ -153,7 +153,7 @@ class DoctorConfig:
 @dataclass
 class TransferConfig:
     strict: bool = True  # model.pretrained: every weight must fit the model (false: load what fits, say what was skipped)
-    strategy: Literal["all", "top", "scratch"] = "all"  # which layers train (seed §4's table): all = every layer, the lower stages at smaller LRs; top = the head and the transfer.stages top stages, the rest frozen; scratch = every layer at the full LR (the baseline)
+    strategy: Literal["auto", "all", "top", "linear", "lp-ft", "gradual", "scratch"] = "all"  # which layers train (seed §4's table); also linear@stageK. all = every layer, the lower stages at smaller LRs; top = the head and the transfer.stages top stages, the rest frozen; linear = a logistic regression on the frozen top features (no epochs); linear@stageK = the same on stage K's features (0 = nearest the image); lp-ft = linear, then all; gradual = all, one more stage unfrozen per epoch from the top; scratch = every layer at the full LR (the baseline); auto = the advisor measures data size and similarity and picks
     stages: int = 1  # top: how many of the model's top stages train beside the head
     lr_scale: float = 0.1  # the top stage's LR as a share of optim.lr (the head has the full LR); seed §4: fine-tune "with a small learning rate"
     lr_decay: float = 0.38  # all: each lower stage's LR is the one above's x this (Howard & Ruder 2018, ULMFiT: divided by 2.6)
@@ -183,6 +183,11 @@ SECTIONS = {name: globals()[tp] if isinstance(tp, str) else tp for name, tp in S
 # 4096 pixels per side: 48 MiB per RGB image as uint8; 10,000 of them already fill 480 GiB.
 # Anything larger is a typo (data.image_size=100000 asked for 10 TB), not a setting.
 MAX_IMAGE_SIZE = 4096
+
+# Values a Literal accepts beyond its names: key -> (pattern, how to write it).
+_PATTERNS: dict[str, tuple[str, str]] = {
+    "transfer.strategy": (r"linear@stage\d+", "linear@stageK (K = a stage number, 0 nearest the image)"),
+}
 
 # Value ranges that types alone cannot say: key -> (check, what the value must be).
 _RANGES: dict[str, tuple[typing.Callable[[Any], bool], str]] = {
@@ -264,8 +269,11 @@ def _coerce(key: str, value: Any, tp) -> Any:
         allowed = typing.get_args(tp)
         if value in allowed:
             return value
+        pattern, written = _PATTERNS.get(key, (None, ""))
+        if pattern and isinstance(value, str) and re.fullmatch(pattern, value):
+            return value
         raise ConfigError(f"{key}: '{value}' is not allowed; choose one of {', '.join(map(str, allowed))}"
-                          f"{closest(value, allowed)}")
+                          f"{' or ' + written if written else ''}{closest(value, allowed)}")
     if tp is bool:
         if isinstance(value, bool):
             return value

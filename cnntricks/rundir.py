@@ -66,12 +66,12 @@ from typing import Callable
 
 CONFIG, DATA, PREPROCESS, FANCY_PCA = "config.yaml", "data.json", "preprocess.json", "fancy_pca.json"
 HISTORY, STATS, SUMMARY, MISCLASSIFIED = "history.jsonl", "stats.jsonl", "summary.json", "misclassified.npz"
-CHECKPOINTS, ATTEMPTS, LOCK = "checkpoints", "attempts", ".lock"
+CHECKPOINTS, ATTEMPTS, LOCK, TRANSFER = "checkpoints", "attempts", ".lock", "transfer.json"
 CHECKPOINT_FILES = ("model.safetensors", "state.safetensors")  # their size and SHA-256 are in state.json
 CHECKPOINT_NAME = re.compile(r"epoch-\d{4,}(-step-\d{8,})?")  # what checkpoints/latest may name
 SUMMARY_KEYS = ("test_acc", "test_loss", "best_val_acc", "val_acc", "train_acc", "train_seconds", "epochs",
                 "steps", "images_per_second", "stop_reason", "device", "precision", "parameters", "classes",
-                "per_class", "confusion", "restarts", "split_sizes")
+                "per_class", "confusion", "restarts", "split_sizes", "transfer")
 
 
 class RunDirectoryError(RuntimeError):

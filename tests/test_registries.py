@@ -11,7 +11,9 @@ import inspect
 import math
 import re
 import typing
+from pathlib import Path
 
+import matplotlib
 import numpy as np
 import pytest
 import torch
@@ -48,7 +50,7 @@ CONFIG_KEYS = {"data.source": SOURCES, "augment.policy": POLICIES, "preprocess.n
                "model.init": INITS, "optim.name": OPTIMIZERS, "schedule.name": SCHEDULES,
                "transfer.strategy": STRATEGIES}
 # config values that are resolved to a registered name before the lookup (nn.init.resolve_scheme)
-RESOLVED = {"model.init": {"auto"}}
+RESOLVED = {"model.init": {"auto"}, "transfer.strategy": {"auto"}}
 
 ENTRIES = [(registry, name) for registry in REGISTRIES for name in REGISTRIES[registry].names()]
 
@@ -199,7 +201,8 @@ def npz_file(tmp_path) -> dict:
 
 # data source -> DataConfig values that point it at a tiny input written under tmp_path
 SOURCE_INPUTS = {"fashion-mnist": fashion_mnist_files, "image-folder": image_folder, "npz": npz_file,
-                 "digits": lambda tmp_path: {}, "synthetic": lambda tmp_path: {"image_size": 8}}
+                 "digits": lambda tmp_path: {}, "synthetic": lambda tmp_path: {"image_size": 8},
+                 "letters": lambda tmp_path: {"root": str(Path(matplotlib.get_data_path()) / "fonts" / "ttf")}}
 
 
 def build_source(name, tmp_path):

@@ -31,12 +31,14 @@ def check_unreadable(evidence: Evidence) -> list[Finding]:
                            "a run written by cnntricks train has none of these.")]
 
 
-def missing_losses(evidence: Evidence) -> str | None:
-    """Why the loss-curve checks had nothing to read, or None when they had."""
+def missing_losses(evidence: Evidence) -> tuple[str, bool] | None:
+    """(why the loss-curve checks had nothing to read, whether that is by design), or None when they had."""
     if not evidence.batches:
-        return "history.jsonl has no batch lines"
+        if any(e.get("event") == "head_fitted" for e in evidence.events):  # transfer.strategy=linear
+            return "no gradient steps were taken (the head is a logistic regression fitted on frozen features)", True
+        return "history.jsonl has no batch lines", False
     if not any("loss" in b for b in evidence.batches):  # all null (non-finite): nonfinite says it
-        return "its batch lines have no 'loss'"
+        return "its batch lines have no 'loss'", False
     return None
 
 
@@ -57,8 +59,8 @@ def missing_accuracies(evidence: Evidence) -> tuple[str, bool] | None:
 @register
 def check_unchecked(evidence: Evidence) -> list[Finding]:
     gaps = []
-    if (why := missing_losses(evidence)) is not None:
-        gaps.append((f"the loss-curve checks ({LOSS_CHECKS}) could not run: {why}", False))
+    if (found := missing_losses(evidence)) is not None:
+        gaps.append((f"the loss-curve checks ({LOSS_CHECKS}) could not run: {found[0]}", found[1]))
     if (found := missing_accuracies(evidence)) is not None:
         gaps.append((f"the accuracy checks ({ACCURACY_CHECKS}) could not run: {found[0]}", found[1]))
     if not gaps:

@@ -37,7 +37,7 @@ def check_budget(budget: str) -> str:
 # importing a study registers it
 from cnntricks.experiments import init_stats  # noqa: E402
 from cnntricks.experiments import (activations, augmentation, init_depth, learning_rate,  # noqa: E402
-                                   preprocessing, regularization)
+                                   preprocessing, regularization, transfer)
 
 __all__ = ["BUDGETS", "EXPERIMENTS", "describe", "init_stats", "activations", "augmentation", "init_depth",
-           "learning_rate", "preprocessing", "regularization"]
+           "learning_rate", "preprocessing", "regularization", "transfer"]

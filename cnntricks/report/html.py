@@ -86,7 +86,8 @@ def headline(run) -> tuple[list[tuple[str, str]], str]:
                  ("epochs", number(summary.get("epochs"), "d")),
                  ("training time", number(summary.get("train_seconds"), ".1f", " s")),
                  ("images / s", number(summary.get("images_per_second"), ",.0f")),
-                 ("stopped because", str(summary.get("stop_reason", "—")))], "")
+                 ("stopped because", str(summary.get("stop_reason", "—"))),
+                 *transfer_rows(summary.get("transfer"))], "")
     try:
         epochs = run.history[1]
     except Exception:
@@ -98,6 +99,17 @@ def headline(run) -> tuple[list[tuple[str, str]], str]:
              ("images / s, last epoch", number(epochs[-1].get("images_per_second") if epochs else None, ",.0f")),
              ("stopped because", "—")],
             "no summary.json: the run has not finished, or another loop wrote it; numbers from history.jsonl")
+
+
+def transfer_rows(transfer) -> list[tuple[str, str]]:
+    """Fine-tuning: the weights, the strategy, and the advisor's cell and reason when it chose."""
+    if not isinstance(transfer, dict):
+        return []
+    rows = [("fine-tuned from", str(transfer.get("pretrained"))), ("transfer.strategy", str(transfer.get("strategy")))]
+    advice = transfer.get("advice")
+    if isinstance(advice, dict):
+        rows.append(("advisor (transfer.strategy=auto)", str(advice.get("reason", "—"))))
+    return rows
 
 
 def command_for(finding, config_path: Path) -> str:

@@ -19,3 +19,17 @@ def draw_probe(rows: list, path: str | Path, title: str) -> Path:
     axes.legend(fontsize=9)
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     return save_png(figure, Path(path))
+
+
+def draw_probe_curves(curves: dict[str, list], path: str | Path, title: str) -> Path:
+    """Test accuracy of the probes per stage, one line per data set ({label: StageProbe rows, bottom first})."""
+    figure, (axes,) = new_figure()
+    for label, rows in curves.items():
+        axes.plot([row.stage for row in rows], [100 * row.test_acc for row in rows], "o-", label=label)
+    stages = sorted({row.stage for rows in curves.values() for row in rows})
+    axes.set_xticks(stages, [f"stage {stage}" for stage in stages], fontsize=8)
+    axes.set(ylabel="linear-probe test accuracy (%)", title=title)
+    axes.grid(alpha=0.3)
+    axes.legend(fontsize=9)
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    return save_png(figure, Path(path))

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from cnntricks import config as config_module
 from cnntricks.config import Config
 from cnntricks.nn.models import ImageSizeWarning, create_model
+from cnntricks.transfer.strategy import cut_above_stage, parse_strategy
 from cnntricks.preprocess.pipeline import Preprocess, load_preprocess, model_input_shape
 from cnntricks.rundir import CONFIG, DATA, RunDirectoryError, find_checkpoint, read_json
 from cnntricks.train.checkpoint import load_model_weights
@@ -51,6 +52,8 @@ def build_model(cfg: Config, data: dict, device: torch.device, warn_size: bool =
             warnings.simplefilter("ignore", ImageSizeWarning)
         channels, height, width = model_input_shape(cfg.preprocess, (data["channels"], data["height"], data["width"]))
         model = create_model(cfg.model, channels, len(data["classes"]), (height, width))
+    if cfg.model.pretrained and (stage := parse_strategy(cfg.transfer.strategy)[1]) is not None:
+        cut_above_stage(model, stage, (channels, height, width))  # linear@stageK: the head reads stage K
     model = model.to(device)
     if uses_channels_last(cfg):
         model = model.to(memory_format=torch.channels_last)

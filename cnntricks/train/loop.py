@@ -32,10 +32,10 @@ from cnntricks.nn.init import lsuv_
 from cnntricks.nn.regularize import apply_max_norm, l1_active, penalty
 from cnntricks.preprocess.pipeline import fit_preprocess, load_preprocess
 from cnntricks.rundir import (CONFIG, DATA, FANCY_PCA, MISCLASSIFIED, PREPROCESS, SUMMARY, DamagedFileError,
-                              RunDirectoryError, archive_attempt, checkpoint_folders, find_checkpoint, hold_run_dir,
-                              in_use_error, latest_checkpoint, lock_holder, read_restarts, write_atomic, write_json)
+                              RunDirectoryError, TRANSFER, archive_attempt, checkpoint_folders, find_checkpoint, hold_run_dir,
+                              in_use_error, latest_checkpoint, lock_holder, read_json, read_restarts, write_atomic, write_json)
 from cnntricks.train import checkpoint as ckpt
-from cnntricks.transfer import Freeze, load_pretrained, plan_transfer, source_preprocess
+from cnntricks.transfer import advise, load_pretrained, plan_transfer, source_preprocess, transfer_plugins
 from cnntricks.train.device import autocast
 from cnntricks.train.epoch import EpochProgress
 from cnntricks.train.interrupt import Interrupted, StopSignals
@@ -118,9 +118,16 @@ class Trainer:
         self.resolved = resolve(cfg, self.data, saved, self.run_dir)  # checked here, and nowhere after
         self.cfg = cfg = self.resolved.cfg
         self.device, self.precision = self.resolved.device, self.resolved.precision
+        self.advice = None  # transfer.strategy=auto: the advisor's measurements and choice (transfer.json)
+        if cfg.model.pretrained and cfg.transfer.strategy == "auto":
+            self.advice = advise(cfg, self.splits, self.device)
+            self.say(f"transfer.strategy=auto: {self.advice.reason()} (measured in {self.advice.seconds:.1f} s)")
+            self.cfg = cfg = self.advice.apply(cfg)  # config.yaml keeps the choice: a resume needs no advice
         if not resume:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             write_atomic(self.run_dir / CONFIG, config_module.dump(cfg))
+        if self.advice is not None:
+            write_json(self.run_dir / TRANSFER, self.advice.to_dict())
         self.generator = torch.Generator(device=self.device).manual_seed(cfg.train.seed)
         self.preprocess_notice = ""  # fine-tuning: where the input preprocessing came from
         self.preprocess = self._fit_preprocess()
@@ -144,8 +151,7 @@ class Trainer:
         self.predictor = Predictor.for_config(cfg, self.model, self.preprocess, self.splits.train.classes,
                                               self.device, self.precision)
         self.history = History(self.run_dir, cfg.train.log_every)
-        frozen = [Freeze(self.transfer.frozen)] if self.transfer and self.transfer.frozen else []
-        self.plugins = [self.history, *([Progress()] if progress else []), *frozen, *callbacks]
+        self.plugins = [self.history, *([Progress()] if progress else []), *transfer_plugins(self.transfer), *callbacks]
         self.hooks = {event: [getattr(p, event) for p in self.plugins if hasattr(p, event)] for event in EVENTS}
         # Reading a loss back to the host waits for the device. On a CPU that costs nothing, so every
         # step is checked; on CUDA the losses are read every few steps to keep the GPU queue full.
@@ -218,15 +224,17 @@ class Trainer:
                                        f"start the run again") from None
         else:  # a new run, or one killed before its first checkpoint: start over
             self.call("on_restore", {})
-            if self.cfg.model.pretrained:  # fine-tuning (seed §4): the new head, the rest from the source
-                loaded = load_pretrained(self.model, self.cfg.model.pretrained, self.cfg.transfer.strict)
-                message = f"{loaded.describe()}; transfer.strategy={self.cfg.transfer.strategy}: " \
-                          f"{self.transfer.describe(self.model)}; inputs: {self.preprocess_notice or 'fitted here'}"
+            if self.transfer is not None:  # fine-tuning (seed §4): the new head, the rest from the source
+                loaded = load_pretrained(self.model, self.cfg.model.pretrained, self.cfg.transfer.strict) \
+                    if self.transfer.load else None
+                message = f"{loaded.describe() if loaded else 'weights not loaded (the baseline)'}; " \
+                          f"transfer.strategy={self.cfg.transfer.strategy}: {self.transfer.describe(self.model)}; " \
+                          f"inputs: {self.preprocess_notice or 'fitted here'}"
                 self.history.add("event", epoch=0, step=0, event="pretrained", message=message)
                 self.say(f"model.pretrained: {message}")
             for event in read_restarts(self.run_dir):  # doctor.mode=fix started this run again: say so first
                 self.history.add("event", epoch=0, step=0, **event)  # (a restart event has at_epoch, not epoch)
-        if self.cfg.model.init == "lsuv" and self.state.step == 0 and not self.cfg.model.pretrained:  # LSUV scales each layer on a real batch
+        if self.cfg.model.init == "lsuv" and self.state.step == 0 and not (self.transfer and self.transfer.load):  # LSUV scales each layer on a real batch
             first = torch.randperm(len(self.train_labels),
                                    generator=torch.Generator().manual_seed(self.cfg.train.seed))[:self.batch_size]
             lsuv_(self.model, orthogonalize=False, batch=self.model_input(self.train_images[first.to(self.device)]))
@@ -370,10 +378,18 @@ class Trainer:
                          for event in read_restarts(self.run_dir)],  # doctor.mode=fix: attempts/<n>/
             "split_sizes": {"train": len(splits.train), "val": len(splits.val),
                             "test": len(splits.test) if splits.test is not None else 0},
+            "transfer": self.transfer_summary(),
         }
         write_json(self.run_dir / SUMMARY, summary)
         self.call("on_fit_end", summary)
         return summary
+
+    def transfer_summary(self) -> dict | None:
+        """Fine-tuning: the weights, the strategy, and the advisor's measurements when it chose."""
+        if not self.cfg.model.pretrained:
+            return None
+        advice = read_json(self.run_dir / TRANSFER) if (self.run_dir / TRANSFER).is_file() else None
+        return {"pretrained": self.cfg.model.pretrained, "strategy": self.cfg.transfer.strategy, "advice": advice}
 
     # ---- services for plug-ins -----------------------------------------------------------------
 

@@ -84,7 +84,8 @@ def apply_decoupled_decay(optimizer: torch.optim.Optimizer) -> None:
         decay = group.get("decoupled_decay", 0.0)
         if decay:
             for p in group["params"]:
-                p.mul_(1 - group["lr"] * decay)
+                if p.grad is not None:  # not a frozen tensor (gradual unfreezing keeps those in the optimizer)
+                    p.mul_(1 - group["lr"] * decay)
 
 
 def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:

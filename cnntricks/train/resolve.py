@@ -18,6 +18,7 @@ import torch
 from cnntricks.augment.policy import resolve as resolve_augment
 from cnntricks.config import Config, ConfigError
 from cnntricks.train.inference import device_and_precision, uses_channels_last
+from cnntricks.transfer.weights import published_name
 
 # Keys a resumed run may not change: they would make it a different run than the checkpoint's.
 FIXED_ON_RESUME = ("data", "preprocess", "model", "augment", "train.seed")
@@ -39,7 +40,8 @@ def absolute_paths(cfg: Config) -> Config:
     work from any folder later."""
     cfg = copy.deepcopy(cfg)
     for section, key in (("data", "root"), ("data", "cache_dir"), ("model", "pretrained")):
-        if value := getattr(getattr(cfg, section), key):
+        value = getattr(getattr(cfg, section), key)
+        if value and not (key == "pretrained" and published_name(value)):  # resnet18: a name, not a path
             setattr(getattr(cfg, section), key, str(Path(value).expanduser().resolve()))
     return cfg
 

@@ -3,22 +3,27 @@ another tool's weights.
 
 `model.pretrained` names the source:
   - a cnntricks run directory: its newest intact checkpoint (rundir.find_checkpoint);
+  - a published name (resnet18, resnet34, resnet50: torchvision's ImageNet weights, for the models
+    of the same name), downloaded once into the cache (transfer/hub.py); a path that exists wins;
   - a .safetensors file;
   - a .pth / .pt state dict, read with `torch.load(weights_only=True)`: tensors and plain
     containers only; a file holding anything else (a pickled model object, code) is refused, never
     unpickled (DESIGN: never unpickle a file you did not write). A checkpoint dict that wraps the
     weights under "state_dict" or "model" is unwrapped.
 `load_pretrained(model, source)` copies every tensor whose name and shape fit the model. The
-classifier head (`head.*`) is never copied: it is the new model's, for the new classes. A first
+classifier head is never copied: it is the new model's, for the new classes. Its keys are those of
+the module `model.head` (`head.*` in the zoo, torchvision's `fc.*` in resnet18/34/50); a file's
+`head.*` and the keys under the model's head name are left out. A first
 convolution that reads another number of channels is adapted: RGB weights summed over their input
 channels for gray images, gray weights repeated (and divided by 3) for RGB images, so the filter's
 response to a gray image is unchanged. With `strict` (transfer.strict, the default) any other
 mismatch is a ConfigError listing the keys; without it, what does not fit is skipped and listed.
 
-The weights were trained on inputs preprocessed one way; `source_preprocess` gives that way for a
-run directory (transfer.normalization=source): its whole preprocessing when the new images have its
-shape, else its per-channel normalization adapted to the channels (RGB -> gray: the channel means
-of mean and std), else None with the reason (a whitening fitted on images of another shape).
+The weights were trained on inputs preprocessed one way; `source_preprocess` gives that way
+(transfer.normalization=source): for a run directory its whole preprocessing when the new images
+have its shape, else its per-channel normalization adapted to the channels (RGB -> gray: the channel
+means of mean and std), else None with the reason (a whitening fitted on images of another shape);
+for a published name the ImageNet mean and std it was trained with, adapted the same way.
 """
 from __future__ import annotations
 
@@ -33,10 +38,12 @@ from torch import nn
 from cnntricks.config import ConfigError
 from cnntricks.preprocess.normalize import Normalization
 from cnntricks.preprocess.pipeline import Preprocess, load_preprocess
+from cnntricks.registry import closest
 from cnntricks.rundir import (CONFIG, DATA, PREPROCESS, DamagedFileError, find_checkpoint, load_tensors, natural_key,
                               read_json)
+from cnntricks.transfer.hub import PUBLISHED, fetch
 
-HEAD = "head."  # the classifier layer of every model of the zoo (nn/models.py: Classifier)
+HEAD = "head."  # the classifier layer of the zoo's models (nn/models.py: Classifier); resnet18/34/50: fc.
 LISTED = 8      # mismatched keys named in a message; the rest are counted
 
 
@@ -62,8 +69,16 @@ def _listed(items: list[str]) -> str:
     return "; ".join(items[:LISTED]) + more
 
 
+def published_name(source: str | Path) -> str | None:
+    """The published weights `source` names (transfer/hub.py), or None; a path that exists wins."""
+    return str(source) if str(source) in PUBLISHED and not Path(source).expanduser().exists() else None
+
+
 def weights_file(source: str | Path) -> Path:
-    """The file `model.pretrained` names: a run directory's newest intact model.safetensors, or the file."""
+    """The file `model.pretrained` names: a run directory's newest intact model.safetensors, the
+    published weights of that name (downloaded once), or the file."""
+    if (name := published_name(source)) is not None:
+        return fetch(name)
     path = Path(source).expanduser()
     if path.is_dir():
         if not (path / CONFIG).is_file():
@@ -74,8 +89,9 @@ def weights_file(source: str | Path) -> Path:
             raise ConfigError(f"model.pretrained: the run {path} has no checkpoint yet; train it first")
         return folder / "model.safetensors"
     if not path.is_file():
-        raise ConfigError(f"model.pretrained: '{path}' does not exist; give a run directory, a .safetensors "
-                          f"file or a .pth/.pt state dict")
+        raise ConfigError(f"model.pretrained: '{path}' does not exist{closest(path.name, PUBLISHED)}; give a run "
+                          f"directory, a .safetensors file or a .pth/.pt state dict, or the name of published "
+                          f"weights ({', '.join(PUBLISHED)})")
     return path
 
 
@@ -114,6 +130,12 @@ def _adapt_channels(weight: torch.Tensor, channels: int) -> torch.Tensor | None:
     return None
 
 
+def head_prefix(model: nn.Module) -> str:
+    """The state-dict prefix of `model.head`: "head." in the zoo, "fc." in torchvision's ResNets."""
+    head = getattr(model, "head", None)
+    return next((f"{name}." for name, module in model.named_modules() if module is head and name), HEAD)
+
+
 @torch.no_grad()
 def load_pretrained(model: nn.Module, source: str | Path, strict: bool = True) -> PretrainedWeights:
     """Copy the source's weights into `model` in place (module docstring); returns what was done."""
@@ -121,9 +143,11 @@ def load_pretrained(model: nn.Module, source: str | Path, strict: bool = True) -
     own = model.state_dict()
     result = PretrainedWeights(path)
     first_own, first_theirs = _first_conv(own), _first_conv(state)
+    head = head_prefix(model)
     problems = []
+    cut_away = tuple(getattr(model, "cut_away", ()))  # linear@stageK: the stages above K are not in the model
     for name, tensor in state.items():
-        if name.startswith(HEAD):
+        if name.startswith((HEAD, head)) or (cut_away and name.startswith(cut_away)):
             continue
         if name not in own:
             problems.append(f"{name}: not in the model")
@@ -138,7 +162,7 @@ def load_pretrained(model: nn.Module, source: str | Path, strict: bool = True) -
             continue
         own[name].copy_(tensor.to(own[name].dtype))
         result.loaded.append(name)
-    missing = [f"{name}: not in the file" for name in own if not name.startswith(HEAD) and name not in state]
+    missing = [f"{name}: not in the file" for name in own if not name.startswith(head) and name not in state]
     problems += missing
     if problems and strict:
         raise ConfigError(f"model.pretrained: {len(problems)} weights do not fit model.name/width/depth "
@@ -150,8 +174,24 @@ def load_pretrained(model: nn.Module, source: str | Path, strict: bool = True) -
     return result
 
 
+def _for_channels(mean: list[float], std: list[float], channels: int) -> Normalization:
+    """A per-channel normalization for `channels`: RGB statistics for gray images are their channel
+    means, gray statistics for RGB images the same in each channel."""
+    if len(mean) == channels:
+        return Normalization(list(mean), list(std))
+    if channels == 1:
+        return Normalization([sum(mean) / len(mean)], [sum(std) / len(std)])
+    return Normalization(list(mean) * channels, list(std) * channels)
+
+
 def source_preprocess(source: str | Path, image_shape: tuple[int, int, int]) -> tuple[Preprocess | None, str]:
-    """(the source run's preprocessing for images of `image_shape` (C, H, W), or None; what was done)."""
+    """(the source's preprocessing for images of `image_shape` (C, H, W), or None; what was done)."""
+    channels = image_shape[0]
+    if (name := published_name(source)) is not None:
+        entry = PUBLISHED[name]
+        adapted = "" if channels == len(entry.mean) else f", adapted to {channels} channel(s)"
+        return Preprocess(_for_channels(list(entry.mean), list(entry.std), channels)), \
+            f"the ImageNet mean/std of {name}'s published weights{adapted} (transfer.normalization=source)"
     run = Path(source).expanduser()
     if not run.is_dir() or not (run / PREPROCESS).is_file():
         return None, "the weights carry no input normalization: fitted on this run's training split"
@@ -163,12 +203,5 @@ def source_preprocess(source: str | Path, image_shape: tuple[int, int, int]) -> 
         return None, (f"{run} whitens images of another shape ({data.get('channels')}x{data.get('height')}x"
                       f"{data.get('width')}): the preprocessing is fitted on this run's training split")
     saved = load_preprocess(run).normalization
-    channels = image_shape[0]
-    if len(saved.mean) == channels:
-        mean, std = saved.mean, saved.std
-    elif channels == 1:  # RGB statistics for gray images: their channel means
-        mean, std = [sum(saved.mean) / len(saved.mean)], [sum(saved.std) / len(saved.std)]
-    else:  # gray statistics for RGB images: the same in each channel
-        mean, std = saved.mean * channels, saved.std * channels
-    return Preprocess(Normalization(list(mean), list(std))), \
+    return Preprocess(_for_channels(saved.mean, saved.std, channels)), \
         f"the input normalization of {run}, adapted to {channels} channel(s) (transfer.normalization=source)"

@@ -269,3 +269,14 @@ def test_doctor_faults_smoke_prints_recall_precision_fixes_and_cost(tmp_path):
                              "fixed >= 80% of faulty runs", "monitor + live doctor <= 5% of fit()"}
     assert (verdicts["fixed >= 80% of faulty runs"] == "met") == (saved["fixes"]["fixed_share"] >= 0.8)
     assert (verdicts["false alarms <= 5%"] == "met") == (int(flagged) == 0)
+
+
+def test_transfer_speed_smoke_prints_rates_ratio_and_linear_seconds():
+    text = run_script(str(BENCHMARKS / "transfer_speed.py"), "--smoke", timeout=240, checkout=True)
+    find(r"^cpu .+, torch \S+, 1 thread; 3 steps x batch 32 per run$", text)
+    scratch, every, top = map(float, find(rf"^median scratch {NUMBER}, all {NUMBER}, top {NUMBER} images/s$", text))
+    ratio, verdict = find(rf"^ratio fine-tune \(all\)/scratch: {NUMBER} \(target >= 0\.95: (met|not met)\)$", text)
+    assert float(ratio) == pytest.approx(every / scratch, rel=2e-3) and (verdict == "met") == (float(ratio) >= 0.95)
+    seconds, = find(rf"^linear: head fitted as a logistic regression .* in {NUMBER} s", text)
+    assert float(seconds) < 60
+    find(rf"^probe: every stage in {NUMBER} s \(exit 0\)$", text)
