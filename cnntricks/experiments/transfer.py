@@ -149,7 +149,7 @@ def run(out_dir: Path, *, seed: int = 0, seeds: int = 1, budget: str = "small", 
     """Every fine-tuning strategy in the four cells of the seed's table (seed §4), with the advisor's picks."""
     from cnntricks.report.probe_figure import draw_probe_curves
     if data is not None:
-        raise ValueError("experiment transfer: --data does not apply (the study splits Fashion-MNIST by class "
+        raise config_module.ConfigError("experiment transfer: --data does not apply (the study splits Fashion-MNIST by class "
                          "and renders letters); choose the budget instead")
     out_dir, size = prepare(out_dir, budget, BUDGETS)
     started = time.perf_counter()

@@ -30,12 +30,12 @@ from cnntricks.config import Config
 from cnntricks.data import load_splits
 from cnntricks.nn.init import lsuv_
 from cnntricks.nn.regularize import apply_max_norm, l1_active, penalty
-from cnntricks.preprocess.pipeline import fit_preprocess, load_preprocess
+from cnntricks.preprocess.pipeline import load_preprocess
 from cnntricks.rundir import (CONFIG, DATA, FANCY_PCA, MISCLASSIFIED, PREPROCESS, SUMMARY, DamagedFileError,
                               RunDirectoryError, TRANSFER, archive_attempt, checkpoint_folders, find_checkpoint, hold_run_dir,
                               in_use_error, latest_checkpoint, lock_holder, read_json, read_restarts, write_atomic, write_json)
 from cnntricks.train import checkpoint as ckpt
-from cnntricks.transfer import advise, load_pretrained, plan_transfer, source_preprocess, transfer_plugins
+from cnntricks.transfer import advise, input_preprocess, load_pretrained, plan_transfer, transfer_plugins
 from cnntricks.train.device import autocast
 from cnntricks.train.epoch import EpochProgress
 from cnntricks.train.interrupt import Interrupted, StopSignals
@@ -158,21 +158,11 @@ class Trainer:
         self.sync_every = 1 if self.device.type == "cpu" else 25
 
     def _fit_preprocess(self):
-        if self.cfg.model.pretrained and self.cfg.transfer.normalization == "source":
-            # fine-tuning: the images as the source's weights saw them (its preprocessing, saved here as
-            # this run's own, so a resume does not need the source any more)
-            if self.resume and (self.run_dir / PREPROCESS).is_file():
-                return load_preprocess(self.run_dir)
-            preprocess, self.preprocess_notice = source_preprocess(self.cfg.model.pretrained,
-                                                                   tuple(self.splits.train.images.shape[1:]))
-            if preprocess is not None:
-                preprocess.save(self.run_dir)
-                return preprocess
-        try:  # fitted on the training split only; a seeded subset for dense whitening
-            preprocess = fit_preprocess(self.cfg.preprocess, self.splits.train.images,
-                                        torch.Generator().manual_seed(self.cfg.train.seed))
-        except ValueError as err:  # e.g. dense ZCA asked of images too big for its D x D covariance
-            raise config_module.ConfigError(f"preprocess.whiten={self.cfg.preprocess.whiten}: {err}") from None
+        """The input preprocessing, saved as the run's own: fitted on the training split only, or, when
+        fine-tuning, the source's (so a resume does not need the source any more: it reads its own)."""
+        if self.resume and self.cfg.model.pretrained and (self.run_dir / PREPROCESS).is_file():
+            return load_preprocess(self.run_dir)
+        preprocess, self.preprocess_notice = input_preprocess(self.cfg, self.splits.train.images)
         preprocess.save(self.run_dir)
         return preprocess
 

@@ -1,5 +1,5 @@
 """Published ImageNet weights by name (`model.pretrained=resnet18`): torchvision's files for
-torchvision's ResNets (nn/models.py's resnet18/34/50 have their state-dict keys), downloaded once.
+torchvision's ResNets (nn/imagenet_resnets.py's resnet18/34/50 have their state-dict keys), downloaded once.
 
 `fetch(name)` returns the file in the cache, $CNNTRICKS_CACHE/weights, else
 $XDG_CACHE_HOME/cnntricks/weights, else ~/.cache/cnntricks/weights. A file is trusted when its

@@ -90,21 +90,17 @@ def pretrained_model(cfg, splits, device: torch.device):
     for the data of `splits`; a run directory as the source brings its own model keys."""
     from cnntricks import config as config_module
     from cnntricks.nn.models import create_model
-    from cnntricks.preprocess.pipeline import fit_preprocess
     from cnntricks.rundir import CONFIG
-    from cnntricks.transfer.weights import load_pretrained, source_preprocess
+    from cnntricks.transfer.weights import input_preprocess, load_pretrained
     source = cfg.model.pretrained
     if not source:
         raise config_module.ConfigError("model.pretrained: give the weights to probe (a run directory, a "
-                                        ".safetensors file or a .pth/.pt state dict)")
+                                        ".safetensors file, a .pth/.pt state dict or a published name)")
     model_cfg = cfg.model
     if (Path(source) / CONFIG).is_file():
         model_cfg = config_module.load(Path(source) / CONFIG).model
     channels, height, width = splits.train.images.shape[1:]
     model = create_model(model_cfg, channels, len(splits.train.classes), (height, width)).to(device)
     loaded = load_pretrained(model, source, cfg.transfer.strict)
-    preprocess, notice = source_preprocess(source, (channels, height, width)) \
-        if cfg.transfer.normalization == "source" else (None, "")
-    if preprocess is None:
-        preprocess = fit_preprocess(cfg.preprocess, splits.train.images, torch.Generator().manual_seed(cfg.train.seed))
+    preprocess, notice = input_preprocess(cfg, splits.train.images)
     return model, preprocess, f"{loaded.describe()}; inputs: {notice or 'preprocessing fitted on the training split'}"

@@ -205,3 +205,21 @@ def source_preprocess(source: str | Path, image_shape: tuple[int, int, int]) -> 
     saved = load_preprocess(run).normalization
     return Preprocess(_for_channels(saved.mean, saved.std, channels)), \
         f"the input normalization of {run}, adapted to {channels} channel(s) (transfer.normalization=source)"
+
+
+def input_preprocess(cfg, images: torch.Tensor) -> tuple[Preprocess, str]:
+    """(the preprocessing a fine-tuned model's inputs get, where it came from): the source's
+    (transfer.normalization=source, when it has one that fits), else fitted on `images` (uint8,
+    the training split) by cfg.preprocess with a seeded subset for dense whitening."""
+    from cnntricks.preprocess.pipeline import fit_preprocess
+    if cfg.model.pretrained and cfg.transfer.normalization == "source":
+        preprocess, notice = source_preprocess(cfg.model.pretrained, tuple(images.shape[1:]))
+        if preprocess is not None:
+            return preprocess, notice
+    else:
+        notice = ""
+    try:
+        preprocess = fit_preprocess(cfg.preprocess, images, torch.Generator().manual_seed(cfg.train.seed))
+    except ValueError as err:  # e.g. dense ZCA asked of images too big for its D x D covariance
+        raise ConfigError(f"preprocess.whiten={cfg.preprocess.whiten}: {err}") from None
+    return preprocess, notice

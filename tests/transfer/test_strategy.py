@@ -183,3 +183,37 @@ def test_scratch_does_not_load_the_weights(user, source):
     assert result.code == 0, result
     events = [json.loads(line) for line in (user.cwd / "target" / "history.jsonl").read_text().splitlines()]
     assert "weights not loaded" in next(e for e in events if e.get("event") == "pretrained")["message"]
+
+
+CONV_MODELS = ["fastnet", "vgg", "resnet", "resnet18"]
+
+
+@pytest.mark.parametrize("name", CONV_MODELS)
+@pytest.mark.parametrize("strategy", ["all", "top", "linear", "linear@stage1", "lp-ft", "gradual", "scratch"])
+def test_every_strategy_on_every_conv_model_of_the_zoo(name, strategy):
+    from cnntricks.transfer import Freeze, cut_above_stage, fit_head, parse_strategy
+    torch.manual_seed(0)
+    net = create_model(ModelConfig(name=name, width=8, depth=3), 3, 4, (16, 16))
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    _, stage = parse_strategy(strategy)
+    if stage is not None:
+        cut_above_stage(net, stage, (3, 16, 16))
+        assert net.head.in_features == net.num_features and net.cut_away
+    plan = plan_transfer(TransferConfig(strategy=strategy), net)
+    images, labels = torch.rand(16, 3, 16, 16), torch.arange(16) % 4
+    if plan.fit_head:
+        fitted = fit_head(net, lambda x: x.float() / 255, (images * 255).to(torch.uint8), labels)
+        assert fitted["acc"] > 0.5
+    optimizer = create_optimizer(OptimConfig(lr=0.05), net, lr_scales=plan.scales)
+    net.train()
+    Freeze(plan).on_epoch_start(SimpleNamespace(state=SimpleNamespace(epoch=0)))
+    set_lr(optimizer, 0.05)
+    torch.nn.functional.cross_entropy(net(images), labels).backward()
+    optimizer.step()
+    after = net.state_dict()
+    frozen = {id(p) for m in plan.frozen_at(0) for p in m.state_dict(keep_vars=True).values()}
+    names = {id(v): k for k, v in net.state_dict(keep_vars=True).items()}
+    for key in (names[i] for i in frozen):  # weights and batch-norm statistics of the frozen groups
+        assert torch.equal(before[key], after[key]), key
+    head = names[id(net.head.weight)]  # fc.weight in resnet18
+    assert before[head].shape != after[head].shape or not torch.equal(before[head], after[head])  # the head trained
