@@ -31,9 +31,10 @@ from cnntricks.data import load_splits
 from cnntricks.nn.init import lsuv_
 from cnntricks.nn.regularize import apply_max_norm, l1_active, penalty
 from cnntricks.preprocess.pipeline import load_preprocess
-from cnntricks.rundir import (CONFIG, DATA, FANCY_PCA, MISCLASSIFIED, PREPROCESS, SUMMARY, DamagedFileError,
-                              RunDirectoryError, TRANSFER, archive_attempt, checkpoint_folders, find_checkpoint, hold_run_dir,
-                              in_use_error, latest_checkpoint, lock_holder, read_json, read_restarts, write_atomic, write_json)
+from cnntricks.rundir import (CONFIG, DATA, FANCY_PCA, MISCLASSIFIED, PREPROCESS, SUMMARY, TRANSFER, DamagedFileError,
+                              RunDirectoryError, archive_attempt, checkpoint_folders, find_checkpoint, hold_run_dir,
+                              in_use_error, latest_checkpoint, lock_holder, read_json, read_restarts, write_atomic,
+                              write_json)
 from cnntricks.train import checkpoint as ckpt
 from cnntricks.transfer import advise, input_preprocess, load_pretrained, plan_transfer, transfer_plugins
 from cnntricks.train.device import autocast
@@ -151,7 +152,8 @@ class Trainer:
         self.predictor = Predictor.for_config(cfg, self.model, self.preprocess, self.splits.train.classes,
                                               self.device, self.precision)
         self.history = History(self.run_dir, cfg.train.log_every)
-        self.plugins = [self.history, *([Progress()] if progress else []), *transfer_plugins(self.transfer), *callbacks]
+        self.plugins = [self.history, *([Progress()] if progress else []), *transfer_plugins(self.transfer),
+                        *callbacks]
         self.hooks = {event: [getattr(p, event) for p in self.plugins if hasattr(p, event)] for event in EVENTS}
         # Reading a loss back to the host waits for the device. On a CPU that costs nothing, so every
         # step is checked; on CUDA the losses are read every few steps to keep the GPU queue full.
@@ -224,7 +226,8 @@ class Trainer:
                 self.say(f"model.pretrained: {message}")
             for event in read_restarts(self.run_dir):  # doctor.mode=fix started this run again: say so first
                 self.history.add("event", epoch=0, step=0, **event)  # (a restart event has at_epoch, not epoch)
-        if self.cfg.model.init == "lsuv" and self.state.step == 0 and not (self.transfer and self.transfer.load):  # LSUV scales each layer on a real batch
+        loaded = self.transfer is not None and self.transfer.load  # pre-trained weights are not rescaled
+        if self.cfg.model.init == "lsuv" and self.state.step == 0 and not loaded:  # LSUV scales each layer on a real batch
             first = torch.randperm(len(self.train_labels),
                                    generator=torch.Generator().manual_seed(self.cfg.train.seed))[:self.batch_size]
             lsuv_(self.model, orthogonalize=False, batch=self.model_input(self.train_images[first.to(self.device)]))

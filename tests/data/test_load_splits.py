@@ -78,5 +78,5 @@ def test_image_size_resizes_every_source(data_config):
 
 
 def test_an_unknown_source_lists_the_known_ones(data_config):
-    with pytest.raises(ValueError, match="did you mean 'synthetic'.*known: digits, fashion-mnist, image-folder, npz"):
+    with pytest.raises(ValueError, match="did you mean 'synthetic'.*known: digits, fashion-mnist, image-folder, letters, npz"):
         load_splits(data_config(source="synthetc"), 0)

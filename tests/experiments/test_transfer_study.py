@@ -48,3 +48,19 @@ def load_benchmark(name: str):
 def test_the_transfer_study_refuses_data_it_does_not_use(tmp_path, capsys):
     assert main(["experiment", "transfer", "--budget", "smoke", "--data", "digits", "--out", str(tmp_path)]) == 2
     assert "--data does not apply" in capsys.readouterr().err
+
+
+def test_every_budget_resolves_every_cell_and_strategy_without_training(tmp_path):
+    from cnntricks import config
+    from cnntricks.experiments import BUDGETS
+    files = {"source": tmp_path / "source.npz", "similar": tmp_path / "similar.npz"}
+    for budget in BUDGETS:
+        size = transfer.BUDGETS[budget]
+        assert size.small_per_class < size.big_per_class
+        for cell in transfer.CELLS:
+            overrides, classes = transfer.cell_overrides(*cell, size, files)
+            for _, strategy in transfer.STRATEGIES:
+                cfg = config.load(None, transfer.COMMON + overrides + ["model.pretrained=/src",
+                                                                      f"transfer.strategy={strategy}"])
+                per_class = size.small_per_class if cell[1] == "small" else size.big_per_class
+                assert cfg.data.subset == per_class * classes and cfg.transfer.strategy == strategy

@@ -34,8 +34,7 @@ def test_the_advice_says_its_numbers_and_why():
     assert advice.to_dict()["cell"] == "different, small"
 
 
-def test_auto_measures_before_training_and_keeps_its_choice(user):
-    assert user.run("train", *SOURCE, "--run-dir", "source").code == 0
+def test_auto_measures_before_training_and_keeps_its_choice(user, source):
     result = user.run("train", *SOURCE[:-1], "model.pretrained=source", "transfer.strategy=auto", "--run-dir", "t")
     assert result.code == 0, result
     assert "transfer.strategy=auto:" in result.out and "images per class" in result.out

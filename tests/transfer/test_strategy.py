@@ -61,8 +61,7 @@ def test_top_freezes_all_but_the_head_and_the_top_stages():
         plan_transfer(TransferConfig(strategy="top", stages=5), model())
 
 
-def test_frozen_stages_keep_their_weights_and_batch_norm_statistics(user):
-    assert user.run("train", *SOURCE, "--run-dir", "source").code == 0
+def test_frozen_stages_keep_their_weights_and_batch_norm_statistics(user, source):
     result = user.run("train", *SOURCE, "model.pretrained=source", "transfer.strategy=top",
                       "transfer.stages=1", "--run-dir", "target")
     assert result.code == 0, result
@@ -79,12 +78,6 @@ def test_frozen_stages_keep_their_weights_and_batch_norm_statistics(user):
 
 def weights_of(run_dir):
     return load_file(next((run_dir / "checkpoints").glob("epoch-*")) / "model.safetensors")
-
-
-@pytest.fixture
-def source(user):
-    assert user.run("train", *SOURCE, "--run-dir", "source").code == 0
-    return user.cwd / "source"
 
 
 def test_fit_classifier_folds_the_standardization_into_the_head():
