@@ -46,7 +46,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from cnntricks import config as config_module
 from cnntricks.data import DataError, Splits
 from cnntricks.nn.models import ImageSizeWarning
-from cnntricks.train.device import cpu_has_bf16
+from cnntricks.train.device import cpu_has_bf16, cpu_name
 from cnntricks.session import train
 from cnntricks.train.inference import build_model, describe_data, device_and_precision, uses_channels_last
 
@@ -120,16 +120,6 @@ def matmul_peak(device: torch.device, dtype: torch.dtype, size: int = 2048, seco
 
 def mean_std(values: list[float]) -> tuple[float, float]:
     return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def git_commit() -> str | None:

@@ -30,19 +30,10 @@ import torch
 from cnntricks import config as config_module
 from cnntricks.nn.models import ImageSizeWarning
 from cnntricks.session import train
+from cnntricks.train.device import cpu_name
 
 TARGET_RATIO = 0.95
 SMOKE = {"steps": 3, "repeats": 1, "overrides": ["data.source=digits", "model.width=8", "optim.batch_size=32"]}
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return "unknown CPU"
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
