@@ -18,7 +18,7 @@ import torch
 from cnntricks.augment.policy import resolve as resolve_augment
 from cnntricks.config import Config, ConfigError
 from cnntricks.train.inference import device_and_precision, uses_channels_last
-from cnntricks.transfer.weights import published_name
+from cnntricks.transfer.weights import architecture_for, published_name
 
 # Keys a resumed run may not change: they would make it a different run than the checkpoint's.
 FIXED_ON_RESUME = ("data", "preprocess", "model", "augment", "train.seed")
@@ -78,6 +78,7 @@ def resolve(cfg: Config, data: dict | None = None, saved: Config | None = None, 
     """Check and resolve `cfg` for `data` (data.json's description: its "channels" decide the colour
     rules; None: before the data is read, as 3 channels) and, when resuming, the run's `saved` config."""
     cfg = absolute_paths(cfg)
+    cfg.model = architecture_for(cfg.model)  # model.pretrained=resnet18 builds a resnet18
     device, precision = device_and_precision(cfg)
     if cfg.preprocess.whiten == "pca" and cfg.model.name != "mlp":
         raise ConfigError(

@@ -91,12 +91,12 @@ def pretrained_model(cfg, splits, device: torch.device):
     from cnntricks import config as config_module
     from cnntricks.nn.models import create_model
     from cnntricks.rundir import CONFIG
-    from cnntricks.transfer.weights import input_preprocess, load_pretrained
+    from cnntricks.transfer.weights import architecture_for, input_preprocess, load_pretrained
     source = cfg.model.pretrained
     if not source:
         raise config_module.ConfigError("model.pretrained: give the weights to probe (a run directory, a "
                                         ".safetensors file, a .pth/.pt state dict or a published name)")
-    model_cfg = cfg.model
+    model_cfg = architecture_for(cfg.model)
     if (Path(source) / CONFIG).is_file():
         model_cfg = config_module.load(Path(source) / CONFIG).model
     channels, height, width = splits.train.images.shape[1:]

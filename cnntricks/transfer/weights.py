@@ -223,3 +223,16 @@ def input_preprocess(cfg, images: torch.Tensor) -> tuple[Preprocess, str]:
     except ValueError as err:  # e.g. dense ZCA asked of images too big for its D x D covariance
         raise ConfigError(f"preprocess.whiten={cfg.preprocess.whiten}: {err}") from None
     return preprocess, notice
+
+
+def architecture_for(model_cfg):
+    """`model_cfg` for published weights: their name is their architecture (model.pretrained=resnet18
+    builds a resnet18; the default fastnet is replaced, another zoo name is an error)."""
+    import dataclasses
+    name = published_name(model_cfg.pretrained) if model_cfg.pretrained else None
+    if name is None or model_cfg.name == name:
+        return model_cfg
+    if model_cfg.name != "fastnet":
+        raise ConfigError(f"model.pretrained={name} holds the weights of a {name}; model.name={model_cfg.name} "
+                          f"cannot load them: set model.name={name}, or leave model.name out")
+    return dataclasses.replace(model_cfg, name=name)

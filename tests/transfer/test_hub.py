@@ -249,13 +249,14 @@ def test_cnntricks_train_fine_tunes_the_published_resnet18(user, server, monkeyp
     # the whole path: the name, the download, the ImageNet normalization, the top strategy
     state = torchvision_like_state()
     publish(server, monkeypatch, state)
-    result = user.run("train", "data.source=synthetic", "data.subset=64", "model.name=resnet18",
+    result = user.run("train", "data.source=synthetic", "data.subset=64",  # the name gives the architecture
                       "model.pretrained=resnet18", "transfer.strategy=top", "transfer.stages=1",
                       "train.epochs=1", "optim.batch_size=32", "optim.lr=0.01", "train.threads=1", "--run-dir", "tuned",
                       "--quiet")
     assert result.code == 0, result
     assert len(server.requests) == 1
     run = user.cwd / "tuned"
+    assert "name: resnet18" in (run / "config.yaml").read_text() and "pretrained: resnet18" in (run / "config.yaml").read_text()
     assert json.loads((run / "preprocess.json").read_text())["mean"] == pytest.approx([0.485, 0.456, 0.406])
     after = load_file(next((run / "checkpoints").glob("epoch-*")) / "model.safetensors")
     assert after["fc.weight"].shape == (4, 512) and set(after) == set(state)  # torchvision's keys, a new head
@@ -263,3 +264,12 @@ def test_cnntricks_train_fine_tunes_the_published_resnet18(user, server, monkeyp
     for key in frozen:  # frozen: weights and batch-norm statistics as published
         assert torch.equal(after[key], state[key]), key
     assert not torch.equal(after["layer4.1.conv2.weight"], state["layer4.1.conv2.weight"])  # the top stage trained
+
+
+def test_published_weights_name_their_architecture():
+    from cnntricks.transfer.weights import architecture_for
+    assert architecture_for(ModelConfig(pretrained="resnet34")).name == "resnet34"  # the default fastnet replaced
+    assert architecture_for(ModelConfig(name="resnet34", pretrained="resnet34")).name == "resnet34"
+    assert architecture_for(ModelConfig(name="vgg", pretrained="runs/base")).name == "vgg"  # not a published name
+    with pytest.raises(ConfigError, match="model.pretrained=resnet18 holds the weights of a resnet18; model.name=vgg"):
+        architecture_for(ModelConfig(name="vgg", pretrained="resnet18"))

@@ -131,6 +131,7 @@ def test_a_strategy_that_is_not_one_names_the_forms(user):
     assert result.code == 2 and "linear@stageK" in result.err
 
 
+@pytest.mark.slow  # the mechanics: test_every_strategy_on_every_conv_model_of_the_zoo
 def test_lp_ft_starts_from_the_fitted_head_then_trains_every_layer(user, source):
     result = user.run("train", *SOURCE, "model.pretrained=source", "transfer.strategy=lp-ft", "--run-dir", "target")
     assert result.code == 0, result
@@ -140,6 +141,21 @@ def test_lp_ft_starts_from_the_fitted_head_then_trains_every_layer(user, source)
     fitted = next(e for e in events if e.get("event") == "head_fitted")
     assert fitted["step"] == 0
     assert not torch.equal(weights_of(source)["stages.0.0.weight"], weights_of(user.cwd / "target")["stages.0.0.weight"])
+
+
+def test_decoupled_decay_leaves_tensors_without_a_gradient_alone():
+    from cnntricks.train.optim import apply_decoupled_decay
+    net = model()
+    plan = plan_transfer(TransferConfig(strategy="gradual"), net)
+    optimizer = create_optimizer(OptimConfig(decay="decoupled", weight_decay=0.5), net, lr_scales=plan.scales)
+    set_lr(optimizer, 0.1)
+    layer_groups(net)[-1].requires_grad_(False)  # the bottom stage frozen, as gradual's first epochs
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    net(torch.rand(4, 3, 16, 16)).sum().backward()
+    apply_decoupled_decay(optimizer)
+    after = net.state_dict()
+    assert torch.equal(before["stages.0.0.weight"], after["stages.0.0.weight"])  # frozen: not shrunk
+    assert not torch.equal(before["stages.2.0.weight"], after["stages.2.0.weight"])  # trained: shrunk
 
 
 def test_gradual_unfreezes_one_stage_per_epoch_from_the_top():
@@ -159,6 +175,7 @@ def test_gradual_unfreezes_one_stage_per_epoch_from_the_top():
             assert all(m.training == on for m in group.modules()), (epoch, group)  # frozen: BN in eval
 
 
+@pytest.mark.slow  # the mechanics: test_every_strategy_on_every_conv_model_of_the_zoo
 def test_gradual_keeps_frozen_stages_unchanged_even_with_decoupled_decay(user, source):
     result = user.run("train", *SOURCE, "train.epochs=2", "model.pretrained=source", "transfer.strategy=gradual",
                       "optim.decay=decoupled", "--run-dir", "target")
@@ -170,6 +187,7 @@ def test_gradual_keeps_frozen_stages_unchanged_even_with_decoupled_decay(user, s
     assert not torch.equal(before["stages.2.0.weight"], after["stages.2.0.weight"])
 
 
+@pytest.mark.slow  # the mechanics: test_every_strategy_on_every_conv_model_of_the_zoo
 def test_scratch_does_not_load_the_weights(user, source):
     result = user.run("train", *SOURCE, "train.epochs=1", "model.pretrained=source", "transfer.strategy=scratch",
                       "--run-dir", "target")
