@@ -58,8 +58,8 @@ class Advice:
         return f"{'similar' if self.similar else 'different'}, {'big' if self.big else 'small'}"
 
     def reason(self) -> str:
-        top, best = self.probe_acc[-1], max(self.probe_acc)
-        stage = self.probe_acc.index(best)
+        top, stage = self.probe_acc[-1], self.best_stage
+        best = self.probe_acc[stage]
         size = (f"{self.images_per_class:.0f} images per class ({'>=' if self.big else '<'} {BIG_PER_CLASS}: "
                 f"{'big' if self.big else 'small'})")
         if self.similar:
@@ -73,8 +73,13 @@ class Advice:
         return f"{size}; {similarity}; cell '{self.cell}' -> transfer.strategy={self.strategy}{measured}"
 
     @property
+    def best_stage(self) -> int:
+        """The stage whose probe scored highest (the higher one on a tie)."""
+        return max(range(len(self.probe_acc)), key=lambda k: (self.probe_acc[k], k))
+
+    @property
     def seed_says(self) -> str:
-        return SEED_CELLS[self.similar, self.big].format(best=self.probe_acc.index(max(self.probe_acc)))
+        return SEED_CELLS[self.similar, self.big].format(best=self.best_stage)
 
     def to_dict(self) -> dict:
         return {**dataclasses.asdict(self), "cell": self.cell, "seed_says": self.seed_says, "reason": self.reason()}

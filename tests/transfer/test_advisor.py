@@ -46,3 +46,8 @@ def test_auto_measures_before_training_and_keeps_its_choice(user, source):
     assert summary["transfer"]["advice"]["strategy"] == advice["strategy"]
     html = (user.cwd / "t" / "report" / "index.html").read_text()
     assert "advisor (transfer.strategy=auto)" in html and advice["cell"] in html
+
+
+def test_a_tie_names_the_higher_stage():
+    advice = Advice(20.0, [0.6, 0.818, 0.818], True, False, "top")
+    assert advice.best_stage == 2 and "best 0.818 at stage 2" in advice.reason()
