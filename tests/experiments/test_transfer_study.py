@@ -36,6 +36,11 @@ def test_the_transfer_study_runs_every_strategy_in_every_cell(tmp_path, capsys):
     lines = capsys.readouterr().out.splitlines()
     assert [line.split(":")[0] for line in lines] == ["source classes", "similar", "different (letters)", "digits"]
     assert all("probes [" in line and "random network [" in line and "bn shift" in line for line in lines)
+    race = load_benchmark("transfer_race")  # top against scratch on a held-out third, per cell
+    assert race.main([str(out), "--budget", "smoke", "--seeds", "1"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == len(transfer.CELLS) + 1 and all("the study's winner: " in line for line in lines[:-1])
+    assert lines[-1].startswith("the race picks the study's winner in ") and lines[-1].endswith(" of 4 (cell, seed) pairs")
 
 
 def load_benchmark(name: str):
