@@ -34,9 +34,8 @@ RACERS = ("top", "scratch")
 
 def race(cell: tuple[str, str], seed: int, budget: study.TransferBudget, folder: Path, scratch: Path) -> dict:
     """{strategy: held-out accuracy} of the racers on the cell's training split."""
-    files = {name: folder / "data" / f"{name}.npz" for name in ("source", "similar")}
-    common = study.COMMON + [f"model.width={budget.width}"] + ([f"train.threads={budget.threads}"] if budget.threads else [])
-    overrides, _ = study.cell_overrides(*cell, budget, files)
+    common = study.common_overrides(budget)
+    overrides, _ = study.cell_overrides(*cell, budget, study.study_files(folder))
     train_split = load_splits(config.load(None, common + overrides).data, seed).train
     keep, held = stratified_split(train_split.labels, 1 / 3, torch.Generator().manual_seed(seed), keep_each=1)
     data = scratch / f"{'-'.join(cell)}-{seed}.npz"

@@ -25,6 +25,7 @@ from torch import nn
 
 from cnntricks import config
 from cnntricks.data import load_splits
+from cnntricks.experiments.transfer import study_files
 from cnntricks.nn.models import create_model
 from cnntricks.transfer.probe import pretrained_model, probe
 
@@ -55,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("study", type=Path, help="the --out folder of cnntricks experiment transfer")
     parser.add_argument("--per-class", type=int, default=20, help="training images per class (default 20)")
     args = parser.parse_args(argv)
-    source, data = args.study / "source", args.study / "data"
+    source, files = args.study / "source", study_files(args.study)
     if not (source / "config.yaml").is_file():
         print(f"transfer_similarity: {source} holds no source run; run cnntricks experiment transfer first",
               file=sys.stderr)
@@ -63,8 +64,8 @@ def main(argv: list[str] | None = None) -> int:
     warnings.simplefilter("ignore")
     torch.set_num_threads(1)
     width = config.load(source / "config.yaml").model.width
-    targets = [("source classes", ["data.source=npz", f"data.root={data / 'source.npz'}"], 5),
-               ("similar", ["data.source=npz", f"data.root={data / 'similar.npz'}"], 5),
+    targets = [("source classes", ["data.source=npz", f"data.root={files['source']}"], 5),
+               ("similar", ["data.source=npz", f"data.root={files['similar']}"], 5),
                ("different (letters)", ["data.source=letters"], 10), ("digits", ["data.source=digits"], 10)]
     for name, overrides, classes in targets:
         cfg = config.load(None, [*overrides, f"data.subset={args.per_class * classes}", f"model.width={width}",

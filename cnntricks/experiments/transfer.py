@@ -68,16 +68,25 @@ def file_label(label: str) -> str:
     return label.replace(" (top)", "").replace("@", "-at-")
 
 
-def split_by_class(budget: TransferBudget, data_dir: Path) -> dict[str, Path]:
+def study_files(out_dir: Path) -> dict[str, Path]:
+    """Where a study keeps its data split by class: {"source": .npz, "similar": .npz}."""
+    return {name: Path(out_dir) / "data" / f"{name}.npz" for name in ("source", "similar")}
+
+
+def common_overrides(budget: TransferBudget) -> list[str]:
+    """What every run of the study gets at `budget`: the recipe, the width, the threads."""
+    return COMMON + [f"model.width={budget.width}"] + ([f"train.threads={budget.threads}"] if budget.threads else [])
+
+
+def split_by_class(budget: TransferBudget, out_dir: Path) -> dict[str, Path]:
     """The source data (classes 0-4) and the similar target (classes 5-9) as .npz files."""
     from cnntricks.data.sources import SOURCES
     train, test = SOURCES.get(budget.source)(config_module.DataConfig(source=budget.source), 0)
-    data_dir.mkdir(parents=True, exist_ok=True)
-    files = {}
+    files = study_files(out_dir)
+    files["source"].parent.mkdir(parents=True, exist_ok=True)
     for name, low in (("source", 0), ("similar", 5)):
         keep = lambda store: ((store.labels >= low) & (store.labels < low + 5)).nonzero().flatten()  # noqa: E731
         tr, te = keep(train), keep(test)
-        files[name] = data_dir / f"{name}.npz"
         np.savez(files[name], x=train.images[tr].numpy(), y=(train.labels[tr] - low).numpy(),
                  x_test=test.images[te].numpy(), y_test=(test.labels[te] - low).numpy(),
                  classes=np.array(train.classes[low:low + 5]))
@@ -153,8 +162,8 @@ def run(out_dir: Path, *, seed: int = 0, seeds: int = 1, budget: str = "small", 
                          "and renders letters); choose the budget instead")
     out_dir, size = prepare(out_dir, budget, BUDGETS)
     started = time.perf_counter()
-    files = split_by_class(size, out_dir / "data")
-    common = COMMON + [f"model.width={size.width}"] + ([f"train.threads={size.threads}"] if size.threads else [])
+    files = split_by_class(size, out_dir)
+    common = common_overrides(size)
     source_cfg = config_module.load(None, common + ["data.source=npz", f"data.root={files['source']}",
                                                     f"train.epochs={size.source_epochs}"])
     stderr_log(f"transfer: training the source model on {size.source} classes 0-4 ({size.source_epochs} epochs)")
@@ -194,10 +203,6 @@ def strategy_of_label(label: str) -> str:
     return dict(STRATEGIES)[label]
 
 
-def label_of_strategy(strategy: str) -> str:
-    return next(label for label, s in STRATEGIES if s == strategy)
-
-
 def summarize(out_dir: Path, *, budget: str, size: TransferBudget, seed: int, seeds: int, accuracy: dict,
               picks: dict, probes: dict, results: dict, source, figures: dict, seconds: float) -> dict:
     """The table (strategies x cells, the seed's cell bold, the best starred), the advisor's row, notes."""
@@ -219,8 +224,8 @@ def summarize(out_dir: Path, *, budget: str, size: TransferBudget, seed: int, se
     checks = {}
     advisor_row, gain_row = ["advisor's pick (transfer.strategy=auto)"], ["best fine-tuning − scratch (points)"]
     for cell in CELLS:
-        chosen = [label_of_strategy(p["strategy"]) if p["strategy"] in dict(map(reversed, STRATEGIES)) else p["strategy"]
-                  for p in picks[cell]]
+        labels_of = {strategy: label for label, strategy in STRATEGIES}
+        chosen = [labels_of.get(p["strategy"], p["strategy"]) for p in picks[cell]]
         # the pick's accuracy in each seed against the best strategy's mean
         scored = [accuracy[cell][label][i] if label in accuracy[cell] else math.nan for i, label in enumerate(chosen)]
         best_mean = mean_std(accuracy[cell][best[cell]])[0]
