@@ -154,6 +154,7 @@ class DoctorConfig:
 class TransferConfig:
     strict: bool = True  # model.pretrained: every weight must fit the model (false: load what fits, say what was skipped)
     strategy: Literal["auto", "all", "top", "linear", "lp-ft", "gradual", "scratch"] = "all"  # which layers train (seed §4's table); also linear@stageK. all = every layer, the lower stages at smaller LRs; top = the head and the transfer.stages top stages, the rest frozen; linear = a logistic regression on the frozen top features (no epochs); linear@stageK = the same on stage K's features (0 = nearest the image); lp-ft = linear, then all; gradual = all, one more stage unfrozen per epoch from the top; scratch = the weights not loaded: the same run from random weights, every layer at the full LR (the baseline); auto = the advisor measures data size and similarity and picks (README)
+    race: bool = True  # auto: also train the table's strategy and scratch on two thirds of the training split and take the one better on the held-out third (about 1.3 runs of extra training; measured to find when scratch wins, which the probes cannot); false = the probes and the table alone
     stages: int = 1  # top: how many of the model's top stages train beside the head
     lr_scale: float = 0.1  # the top stage's LR as a share of optim.lr (the head has the full LR); seed §4: fine-tune "with a small learning rate"
     lr_decay: float = 0.38  # all: each lower stage's LR is the one above's x this (Howard & Ruder 2018, ULMFiT: divided by 2.6)

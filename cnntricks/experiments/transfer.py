@@ -109,16 +109,16 @@ def cell_overrides(similarity: str, size: str, budget: TransferBudget, files: di
 
 
 def advisor_picks(cfg: config_module.Config, seeds: range) -> list[dict]:
-    """The advisor's measurements and choice for `cfg`'s data, per seed."""
+    """The advisor's measurements and choice for `cfg`'s data, per seed (the probes, the table and the race)."""
     from cnntricks.data import load_splits
-    from cnntricks.transfer.advisor import advise
+    from cnntricks.train.race import choose
     picks = []
     for seed in seeds:
         cfg = config_module.from_dict(cfg.to_dict())
         config_module.set_value(cfg, "train.seed", seed)
         with warnings.catch_warnings():  # 28x28 on purpose: no power-of-2 advice per probe
             warnings.simplefilter("ignore", ImageSizeWarning)
-            advice = advise(cfg, load_splits(cfg.data, seed), torch.device("cpu"))
+            advice = choose(cfg, load_splits(cfg.data, seed), torch.device("cpu"))
         picks.append(advice.to_dict())
     return picks
 

@@ -28,6 +28,7 @@ from cnntricks.augment import FancyPCA
 from cnntricks.augment.policy import create_mixing, create_policy
 from cnntricks.config import Config
 from cnntricks.data import load_splits
+from cnntricks.data.store import Splits
 from cnntricks.nn.init import lsuv_
 from cnntricks.nn.regularize import apply_max_norm, l1_active, penalty
 from cnntricks.preprocess.pipeline import load_preprocess
@@ -36,13 +37,14 @@ from cnntricks.rundir import (CONFIG, DATA, FANCY_PCA, MISCLASSIFIED, PREPROCESS
                               in_use_error, latest_checkpoint, lock_holder, read_json, read_restarts, write_atomic,
                               write_json)
 from cnntricks.train import checkpoint as ckpt
-from cnntricks.transfer import advise, input_preprocess, load_pretrained, plan_transfer, transfer_plugins
+from cnntricks.transfer import input_preprocess, load_pretrained, plan_transfer, transfer_plugins
 from cnntricks.train.device import autocast
 from cnntricks.train.epoch import EpochProgress
 from cnntricks.train.interrupt import Interrupted, StopSignals
 from cnntricks.train.inference import Predictor, build_model, describe_data
 from cnntricks.train.optim import apply_decoupled_decay, create_optimizer, set_lr
 from cnntricks.train.plugins import EVENTS, History, Progress, Restart, Rollback, Stop
+from cnntricks.train.race import choose
 from cnntricks.train.resolve import resolve
 from cnntricks.train.schedule import Schedule
 
@@ -69,18 +71,19 @@ class TrainerState:
 
 
 def fit(cfg: Config, run_dir: str | Path, *, resume: bool = False, progress: bool = True,
-        callbacks: tuple = ()) -> dict:
+        callbacks: tuple = (), splits: Splits | None = None) -> dict:
     """Train `cfg` into `run_dir` (or continue it); returns the summary also written to summary.json.
 
     `callbacks` are plug-ins (train/plugins.py). A `Restart` from one of them starts the run again
-    with its config: the abandoned attempt goes to `run_dir/attempts/<n>/`.
+    with its config: the abandoned attempt goes to `run_dir/attempts/<n>/`. `splits`: data already
+    loaded (the advisor's race trains on parts of a training split) instead of `cfg.data`'s.
     """
     run_dir = Path(run_dir)
     if resume:
         open_run_dir(run_dir, resume)  # before the lock creates the folder
     with hold_run_dir(run_dir):  # one process at a time; a second one stops here, naming the holder
         while True:
-            trainer = Trainer(cfg, run_dir, resume=resume, progress=progress, callbacks=callbacks)
+            trainer = Trainer(cfg, run_dir, resume=resume, progress=progress, callbacks=callbacks, splits=splits)
             outcome = trainer.run()
             if not isinstance(outcome, Restart):
                 return outcome
@@ -108,20 +111,20 @@ class Trainer:
     """One attempt at a run: the live objects plug-ins see, and the loop."""
 
     def __init__(self, cfg: Config, run_dir: Path, *, resume: bool = False, progress: bool = True,
-                 callbacks: tuple = ()):
+                 callbacks: tuple = (), splits: Splits | None = None):
         self.run_dir, self.resume, self.progress = Path(run_dir), resume, progress
         saved = open_run_dir(self.run_dir, resume)
         if cfg.train.threads:
             torch.set_num_threads(cfg.train.threads)
         torch.manual_seed(cfg.train.seed)
-        self.splits = load_splits(cfg.data, cfg.train.seed)
+        self.splits = splits if splits is not None else load_splits(cfg.data, cfg.train.seed)
         self.data = describe_data(self.splits)
         self.resolved = resolve(cfg, self.data, saved, self.run_dir)  # checked here, and nowhere after
         self.cfg = cfg = self.resolved.cfg
         self.device, self.precision = self.resolved.device, self.resolved.precision
         self.advice = None  # transfer.strategy=auto: the advisor's measurements and choice (transfer.json)
         if cfg.model.pretrained and cfg.transfer.strategy == "auto":
-            self.advice = advise(cfg, self.splits, self.device)
+            self.advice = choose(cfg, self.splits, self.device, self.say)  # probes, table, race (train/race.py)
             self.say(f"transfer.strategy=auto: {self.advice.reason()} (measured in {self.advice.seconds:.1f} s)")
             self.cfg = cfg = self.advice.apply(cfg)  # config.yaml keeps the choice: a resume needs no advice
         if not resume:

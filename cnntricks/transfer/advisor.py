@@ -18,6 +18,11 @@ docs/results.md), which CELLS follows where the two disagree:
                     network"; measured: 20+ points behind fine-tuning -> top
   different, big    seed: fine-tune "a large number of layers" with small learning rates -> all
 `linear` and `linear@stageK` stay as strategies to choose by hand (seconds, no epochs).
+
+Neither the probes nor batch-norm statistics tell when training from scratch beats every
+fine-tuning strategy (the study: three cells of four). A race does (train/race.py): with
+`transfer.race=true` (the default) the table's strategy and `scratch` are trained on the same two
+thirds and scored on the same held-out third, and the winner is the advice (`Advice.raced`).
 """
 from __future__ import annotations
 
@@ -50,6 +55,8 @@ class Advice:
     strategy: str
     seconds: float = 0.0
     source: str = ""
+    table: str = ""                 # the strategy the table gave (before a race); "" = strategy
+    race: dict | None = None        # train/race.py: {"accuracy": {strategy: held-out acc}, "trained", "scored", "seconds"}
     thresholds: dict = field(default_factory=lambda: {"big_per_class": BIG_PER_CLASS,
                                                       "similar_margin": SIMILAR_MARGIN})
 
@@ -68,9 +75,14 @@ class Advice:
         else:
             similarity = (f"stage {stage}'s features classify it better than the top stage's ({best:.3f} > "
                           f"{top:.3f} + {SIMILAR_MARGIN}): different from the source's data")
-        seed = self.seed_says
-        measured = "" if seed == self.strategy else f" (the seed says {seed}; measured better: {self.strategy})"
-        return f"{size}; {similarity}; cell '{self.cell}' -> transfer.strategy={self.strategy}{measured}"
+        seed, table = self.seed_says, self.table or self.strategy
+        measured = "" if seed == table else f" (the seed says {seed}; measured better: {table})"
+        text = f"{size}; {similarity}; cell '{self.cell}' -> transfer.strategy={table}{measured}"
+        if self.race:
+            scores = ", ".join(f"{name} {acc:.3f}" for name, acc in self.race["accuracy"].items())
+            text += (f"; race on the training split ({self.race['trained']} images trained, {self.race['scored']} "
+                     f"held out): {scores} -> transfer.strategy={self.strategy}")
+        return text
 
     @property
     def best_stage(self) -> int:
@@ -83,6 +95,13 @@ class Advice:
 
     def to_dict(self) -> dict:
         return {**dataclasses.asdict(self), "cell": self.cell, "seed_says": self.seed_says, "reason": self.reason()}
+
+    def raced(self, accuracy: dict[str, float], trained: int, scored: int, seconds: float) -> Advice:
+        """This advice after a race: the strategy with the best held-out accuracy (the table's on a tie)."""
+        table = self.table or self.strategy
+        winner = max(accuracy, key=lambda name: (accuracy[name], name == table))
+        race = {"accuracy": accuracy, "trained": trained, "scored": scored, "seconds": seconds}
+        return dataclasses.replace(self, strategy=winner, table=table, race=race, seconds=self.seconds + seconds)
 
     def apply(self, cfg: Config) -> Config:
         """`cfg` with the chosen strategy (what config.yaml keeps: a resume needs no advice)."""
@@ -97,15 +116,21 @@ def decide(images_per_class: float, probe_acc: list[float]) -> tuple[bool, bool,
     return similar, big, CELLS[similar, big]
 
 
+def held_out(train: Store, seed: int) -> tuple[Store, Store]:
+    """(two thirds, the held-out third) of a training split, stratified and seeded: the probes and the race."""
+    keep, held = stratified_split(train.labels, HELD_OUT, torch.Generator().manual_seed(seed), keep_each=1)
+    part = lambda idx: Store(train.images[idx], train.labels[idx], train.classes)  # noqa: E731
+    return part(keep), part(held)
+
+
 def advise(cfg: Config, splits, device: torch.device) -> Advice:
     """Probe the source weights on the training split (held-out third) and pick the cell and strategy."""
     start = time.perf_counter()
     train = splits.train
     classes = max(len(train.classes), 1)
     model, preprocess, loaded = pretrained_model(cfg, splits, device)
-    keep, held = stratified_split(train.labels, HELD_OUT, torch.Generator().manual_seed(cfg.train.seed), keep_each=1)
-    part = lambda idx: Store(train.images[idx], train.labels[idx], train.classes)  # noqa: E731
-    rows = probe(model, preprocess, part(keep), part(held), device, seed=cfg.train.seed)
+    fitted, held = held_out(train, cfg.train.seed)
+    rows = probe(model, preprocess, fitted, held, device, seed=cfg.train.seed)
     accuracies = [row.test_acc for row in rows]
     images_per_class = len(train) / classes
     similar, big, strategy = decide(images_per_class, accuracies)
