@@ -34,8 +34,14 @@ UPDATE_HIGH = 0.05        # median ‖Δw‖/‖w‖ per step above this: steps 
 UPDATE_LOW = 2e-4         # ... below this: steps too small
 UPDATE_TINY = 5e-5        # ... below this the LR is too low however much the loss fell (LR 1e-4 on the MLP of
                           # the learning-rate study: 1.5e-5, loss 2.29 -> 1.11; healthy runs measure 1e-3 and up)
-UPDATE_GOOD = 3e-3        # a too-low LR is raised by UPDATE_GOOD / the measured ratio (3-100x): the default
-                          # recipe measures 3.5e-3..4.6e-3, its LR / 100 6e-5 (the ratio follows the LR)
+UPDATE_GOOD = 3e-3        # a too-low LR is raised by UPDATE_GOOD / the measured ratio, within LR_RAISE: the
+                          # default recipe measures 3.5e-3..4.6e-3, its LR / 100 6e-5 (the ratio follows the LR)
+LR_RAISE = (3.0, 10.0)    # the advice says "3-10x": the change stays inside it
+WORKING_LR = 0.5          # update ratios are judged on sampled steps whose LR is at least half the run's peak:
+                          # not inside the warm-up nor at the end of a decay, where they are small by design
+                          # (digits, 5 epochs: 2e-5 at step 1 and 1e-5 at the last step, 1e-2 at the peak)
+MIN_LOSSES = 20           # loss values the learning-rate checks need; fewer: "not enough steps" (info)
+CHANCE_SHARE = 1.5        # validation (else training) accuracy under 1.5x chance after 2+ epochs: nothing learned
 STALL_GAIN = 0.05         # last half of training cut the trend loss by under 5%: stalled
 STUCK_HIGH = 0.5          # ... while still above half the starting loss: stuck high
 SLOW_PROGRESS = 0.35      # trend loss fell by under 35% of its start over the whole run: slow
@@ -96,10 +102,22 @@ def hidden_weights(record: dict) -> list[tuple[str, dict]]:
     return [(name, p) for name, p in record.get("params", {}).items() if not name.startswith("head.")]
 
 
+def working_records(evidence: Evidence) -> list[dict]:
+    """The stats records taken at the working LR (WORKING_LR x the peak of history.jsonl's per-batch LRs);
+    without LRs in the history (another loop), those after the first 10% of steps (warm-up)."""
+    pairs = sorted((b["step"], b["lr"]) for b in evidence.batches if isinstance(b.get("lr"), (int, float)))
+    if not pairs:
+        return [r for r in evidence.stats if r["step"] > 0.1 * evidence.steps]
+    steps, lrs = np.array([p[0] for p in pairs]), np.array([p[1] for p in pairs], dtype=float)
+    peak = float(lrs.max())
+    # each record's LR: the batch line at its step, or the last one before it
+    at = lambda step: lrs[max(0, int(np.searchsorted(steps, step, side="right")) - 1)]  # noqa: E731
+    return [r for r in evidence.stats if peak > 0 and at(r["step"]) >= WORKING_LR * peak]
+
+
 def median_update_ratio(evidence: Evidence) -> float | None:
-    """Median ‖Δw‖/‖w‖ over the hidden weights, after the first 10% of steps (warm-up)."""
-    start = 0.1 * evidence.steps
-    ratios = [p["update_ratio"] for r in evidence.stats if r["step"] > start
+    """Median ‖Δw‖/‖w‖ over the hidden weights of the records at the working LR (`working_records`)."""
+    ratios = [p["update_ratio"] for r in working_records(evidence)
               for _, p in hidden_weights(r) if p.get("update_ratio") is not None]
     return float(np.median(ratios)) if ratios else None
 
@@ -203,8 +221,8 @@ def check_lr_too_high(evidence: Evidence) -> list[Finding]:
 @register
 def check_lr_too_low(evidence: Evidence) -> list[Finding]:
     steps, losses = evidence.losses
-    if len(losses) < 20:
-        return []
+    if len(losses) < MIN_LOSSES:
+        return []  # check_unchecked says there were not enough steps
     smooth = evidence.loss_trend
     start, end = smooth[: max(1, len(smooth) // 20)].mean(), smooth[-1]
     progress = (start - end) / start if start > 0 else 0.0
@@ -219,13 +237,14 @@ def check_lr_too_low(evidence: Evidence) -> list[Finding]:
     facts = [f"the loss fell by only {progress:.0%} over {int(steps[-1])} steps, almost linearly (R² {r2:.2f})"
              if progress < SLOW_PROGRESS else f"the loss fell by {progress:.0%} over {int(steps[-1])} steps"]
     if ratio is not None:
-        facts.append(f"median update-to-weight ratio {ratio:.2g} (healthy: about 1e-3)")
+        facts.append(f"median update-to-weight ratio {ratio:.2g} at the working learning rate (healthy: about 1e-3)")
+    factor = LR_RAISE[1] if ratio is None else min(max(UPDATE_GOOD / ratio, LR_RAISE[0]), LR_RAISE[1])
     return [finding(evidence, id="lr_too_low", severity="warning", title="The learning rate is too low",
                     evidence="; ".join(facts), figure="loss.png",
                     explanation="Seed §7, Fig. 1: with a low learning rate the loss decreases slowly and almost "
                                 "linearly; training would take far longer than needed.",
-                    advice="Raise the learning rate by 3-10x (seed §4: around 0.1 for SGD).",
-                    change=change_lr(evidence, 10.0 if ratio is None else min(max(UPDATE_GOOD / ratio, 3.0), 100.0)))]
+                    advice=f"Raise the learning rate by {factor:.0f}x (3-10x; seed §4: around 0.1 for SGD).",
+                    change=change_lr(evidence, factor))]
 
 
 @register
@@ -372,3 +391,46 @@ def check_plateau(evidence: Evidence) -> list[Finding]:
                                 "2 (or by 5) and keep going.",
                     advice="Divide the LR by 2 on plateaus (schedule.name=plateau) or use a decaying schedule.",
                     change={"schedule.name": "plateau"})]
+
+
+# ---- a run that learned nothing -----------------------------------------------------------------
+
+
+def chance_change(evidence: Evidence) -> tuple[dict, str]:
+    """The change for a run at chance, and why: its steps were too big (the update ratio at the working LR
+    above UPDATE_HIGH, a loss that rose, or an LR of 0.3 and up) or too small (a ratio below UPDATE_LOW,
+    or an LR of 0.003 and below); else the run was too short to learn: twice the epochs."""
+    ratio, lr = median_update_ratio(evidence), lr_of(evidence)
+    trend = evidence.loss_trend
+    rose = len(trend) >= 2 and trend[-1] > trend[0]
+    if (ratio is not None and ratio > UPDATE_HIGH) or rose or (ratio is None and lr is not None and lr >= 0.3):
+        return change_lr(evidence, 0.1), "the steps were too big: divide the learning rate by 10"
+    if (ratio is not None and ratio < UPDATE_LOW) or (ratio is None and lr is not None and lr <= 3e-3):
+        return change_lr(evidence, 10.0), "the steps were too small: raise the learning rate 10x"
+    epochs = evidence.config.train.epochs if evidence.config is not None else None
+    return ({"train.epochs": 2 * epochs} if epochs else {}), "train twice as long"
+
+
+@register
+def check_at_chance(evidence: Evidence) -> list[Finding]:
+    """A run at chance after 2+ epochs is never healthy, whatever else its curves show."""
+    epochs = [e for e in evidence.epochs if e.get("val_acc") is not None or e.get("train_acc") is not None]
+    count = evidence.class_count
+    if len(epochs) < 2 or count is None:
+        return []
+    classes, where = count
+    last = epochs[-1]
+    name, accuracy = ("validation", last["val_acc"]) if last.get("val_acc") is not None else ("training", last["train_acc"])
+    if accuracy >= CHANCE_SHARE / classes:
+        return []
+    change, what = chance_change(evidence)
+    return [finding(evidence, epoch_end_step(evidence, last["epoch"]), id="at_chance", severity="error",
+                    title="The run learned nothing: accuracy at chance",
+                    evidence=f"{name} accuracy {accuracy:.1%} after {last['epoch']} epochs; chance is {1 / classes:.1%} "
+                             f"({classes} classes, {where})",
+                    figure="accuracy.png",
+                    explanation="A classifier no better than guessing has learned nothing from the images: the "
+                                "learning rate is far off, the run far too short, or the labels do not match the "
+                                "images.",
+                    advice=f"The measured evidence says: {what}; check that the labels match the images.",
+                    change=change)]

@@ -4,7 +4,7 @@ healthy. `unreadable`: lines, values or files left out as unreadable (records.py
 accuracies), so their silence says nothing."""
 from __future__ import annotations
 
-from cnntricks.doctor.checks import register
+from cnntricks.doctor.checks import MIN_LOSSES, register
 from cnntricks.doctor.evidence import Evidence
 from cnntricks.doctor.findings import Finding
 
@@ -39,6 +39,9 @@ def missing_losses(evidence: Evidence) -> tuple[str, bool] | None:
         return "history.jsonl has no batch lines", False
     if not any("loss" in b for b in evidence.batches):  # all null (non-finite): nonfinite says it
         return "its batch lines have no 'loss'", False
+    if 0 < len(evidence.losses[1]) < MIN_LOSSES and evidence.nonfinite is None:
+        return (f"not enough steps to judge the learning rate ({len(evidence.losses[1])} loss values; the "
+                f"learning-rate checks need {MIN_LOSSES})"), True
     return None
 
 

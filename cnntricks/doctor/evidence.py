@@ -65,6 +65,17 @@ class Evidence:
         return None
 
     @cached_property
+    def class_count(self) -> tuple[int, str] | None:
+        """(number of classes, where it comes from): data.json's classes, or else, for a run from another
+        loop, inferred from the first loss (about ln C from small random weights; C from 2 to 1000)."""
+        if self.classes:
+            return self.classes, "data.json"
+        losses = self.losses[1]
+        if len(losses) and math.log(2) * 0.9 <= losses[0] <= math.log(1000):
+            return max(2, round(math.exp(losses[0]))), f"inferred from the first loss {losses[0]:.3g} ≈ ln C"
+        return None
+
+    @cached_property
     def loss_trend(self) -> np.ndarray:
         """`trend` of the finite losses, computed once for every check that reads it."""
         return trend(self.losses[1])

@@ -5,17 +5,31 @@ from __future__ import annotations
 from cnntricks.monitor.monitor import Monitor
 from cnntricks.rundir import STATS
 
+# A run shorter than every:N x MIN_SAMPLES steps is sampled more often, so that it too has about
+# this many records spread over all of it: the doctor's trends need them (a 55-step run at every:50
+# had steps 1 and 50 only, one inside the warm-up and one at the end of the decay).
+MIN_SAMPLES = 10
+
+
+def sampling_interval(every: int, planned_steps: int) -> int:
+    """train.monitor's every:N, shortened for a run of `planned_steps` to give MIN_SAMPLES records."""
+    return max(1, min(every, planned_steps // MIN_SAMPLES))
+
 
 class MonitorPlugin:
-    """Attach with `fit(..., callbacks=[MonitorPlugin()])`; samples every `train.monitor` steps
-    (the resolved config's `monitor_every`), or every `every` steps when given."""
+    """Attach with `fit(..., callbacks=[MonitorPlugin()])`; samples every `train.monitor` steps (the
+    resolved config's `monitor_every`, more often in a short run: `sampling_interval`), or every
+    `every` steps exactly when given."""
 
     def __init__(self, every: int | None = None):
         self.every, self.monitor = every, None
 
     def on_restore(self, trainer, saved: dict) -> None:
         if self.monitor is None or self.monitor.model is not trainer.model:  # a new run, or a restarted one
-            every = self.every or trainer.resolved.monitor_every
+            every = self.every
+            if every is None and trainer.resolved.monitor_every:
+                planned = trainer.cfg.train.epochs * trainer.steps_per_epoch
+                every = sampling_interval(trainer.resolved.monitor_every, planned)
             self.monitor = Monitor(trainer.model, trainer.run_dir / STATS, every) if every else None
         if self.monitor is not None:
             self.monitor.truncate(saved.get("stats_lines", 0))

@@ -280,3 +280,19 @@ def test_transfer_speed_smoke_prints_rates_ratio_and_linear_seconds():
     seconds, = find(rf"^linear: head fitted as a logistic regression .* in {NUMBER} s", text)
     assert float(seconds) < 60
     find(rf"^probe: every stage in {NUMBER} s \(exit 0\)$", text)
+
+
+def test_doctor_generalization_smoke_prints_both_halves_and_resumes(tmp_path):
+    script = str(BENCHMARKS / "doctor_generalization.py")
+    out, figures = tmp_path / "grid", tmp_path / "figures.json"
+    text = run_script(script, "--smoke", "--out", str(out), "--json", str(figures), timeout=240, checkout=True)
+    saved = json.loads(figures.read_text())
+    assert set(saved["halves"]) == {"calibration", "held-out"}  # digits: mlp calibrates, fastnet is held out
+    assert [saved["halves"][half]["runs"] for half in ("calibration", "held-out")] == [1, 1]
+    find(r"^figure\s+calibration\s+held-out\s+target$", text)
+    find(r"^false alarms on healthy runs\s+(-|\d+%)\s+(-|\d+%)\s+<= 5%$", text)
+    records = [json.loads(line) for line in (out / "runs.jsonl").read_text().splitlines()]
+    assert len({(r["key"], r["seed"]) for r in records}) >= 6  # 2 base runs and 2 changes of each, and any advice
+    assert len(list(out.glob("base/*-s0/history.jsonl"))) == 2  # the base runs are kept for the doctor
+    again = run_script(script, "--smoke", "--out", str(out), "--json", str(figures), timeout=120, checkout=True)
+    assert "0 runs trained now" in again and json.loads(figures.read_text())["halves"] == saved["halves"]

@@ -1,0 +1,101 @@
+"""Rules that know the run they read: the working LR, short runs, runs at chance, runs from other loops."""
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+
+from cnntricks import config
+from cnntricks.doctor import diagnose
+from cnntricks.doctor.checks import LR_RAISE, MIN_LOSSES, WORKING_LR, median_update_ratio
+from cnntricks.doctor.evidence import load_evidence
+from cnntricks.monitor.plugin import MIN_SAMPLES, sampling_interval
+
+
+def cosine_lrs(steps: int, peak: float = 0.1, warmup: int = 10) -> list[float]:
+    return [peak * (s + 1) / warmup if s < warmup else
+            peak * 0.5 * (1 + math.cos(math.pi * (s - warmup) / (steps - warmup))) for s in range(steps)]
+
+
+def write(path, losses, lrs=None, epochs=(), stats=(), classes=10, with_config=True):
+    path.mkdir(parents=True)
+    if with_config:
+        (path / "config.yaml").write_text(config.dump(config.load(None, ["optim.lr=0.1"])))
+    if classes:
+        (path / "data.json").write_text(json.dumps({"classes": [str(i) for i in range(classes)]}))
+    lrs = lrs or [0.1] * len(losses)
+    per_epoch = max(1, len(losses) // max(1, len(epochs)))
+    lines = [{"kind": "batch", "step": i + 1, "epoch": i // per_epoch + 1, "loss": loss, "lr": lr}
+             for i, (loss, lr) in enumerate(zip(losses, lrs))]
+    lines += [{"kind": "epoch", **row} for row in epochs]
+    (path / "history.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+    if stats:
+        (path / "stats.jsonl").write_text("".join(json.dumps(r) + "\n" for r in stats))
+    return path
+
+
+def record(step, ratio):
+    return {"step": step, "epoch": 1, "grad_norm_total": 1.0, "layers": {},
+            "params": {f"stages.{i}.0.weight": {"grad_norm": 0.3, "weight_norm": 5.0, "update_ratio": ratio,
+                                                "unit_spread": 0.2} for i in range(3)}}
+
+
+def test_a_short_run_is_sampled_over_all_of_it():
+    assert sampling_interval(50, 55) == 5  # the digits run of the issue: steps 1 and 50 only, before
+    assert sampling_interval(50, 10_000) == 50  # a long run keeps train.monitor's interval
+    assert sampling_interval(50, 3) == 1
+    assert 55 // sampling_interval(50, 55) >= MIN_SAMPLES
+
+
+def test_update_ratios_are_judged_at_the_working_learning_rate(tmp_path):
+    """The ratio follows the LR: tiny inside the warm-up and at the end of the decay, by design (digits,
+    5 epochs: 2e-5 at step 1, 1e-2 at the peak, 1e-5 at the last step)."""
+    steps = 50
+    lrs = cosine_lrs(steps)
+    losses = list(2.3 * np.exp(-np.arange(steps) / 12) + 0.1)
+    stats = [record(s, 0.1 * lrs[s - 1]) for s in range(1, steps + 1, 5)] + [record(steps, 1e-5)]
+    run = write(tmp_path / "run", losses, lrs, stats=stats)
+    evidence = load_evidence(run)
+    working = median_update_ratio(evidence)
+    assert working >= 0.1 * WORKING_LR * 0.1  # only records at half the peak LR or more
+    assert "lr_too_low" not in {f.id for f in diagnose(run)}
+
+
+def test_a_too_low_learning_rate_is_raised_as_the_advice_says(tmp_path):
+    steps = 200
+    losses = list(np.linspace(2.3, 2.2, steps))
+    run = write(tmp_path / "run", losses, stats=[record(s, 1e-6) for s in range(1, steps + 1, 20)])
+    found = {f.id: f for f in diagnose(run)}["lr_too_low"]
+    assert found.change == {"optim.lr": 0.1 * LR_RAISE[1]} and "3-10x" in found.advice
+
+
+def test_too_few_steps_say_so_instead_of_guessing(tmp_path):
+    epochs = [{"epoch": 1, "train_loss": 1.8, "train_acc": 0.6, "val_loss": 1.7, "val_acc": 0.62}]
+    run = write(tmp_path / "run", [2.3, 2.0, 1.8, 1.7, 1.6], epochs=epochs)
+    findings = {f.id: f for f in diagnose(run)}
+    assert findings["unchecked"].severity == "info"
+    assert f"not enough steps to judge the learning rate (5 loss values; the learning-rate checks need {MIN_LOSSES})" \
+        in findings["unchecked"].evidence
+    assert not {"lr_too_low", "lr_too_high"} & set(findings)
+
+
+def test_a_run_at_chance_is_never_healthy(tmp_path):
+    losses = list(2.303 + 0.02 * np.random.default_rng(0).standard_normal(300))  # a loss that does not move
+    epochs = [{"epoch": e, "train_loss": 2.3, "train_acc": 0.1, "val_loss": 2.3, "val_acc": 0.08} for e in (1, 2, 3)]
+    found = {f.id: f for f in diagnose(write(tmp_path / "run", losses, epochs=epochs))}
+    assert found["at_chance"].severity == "error"
+    assert "validation accuracy 8.0% after 3 epochs; chance is 10.0% (10 classes, data.json)" in found["at_chance"].evidence
+    assert found["at_chance"].change  # something to try
+
+
+def test_a_plain_loop_at_chance_is_flagged_with_the_classes_from_its_first_loss(tmp_path):
+    """The issue's plain PyTorch loop: loss 2.31 -> 2.30 in 4 epochs at 8% accuracy, no config, no data.json."""
+    losses = list(np.linspace(2.31, 2.30, 400))
+    epochs = [{"epoch": e, "train_loss": 2.3, "train_acc": 0.08, "val_acc": 0.08} for e in (1, 2, 3, 4)]
+    run = write(tmp_path / "run", losses, epochs=epochs, classes=0, with_config=False)
+    found = {f.id: f for f in diagnose(run)}
+    assert found["lr_too_low"].severity == "warning"  # the cause leads; at chance is its consequence
+    assert found["at_chance"].title.endswith("(likely a consequence of lr_too_low)")
+    assert "(10 classes, inferred from the first loss 2.31 ≈ ln C)" in found["at_chance"].evidence
+    assert load_evidence(run).classes is None  # bad_init still compares only with a named class count
