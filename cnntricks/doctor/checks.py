@@ -42,6 +42,13 @@ WORKING_LR = 0.5          # update ratios are judged on sampled steps whose LR i
                           # (digits, 5 epochs: 2e-5 at step 1 and 1e-5 at the last step, 1e-2 at the peak)
 MIN_LOSSES = 20           # loss values the learning-rate checks need; fewer: "not enough steps" (info)
 CHANCE_SHARE = 1.5        # validation (else training) accuracy under 1.5x chance after 2+ epochs: nothing learned
+STILL_RISING = 0.02       # validation accuracy up 2+ points in the last epoch, over every earlier one: stopped
+                          # too soon (benchmarks/doctor_generalization.py, calibration half: twice the epochs
+                          # added 3-8 points to such runs, 1.2 to a run whose last epoch added under 2)
+OVER_REGULARIZED = 0.10   # validation accuracy 10+ points above training accuracy at the last epoch (2+ epochs):
+                          # the augmentation or regularization holds the training set back (digits, an MLP
+                          # with crops of 4 px on 8x8 images: train 65%, validation 76%; flip instead: +24)
+STRONGER_POLICY = {"seed": "standard", "heavy": "standard", "standard": "flip"}  # one step weaker
 STALL_GAIN = 0.05         # last half of training cut the trend loss by under 5%: stalled
 STUCK_HIGH = 0.5          # ... while still above half the starting loss: stuck high
 SLOW_PROGRESS = 0.35      # trend loss fell by under 35% of its start over the whole run: slow
@@ -433,4 +440,55 @@ def check_at_chance(evidence: Evidence) -> list[Finding]:
                                 "learning rate is far off, the run far too short, or the labels do not match the "
                                 "images.",
                     advice=f"The measured evidence says: {what}; check that the labels match the images.",
+                    change=change)]
+
+
+@register
+def check_too_short(evidence: Evidence) -> list[Finding]:
+    rows = [(e["epoch"], e["val_acc"]) for e in evidence.epochs if e.get("val_acc") is not None]
+    if len(rows) < 2:
+        return []
+    (epoch, last), best_before = rows[-1], max(acc for _, acc in rows[:-1])
+    epochs = evidence.config.train.epochs if evidence.config is not None else None
+    if epochs is not None and epoch < epochs and evidence.summary is None:
+        return []  # a run still training (the live doctor) or stopped by a kill: not ended too soon by plan
+    if last - best_before < STILL_RISING:
+        return []
+    return [finding(evidence, epoch_end_step(evidence, epoch), id="too_short", severity="warning",
+                    title="Training stopped while the model was still improving",
+                    evidence=f"validation accuracy rose to {last:.1%} in the last epoch ({epoch}), "
+                             f"{last - best_before:+.1%} over the best before it",
+                    figure="accuracy.png",
+                    explanation="Seed §7, Fig. 3: read the validation curve; one still climbing at the end says "
+                                "the run stopped before the model had learned what it can.",
+                    advice="Train for more epochs (twice as many), with the same schedule stretched over them.",
+                    change={"train.epochs": 2 * epochs} if epochs else {})]
+
+
+@register
+def check_over_regularized(evidence: Evidence) -> list[Finding]:
+    rows = accuracies(evidence)
+    if len(rows) < 2:
+        return []
+    epoch, train, val, _ = rows[-1]
+    if val - train < OVER_REGULARIZED:
+        return []
+    cfg, change = evidence.config, {}
+    if cfg is not None:
+        if cfg.augment.policy in STRONGER_POLICY:
+            change = {"augment.policy": STRONGER_POLICY[cfg.augment.policy]}
+        elif cfg.model.dropout > 0:
+            change = {"model.dropout": 0.0}
+        elif cfg.optim.weight_decay > 5e-4:
+            change = {"optim.weight_decay": float(f"{cfg.optim.weight_decay / 4:.3g}")}
+    return [finding(evidence, epoch_end_step(evidence, epoch), id="over_regularized", severity="warning",
+                    title="Regularization holds the training set back",
+                    evidence=f"training accuracy {train:.1%} against validation {val:.1%} at epoch {epoch}: "
+                             f"{val - train:.1%} below it",
+                    figure="accuracy.png",
+                    explanation="Seed §1, §6: augmentation and regularization fight overfitting; when the network "
+                                "cannot even fit its (augmented) training images as well as the plain validation "
+                                "images, they cost more than they give.",
+                    advice="Weaken the augmentation (a milder policy) or the regularization (less dropout or weight "
+                           "decay).",
                     change=change)]

@@ -11,6 +11,7 @@ from cnntricks.doctor.findings import Finding
 EXAMPLES = 3  # problems quoted in the finding; the rest are counted
 FORMAT = "the format in cnntricks/rundir.py's docstring (README: \"The run directory\")"
 LOSS_CHECKS = "lr_diverged, lr_too_high, lr_too_low, batch_too_small"
+MIN_EPOCHS = 3  # epoch lines with both accuracies underfitting needs (overfitting 2, plateau PATIENCE + 2)
 ACCURACY_CHECKS = "overfitting, underfitting, plateau"
 
 
@@ -50,8 +51,12 @@ def missing_accuracies(evidence: Evidence) -> tuple[str, bool] | None:
     epochs = evidence.epochs
     if not epochs:
         return "history.jsonl has no epoch lines", False
-    if any(e.get("train_acc") is not None and e.get("val_acc") is not None for e in epochs):
+    both = sum(e.get("train_acc") is not None and e.get("val_acc") is not None for e in epochs)
+    if both >= MIN_EPOCHS:
         return None
+    if both:
+        return (f"not enough epochs to judge them ({both} epoch line{'s' if both > 1 else ''} with both accuracies; "
+                f"overfitting needs 2, underfitting {MIN_EPOCHS})"), True
     if not any(e.get("train_acc") is not None for e in epochs):
         return "its epoch lines have no 'train_acc'", False
     if all("val_acc" in e for e in epochs):  # written as null: the trainer without a validation split

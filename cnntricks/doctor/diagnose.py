@@ -14,7 +14,8 @@ from cnntricks.doctor.findings import Finding
 # and a stalled loss, a diverged one exploding gradients. Those are shown as info, naming the
 # cause, so the verdict leads with what to fix (measured: without this, the planted-fault
 # benchmark's precision for lr_too_high, underfitting and plateau fell below 0.5).
-SYMPTOMS = frozenset({"lr_too_high", "lr_too_low", "underfitting", "plateau", "batch_too_small", "at_chance"})
+SYMPTOMS = frozenset({"lr_too_high", "lr_too_low", "underfitting", "plateau", "batch_too_small", "at_chance",
+                      "too_short", "over_regularized"})
 CONSEQUENCES: dict[str, frozenset[str]] = {  # cause -> what it explains; causes in priority order
     # a far too high LR also kills ReLUs (seed §5): the LR is what to fix
     # and a run stopped by a NaN has no epoch lines left to check
@@ -27,7 +28,7 @@ CONSEQUENCES: dict[str, frozenset[str]] = {  # cause -> what it explains; causes
     "saturation": SYMPTOMS,
     # a too-high LR is what kills ReLUs: keep saying it; a dead unit passes no gradient back
     "dead_relu": SYMPTOMS - {"lr_too_high"} | {"vanishing_gradient"},
-    "lr_too_low": frozenset({"underfitting", "at_chance"}),  # a low accuracy that a bigger step size would fix
+    "lr_too_low": frozenset({"underfitting", "at_chance", "too_short"}),  # a bigger step size would fix these
     "at_chance": frozenset({"underfitting", "plateau", "overfitting"}),  # nothing learned: nothing to regularize
 }
 

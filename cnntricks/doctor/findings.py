@@ -15,7 +15,8 @@ SEVERITIES = ("info", "warning", "error")  # in rising order; a healthy run has 
 # (data_checks.py): parts of the run directory left out as unreadable, checks that could not run.
 IDS = ("lr_diverged", "lr_too_high", "lr_too_low", "batch_too_small", "overfitting", "underfitting",
        "plateau", "dead_relu", "saturation", "vanishing_gradient", "exploding_gradient", "bad_init",
-       "symmetric_init", "noisy_filters", "unnormalized_input", "nonfinite", "at_chance", "unreadable", "unchecked")
+       "symmetric_init", "noisy_filters", "unnormalized_input", "nonfinite", "at_chance", "too_short",
+       "over_regularized", "unreadable", "unchecked")
 
 
 @dataclass

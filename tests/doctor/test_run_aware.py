@@ -99,3 +99,36 @@ def test_a_plain_loop_at_chance_is_flagged_with_the_classes_from_its_first_loss(
     assert found["at_chance"].title.endswith("(likely a consequence of lr_too_low)")
     assert "(10 classes, inferred from the first loss 2.31 ≈ ln C)" in found["at_chance"].evidence
     assert load_evidence(run).classes is None  # bad_init still compares only with a named class count
+
+
+def epoch_rows(val, train):
+    return [{"epoch": e, "train_loss": 1.0, "train_acc": t, "val_loss": 1.0, "val_acc": v}
+            for e, (v, t) in enumerate(zip(val, train), 1)]
+
+
+def test_a_validation_accuracy_still_rising_at_the_end_says_train_longer(tmp_path):
+    losses = list(2.3 * np.exp(-np.arange(200) / 60) + 0.3)
+    run = write(tmp_path / "run", losses, epochs=epoch_rows([0.40, 0.62, 0.65, 0.69], [0.55, 0.60, 0.61, 0.64]))
+    (run / "config.yaml").write_text(config.dump(config.load(None, ["train.epochs=4"])))
+    found = {f.id: f for f in diagnose(run)}["too_short"]
+    assert found.change == {"train.epochs": 8}  # twice the planned 4
+    assert "rose to 69.0% in the last epoch (4), +4.0% over the best before it" in found.evidence
+    flat = write(tmp_path / "flat", losses, epochs=epoch_rows([0.80, 0.85, 0.86, 0.87], [0.85, 0.88, 0.89, 0.90]))
+    assert "too_short" not in {f.id for f in diagnose(flat)}  # +1 point: converging
+
+
+def test_a_training_set_held_far_below_validation_is_over_regularized(tmp_path):
+    losses = list(2.3 * np.exp(-np.arange(200) / 60) + 0.3)
+    run = write(tmp_path / "run", losses, epochs=epoch_rows([0.70, 0.75, 0.76], [0.60, 0.64, 0.65]))
+    (run / "config.yaml").write_text(config.dump(config.load(None, ["augment.policy=standard"])))
+    found = {f.id: f for f in diagnose(run)}["over_regularized"]
+    assert found.change == {"augment.policy": "flip"} and "11.0% below it" in found.evidence
+
+
+def test_a_run_still_training_is_not_too_short(tmp_path):
+    losses = list(2.3 * np.exp(-np.arange(200) / 60) + 0.3)
+    run = write(tmp_path / "run", losses, epochs=epoch_rows([0.40, 0.62, 0.65, 0.69], [0.55, 0.60, 0.61, 0.64]))
+    (run / "config.yaml").write_text(config.dump(config.load(None, ["train.epochs=5"])))  # epoch 4 of 5
+    assert "too_short" not in {f.id for f in diagnose(run)}
+    (run / "summary.json").write_text(json.dumps({"epochs": 4, "stop_reason": "target_accuracy"}))
+    assert "too_short" in {f.id for f in diagnose(run)}  # it ended there
