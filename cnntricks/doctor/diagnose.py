@@ -30,6 +30,7 @@ CONSEQUENCES: dict[str, frozenset[str]] = {  # cause -> what it explains; causes
     "dead_relu": SYMPTOMS - {"lr_too_high"} | {"vanishing_gradient"},
     "lr_too_low": frozenset({"underfitting", "at_chance", "too_short"}),  # a bigger step size would fix these
     "at_chance": frozenset({"underfitting", "plateau", "overfitting"}),  # nothing learned: nothing to regularize
+    "too_short": frozenset({"underfitting"}),  # still learning: the low accuracy is the run's length, not the model
 }
 
 

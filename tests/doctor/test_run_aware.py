@@ -132,3 +132,16 @@ def test_a_run_still_training_is_not_too_short(tmp_path):
     assert "too_short" not in {f.id for f in diagnose(run)}
     (run / "summary.json").write_text(json.dumps({"epochs": 4, "stop_reason": "target_accuracy"}))
     assert "too_short" in {f.id for f in diagnose(run)}  # it ended there
+
+
+def test_a_decayed_run_still_learning_is_too_short_not_too_small(tmp_path):
+    """5 epochs of the RGB icons: the last epoch at LR ~0 leaves validation flat (60% -> 60%) while training
+    accuracy rose 7.8 points in 2 epochs; the cure is more epochs (30 gave 75%), not a wider model."""
+    losses = list(1.8 * np.exp(-np.arange(75) / 40) + 0.8)
+    rows = epoch_rows([0.216, 0.388, 0.489, 0.599, 0.599], [0.349, 0.399, 0.501, 0.557, 0.579])
+    run = write(tmp_path / "run", losses, epochs=rows, classes=6)
+    (run / "config.yaml").write_text(config.dump(config.load(None, ["train.epochs=5"])))
+    found = {f.id: f for f in diagnose(run)}
+    assert found["too_short"].change == {"train.epochs": 10}
+    assert "training accuracy rose by 7.8% over the last 2 epochs, to 57.9%" in found["too_short"].evidence
+    assert found["underfitting"].severity == "info"  # a consequence of too_short
