@@ -108,15 +108,18 @@ FAULTS = [
           "saturation vanishing_gradient bad_init", "vanishing"),
     # at the default LR 0.1, batch 2 kills the last stage's ReLUs within 500 steps (a dead_relu case);
     # at 0.01 it trains, with the per-batch loss band of seed §7's small-batch figure
+    # 2 epochs: its training accuracy still climbs at the end, and too_short says so rightly
     fault("batch_2", "optim.batch_size=2 optim.lr=0.01 data.subset=600 train.epochs=2", "batch_too_small",
-          "loss_band"),
+          "loss_band", also_true="too_short"),
     fault("tiny_set", "data.subset=300 optim.batch_size=32 optim.weight_decay=0 optim.label_smoothing=0 "
           "augment.policy=none train.epochs=40", "overfitting", "gap"),
-    fault("tiny_model", "model.width=2 model.depth=1", "underfitting", "low_accuracy"),
+    # a width-2 net may stay at chance in a seed: at_chance is right there too
+    fault("tiny_model", "model.width=2 model.depth=1", "underfitting", "low_accuracy", also_true="at_chance"),
     fault("raw_inputs", "preprocess.normalize=none", "unnormalized_input", "input_scale"),
     # {scratch}: the run's scratch folder, where main() writes the npz (all of it is used: data.subset=null)
-    fault("shuffled_labels", "data.source=npz data.root={scratch}/shuffled_labels.npz", "underfitting overfitting",
-          "chance"),
+    # at chance after 5 epochs: at_chance names it (its advice: check that the labels match the images)
+    fault("shuffled_labels", "data.source=npz data.root={scratch}/shuffled_labels.npz",
+          "underfitting overfitting at_chance", "chance"),
     # without BatchNorm LR 0.3 kills 77-87% of the ReLU units; 0.5 and above give NaN instead
     # the planted cause is a too-high LR: "far too high" (lr_diverged, a rising loss) names it too;
     # in some seeds the loss then becomes NaN, and nonfinite says so rightly

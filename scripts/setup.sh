@@ -24,10 +24,12 @@ if ! command -v chromium >/dev/null; then  # the report's browser test (tests/re
 fi
 # Fonts for data.source=letters (cnntricks/data/letters.py renders A-J from every font under
 # /usr/share/fonts): small packages of distinct designs, about 25 MB in all.
+# Icon themes for benchmarks/doctor_generalization.py's RGB image folder (PNG icons by context).
+ICON_PACKAGES="adwaita-icon-theme oxygen-icon-theme tango-icon-theme"
 FONT_PACKAGES="fonts-dejavu-core fonts-dejavu-extra fonts-liberation fonts-freefont-ttf fonts-urw-base35
     fonts-crosextra-carlito fonts-crosextra-caladea fonts-open-sans fonts-comic-neue fonts-ebgaramond fonts-go
     fonts-inconsolata fonts-cantarell"
-MISSING_FONTS=$(for package in $FONT_PACKAGES; do
+MISSING_FONTS=$(for package in $FONT_PACKAGES $ICON_PACKAGES; do
     [ "$(dpkg-query -W -f='${Status}' "$package" 2>/dev/null)" = "install ok installed" ] || echo "$package"
 done)
 if [ -n "$MISSING_FONTS" ]; then
@@ -41,7 +43,7 @@ if [ -n "$MISSING_FONTS" ]; then
         [ -z "$KNOWN_FONTS" ] || $SUDO apt-get install -y -qq $KNOWN_FONTS >/dev/null
     else
         echo "setup: no apt-get; install TrueType/OpenType fonts for data.source=letters (it reads every font" \
-             "under /usr/share/fonts and ~/.local/share/fonts)" >&2
+             "under /usr/share/fonts and ~/.local/share/fonts), and $ICON_PACKAGES for benchmarks/doctor_generalization.py" >&2
     fi
 fi
 python3 -m pip install -q torch==2.13.0

@@ -47,7 +47,7 @@ EXPLODED_LOSS = 100.0      # fix mode: a loss 100x the run's first is rolled bac
 REMEDY_EVERY = 3           # epochs between two applications of the same remedy (the plateau patience)
 # Findings whose `change` fixes the configuration rather than the moment: remedied by starting again.
 RESTART = ("nonfinite", "lr_diverged", "lr_too_low", "symmetric_init", "bad_init", "vanishing_gradient",
-           "saturation", "dead_relu", "underfitting", "unnormalized_input", "at_chance")
+           "saturation", "dead_relu", "underfitting", "unnormalized_input")
 MAX_RESTARTS = 3           # LR 10 -> 1 -> 0.1 needs two; a third for a second fault the first hid
 LR_FACTOR = {"plateau": 0.5, "dead_relu": 0.5, "lr_too_high": 0.5, "exploding_gradient": 0.5, "lr_too_low": 2.0}
 DECAY_FACTOR, DECAY_FLOOR, DECAY_CAP = 2.0, 5e-4, 4e-3  # overfitting: weight decay x2 (from 5e-4), up to 4e-3

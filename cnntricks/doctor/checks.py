@@ -36,19 +36,22 @@ UPDATE_TINY = 5e-5        # ... below this the LR is too low however much the lo
                           # the learning-rate study: 1.5e-5, loss 2.29 -> 1.11; healthy runs measure 1e-3 and up)
 UPDATE_GOOD = 3e-3        # a too-low LR is raised by UPDATE_GOOD / the measured ratio, within LR_RAISE: the
                           # default recipe measures 3.5e-3..4.6e-3, its LR / 100 6e-5 (the ratio follows the LR)
-LR_RAISE = (3.0, 10.0)    # the advice says "3-10x": the change stays inside it
+LR_RAISE = (3.0, 100.0)   # and the advice names that factor. Capped at 10x, fix mode left the planted LR / 100
+                          # runs at LR / 10 (test accuracy 0.76 against the healthy 0.86; x50 repairs all three)
 WORKING_LR = 0.5          # update ratios are judged on sampled steps whose LR is at least half the run's peak:
                           # not inside the warm-up nor at the end of a decay, where they are small by design
                           # (digits, 5 epochs: 2e-5 at step 1 and 1e-5 at the last step, 1e-2 at the peak)
 MIN_LOSSES = 20           # loss values the learning-rate checks need; fewer: "not enough steps" (info)
 CHANCE_SHARE = 1.5        # validation (else training) accuracy under 1.5x chance after 2+ epochs: nothing learned
-STILL_RISING = 0.02       # validation accuracy up 2+ points in the last epoch, over every earlier one: stopped
-                          # too soon (benchmarks/doctor_generalization.py, calibration half: twice the epochs
-                          # added 3-8 points to such runs, 1.2 to a run whose last epoch added under 2)
-STILL_LEARNING = 0.07     # ... or training accuracy up 7+ points over the last 2 epochs: a cosine or one-cycle
-                          # run's last epoch has almost no LR left, so its validation curve flattens on schedule
-                          # (calibration half: +17 to +29 where twice the epochs added 5-8 points, +2 to +7 where
-                          # it added about 1; 5 RGB icon epochs: +7.8, validation 49% -> 60% -> 60%)
+STILL_RISING = 0.05       # validation accuracy up 5+ points in the last epoch, over every earlier one: stopped
+                          # too soon; or
+STILL_LEARNING = 0.08     # training accuracy up 8+ points over the last 2 epochs (a cosine or one-cycle run's
+                          # last epoch has almost no LR left, so its validation curve flattens on schedule).
+                          # Calibration half of benchmarks/doctor_generalization.py: +17 to +29 points of
+                          # training accuracy where twice the epochs added 5-8. The planted-fault benchmark's
+                          # healthy 5-epoch runs reach +6.9 (training) and +3.6 (validation on 444 images, whose
+                          # epoch-to-epoch noise is 2-3 points): the bars stay above them, and so miss runs in
+                          # between (5 RGB icon epochs: +7.8, which twice the epochs would help).
 OVER_REGULARIZED = 0.10   # validation accuracy 10+ points above training accuracy at the last epoch (2+ epochs):
                           # the augmentation or regularization holds the training set back (digits, an MLP
                           # with crops of 4 px on 8x8 images: train 65%, validation 76%; flip instead: +24)
@@ -249,12 +252,14 @@ def check_lr_too_low(evidence: Evidence) -> list[Finding]:
              if progress < SLOW_PROGRESS else f"the loss fell by {progress:.0%} over {int(steps[-1])} steps"]
     if ratio is not None:
         facts.append(f"median update-to-weight ratio {ratio:.2g} at the working learning rate (healthy: about 1e-3)")
-    factor = LR_RAISE[1] if ratio is None else min(max(UPDATE_GOOD / ratio, LR_RAISE[0]), LR_RAISE[1])
+    factor = 10.0 if ratio is None else min(max(UPDATE_GOOD / ratio, LR_RAISE[0]), LR_RAISE[1])
     return [finding(evidence, id="lr_too_low", severity="warning", title="The learning rate is too low",
                     evidence="; ".join(facts), figure="loss.png",
                     explanation="Seed §7, Fig. 1: with a low learning rate the loss decreases slowly and almost "
                                 "linearly; training would take far longer than needed.",
-                    advice=f"Raise the learning rate by {factor:.0f}x (3-10x; seed §4: around 0.1 for SGD).",
+                    advice=(f"Raise the learning rate by {factor:.0f}x" + (
+                        f", which brings the measured update ratio to a healthy run's {UPDATE_GOOD:g}" if ratio is not None
+                        else " (no statistics to size it: the usual 3-10x, at its top)") + " (seed §4: around 0.1 for SGD)."),
                     change=change_lr(evidence, factor))]
 
 
@@ -447,6 +452,12 @@ def check_at_chance(evidence: Evidence) -> list[Finding]:
                     change=change)]
 
 
+def ended(evidence: Evidence, epoch: int) -> bool:
+    """Has the run ended at `epoch`: summary.json, its last planned epoch, or (another loop) no config to say?"""
+    cfg = evidence.config
+    return evidence.summary is not None or cfg is None or epoch >= cfg.train.epochs
+
+
 @register
 def check_too_short(evidence: Evidence) -> list[Finding]:
     rows = [(e["epoch"], e["val_acc"]) for e in evidence.epochs if e.get("val_acc") is not None]
@@ -454,7 +465,7 @@ def check_too_short(evidence: Evidence) -> list[Finding]:
         return []
     (epoch, last), best_before = rows[-1], max(acc for _, acc in rows[:-1])
     epochs = evidence.config.train.epochs if evidence.config is not None else None
-    if epochs is not None and epoch < epochs and evidence.summary is None:
+    if not ended(evidence, epoch):
         return []  # a run still training (the live doctor) or stopped by a kill: not ended too soon by plan
     train = [e["train_acc"] for e in evidence.epochs if e.get("train_acc") is not None]
     learning = train[-1] - train[max(0, len(train) - 3)] if len(train) >= 2 else 0.0
@@ -479,10 +490,12 @@ def check_too_short(evidence: Evidence) -> list[Finding]:
 @register
 def check_over_regularized(evidence: Evidence) -> list[Finding]:
     rows = accuracies(evidence)
-    if len(rows) < 2:
+    if len(rows) < 3:  # after 1-2 epochs the epoch's mean training accuracy still lags far behind the model
         return []
     epoch, train, val, _ = rows[-1]
-    if val - train < OVER_REGULARIZED:
+    # training accuracy is the mean over an epoch of learning, validation the model at its end: early on,
+    # validation leads by design; judged only where the run ended
+    if val - train < OVER_REGULARIZED or not ended(evidence, epoch):
         return []
     cfg, change = evidence.config, {}
     if cfg is not None:

@@ -29,7 +29,9 @@ CONSEQUENCES: dict[str, frozenset[str]] = {  # cause -> what it explains; causes
     # a too-high LR is what kills ReLUs: keep saying it; a dead unit passes no gradient back
     "dead_relu": SYMPTOMS - {"lr_too_high"} | {"vanishing_gradient"},
     "lr_too_low": frozenset({"underfitting", "at_chance", "too_short"}),  # a bigger step size would fix these
-    "at_chance": frozenset({"underfitting", "plateau", "overfitting"}),  # nothing learned: nothing to regularize
+    # nothing learned: nothing to regularize. Underfitting stays: its wider model is the cure when the
+    # model is too small (the planted width-2 net), at_chance's when the LR or the length is wrong
+    "at_chance": frozenset({"plateau", "overfitting"}),
     "too_short": frozenset({"underfitting"}),  # still learning: the low accuracy is the run's length, not the model
 }
 
