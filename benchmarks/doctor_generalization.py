@@ -220,7 +220,7 @@ def train_job(job: tuple[dict, int, str | None]) -> dict:
     return record
 
 
-class Store:
+class RunStore:
     """OUT/runs.jsonl: one line per finished (config, seed); a torn last line is ignored."""
 
     def __init__(self, out: Path):
@@ -252,7 +252,7 @@ class Store:
         return statistics.fmean(values)
 
 
-def train_all(jobs: list[tuple[dict, int, str | None]], store: Store, workers: int, limit: int | None) -> int:
+def train_all(jobs: list[tuple[dict, int, str | None]], store: RunStore, workers: int, limit: int | None) -> int:
     """Train the jobs not in the store yet (at most `limit`); returns how many were trained."""
     todo = [job for job in jobs if (key_of(job[0]), job[1]) not in store.done]
     todo = todo[:limit] if limit is not None else todo
@@ -300,7 +300,7 @@ def diagnosis(run_dir: Path) -> list[dict]:
     return [{"id": f.id, "severity": f.severity, "change": f.change} for f in diagnose(run_dir) if f.severity in ALARM]
 
 
-def judge(args, grid: list[dict], store: Store, out: Path) -> list[dict]:
+def judge(args, grid: list[dict], store: RunStore, out: Path) -> list[dict]:
     """Per base run and seed: its accuracy, the truth (gains of the changes), the doctor's alarms."""
     seeds = range(args.seeds)
     rows = []
@@ -336,7 +336,7 @@ def share(hits: int, count: int) -> float | None:
     return hits / count if count else None
 
 
-def figures(rows: list[dict], store: Store, seeds: range) -> dict:
+def figures(rows: list[dict], store: RunStore, seeds: range) -> dict:
     """The figures of one half (the module docstring's list)."""
     def advice_gain(row: dict, alarm: dict) -> float | None:
         if not alarm["change"]:
@@ -423,6 +423,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, default=None,
                         help=f"figures file (default {RESULTS.relative_to(RESULTS.parents[2])}; --smoke: none)")
     args = parser.parse_args(argv)
+    from cnntricks.train.device import cpu_name
     if args.smoke:
         args.seeds = 1
     started = time.perf_counter()
@@ -432,7 +433,7 @@ def main(argv: list[str] | None = None) -> int:
         build_icons(args.out / "icons")
         build_subset("fashion-mnist", args.out / "fashion-mnist.npz")
         build_subset("letters", args.out / "letters.npz")
-    grid, seeds, store = plan(args, data), range(args.seeds), Store(args.out)
+    grid, seeds, store = plan(args, data), range(args.seeds), RunStore(args.out)
     jobs = []
     for base in sorted(grid, key=lambda b: COST.index(b["model"])):  # base by base: a partial store holds whole ones
         jobs += [(base["overrides"], s, str(args.out / "base" / f"{key_of(base['overrides'])}-s{s}")) for s in seeds]
@@ -446,18 +447,13 @@ def main(argv: list[str] | None = None) -> int:
     result = {"seeds": args.seeds, "halves": {half: figures([r for r in rows if r["half"] == half], store, seeds)
                                              for half in ("calibration", "held-out")},
               "trained": trained, "stored": len(store.done), "seconds": time.perf_counter() - started,
-              "cpu": cpu_model()}
+              "cpu": cpu_name()}
     print_report(result)
     path = None if args.smoke and args.json is None else (args.json or RESULTS)
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(result, indent=1) + "\n")
     return 0
-
-
-def cpu_model() -> str:
-    from cnntricks.train.device import cpu_name
-    return cpu_name()
 
 
 if __name__ == "__main__":

@@ -42,6 +42,7 @@ WORKING_LR = 0.5          # update ratios are judged on sampled steps whose LR i
                           # not inside the warm-up nor at the end of a decay, where they are small by design
                           # (digits, 5 epochs: 2e-5 at step 1 and 1e-5 at the last step, 1e-2 at the peak)
 MIN_LOSSES = 20           # loss values the learning-rate checks need; fewer: "not enough steps" (info)
+MIN_EPOCHS = 3            # epoch lines with both accuracies underfitting needs (overfitting 2, plateau PATIENCE + 2)
 CHANCE_SHARE = 1.5        # validation (else training) accuracy under 1.5x chance after 2+ epochs: nothing learned
 STILL_RISING = 0.05       # validation accuracy up 5+ points in the last epoch, over every earlier one: stopped
                           # too soon; or
@@ -214,7 +215,7 @@ def check_lr_too_high(evidence: Evidence) -> list[Finding]:
         facts.append(f"the median update-to-weight ratio is {ratio:.2g} (healthy runs: about 1e-3 to 1e-2)")
     if ratio is not None and not facts:
         return []  # the statistics say the steps are not too big: a stall has another cause
-    if len(losses) >= 20:
+    if len(losses) >= MIN_LOSSES:
         smooth = evidence.loss_trend
         start, end, middle = smooth[0], smooth[-1], smooth[len(smooth) // 2]
         fast = (start - smooth[len(smooth) // 10]) > 0.5 * max(start - end, 1e-12)
@@ -355,7 +356,7 @@ def check_overfitting(evidence: Evidence) -> list[Finding]:
 @register
 def check_underfitting(evidence: Evidence) -> list[Finding]:
     rows = accuracies(evidence)
-    if len(rows) < 3 or not evidence.classes:
+    if len(rows) < MIN_EPOCHS or not evidence.classes:
         return []
     epoch, train, val, _ = rows[-1]
     chance = 1 / evidence.classes
@@ -423,8 +424,12 @@ def chance_change(evidence: Evidence) -> tuple[dict, str]:
         return change_lr(evidence, 0.1), "the steps were too big: divide the learning rate by 10"
     if (ratio is not None and ratio < UPDATE_LOW) or (ratio is None and lr is not None and lr <= 3e-3):
         return change_lr(evidence, 10.0), "the steps were too small: raise the learning rate 10x"
-    epochs = evidence.config.train.epochs if evidence.config is not None else None
-    return ({"train.epochs": 2 * epochs} if epochs else {}), "train twice as long"
+    return twice_the_epochs(evidence), "train twice as long"
+
+
+def twice_the_epochs(evidence: Evidence) -> dict:
+    """The change that trains twice as long (none without a config to say how long it was)."""
+    return {"train.epochs": 2 * evidence.config.train.epochs} if evidence.config is not None else {}
 
 
 @register
@@ -464,7 +469,6 @@ def check_too_short(evidence: Evidence) -> list[Finding]:
     if len(rows) < 2:
         return []
     (epoch, last), best_before = rows[-1], max(acc for _, acc in rows[:-1])
-    epochs = evidence.config.train.epochs if evidence.config is not None else None
     if not ended(evidence, epoch):
         return []  # a run still training (the live doctor) or stopped by a kill: not ended too soon by plan
     train = [e["train_acc"] for e in evidence.epochs if e.get("train_acc") is not None]
@@ -484,13 +488,13 @@ def check_too_short(evidence: Evidence) -> list[Finding]:
                     explanation="Seed §7, Fig. 3: read the accuracy curves; curves still climbing at the end say "
                                 "the run stopped before the model had learned what it can.",
                     advice="Train for more epochs (twice as many), with the same schedule stretched over them.",
-                    change={"train.epochs": 2 * epochs} if epochs else {})]
+                    change=twice_the_epochs(evidence))]
 
 
 @register
 def check_over_regularized(evidence: Evidence) -> list[Finding]:
     rows = accuracies(evidence)
-    if len(rows) < 3:  # after 1-2 epochs the epoch's mean training accuracy still lags far behind the model
+    if len(rows) < MIN_EPOCHS:  # after 1-2 epochs the epoch's mean training accuracy still lags far behind the model
         return []
     epoch, train, val, _ = rows[-1]
     # training accuracy is the mean over an epoch of learning, validation the model at its end: early on,

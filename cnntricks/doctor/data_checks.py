@@ -4,14 +4,13 @@ healthy. `unreadable`: lines, values or files left out as unreadable (records.py
 accuracies), so their silence says nothing."""
 from __future__ import annotations
 
-from cnntricks.doctor.checks import MIN_LOSSES, register
+from cnntricks.doctor.checks import MIN_EPOCHS, MIN_LOSSES, register
 from cnntricks.doctor.evidence import Evidence
 from cnntricks.doctor.findings import Finding
 
 EXAMPLES = 3  # problems quoted in the finding; the rest are counted
 FORMAT = "the format in cnntricks/rundir.py's docstring (README: \"The run directory\")"
 LOSS_CHECKS = "lr_diverged, lr_too_high, lr_too_low, batch_too_small"
-MIN_EPOCHS = 3  # epoch lines with both accuracies underfitting needs (overfitting 2, plateau PATIENCE + 2)
 ACCURACY_CHECKS = "overfitting, underfitting, plateau"
 
 

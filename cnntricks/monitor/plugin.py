@@ -28,8 +28,7 @@ class MonitorPlugin:
         if self.monitor is None or self.monitor.model is not trainer.model:  # a new run, or a restarted one
             every = self.every
             if every is None and trainer.resolved.monitor_every:
-                planned = trainer.cfg.train.epochs * trainer.steps_per_epoch
-                every = sampling_interval(trainer.resolved.monitor_every, planned)
+                every = sampling_interval(trainer.resolved.monitor_every, trainer.schedule.total_steps)
             self.monitor = Monitor(trainer.model, trainer.run_dir / STATS, every) if every else None
         if self.monitor is not None:
             self.monitor.truncate(saved.get("stats_lines", 0))

@@ -12,7 +12,6 @@ the run that follows is exactly the run given the chosen strategy by hand (a tes
 """
 from __future__ import annotations
 
-import dataclasses
 import tempfile
 import time
 import warnings
@@ -24,14 +23,9 @@ import torch
 from cnntricks.config import Config
 from cnntricks.data.store import Splits
 from cnntricks.train.interrupt import Interrupted
-from cnntricks.transfer.advisor import Advice, advise, held_out
+from cnntricks.transfer.advisor import Advice, advise, held_out, with_strategy
 
 RIVAL = "scratch"
-
-
-def racer_config(cfg: Config, strategy: str) -> Config:
-    """`cfg` with `strategy`: the contender's recipe is the run's own."""
-    return dataclasses.replace(cfg, transfer=dataclasses.replace(cfg.transfer, strategy=strategy))
 
 
 def choose(cfg: Config, splits: Splits, device: torch.device,
@@ -68,7 +62,7 @@ def held_out_accuracy(cfg: Config, splits: Splits, strategies: tuple[str, ...],
             say(f"transfer.strategy=auto: racing {strategy} on {len(trained)} training images "
                 f"({cfg.train.epochs} epochs), scored on {len(scored)} held out")
             try:
-                summary = fit(racer_config(cfg, strategy), Path(folder) / strategy, progress=False, splits=parts)
+                summary = fit(with_strategy(cfg, strategy), Path(folder) / strategy, progress=False, splits=parts)
             except Interrupted as stop:  # its checkpoint is in the temporary folder: nothing to resume from
                 raise Interrupted(stop.signum) from None
             accuracy[strategy] = summary["test_acc"]

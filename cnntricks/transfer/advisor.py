@@ -105,7 +105,12 @@ class Advice:
 
     def apply(self, cfg: Config) -> Config:
         """`cfg` with the chosen strategy (what config.yaml keeps: a resume needs no advice)."""
-        return dataclasses.replace(cfg, transfer=dataclasses.replace(cfg.transfer, strategy=self.strategy))
+        return with_strategy(cfg, self.strategy)
+
+
+def with_strategy(cfg: Config, strategy: str) -> Config:
+    """`cfg` with transfer.strategy=`strategy`, the rest of the recipe as it is."""
+    return dataclasses.replace(cfg, transfer=dataclasses.replace(cfg.transfer, strategy=strategy))
 
 
 def decide(images_per_class: float, probe_acc: list[float]) -> tuple[bool, bool, str]:
