@@ -152,3 +152,40 @@ def test_validation_ahead_of_training_mid_run_is_not_over_regularization(tmp_pat
     run = write(tmp_path / "run", losses, epochs=epoch_rows([0.70, 0.75, 0.76], [0.60, 0.64, 0.65]))
     (run / "config.yaml").write_text(config.dump(config.load(None, ["augment.policy=standard", "train.epochs=10"])))
     assert "over_regularized" not in {f.id for f in diagnose(run)}  # epoch 3 of 10: the live doctor's view
+
+
+def test_training_accuracy_still_rising_at_an_undecayed_lr_is_too_short(tmp_path):
+    """At a constant LR nothing anneals at the end: 5 points of training accuracy in 2 epochs is a run stopped
+    while learning (Fashion-MNIST, fastnet, LR 0.01 constant, 5 epochs: twice the epochs added 3 points);
+    after a decay the same rise is the annealing's, under STILL_LEARNING."""
+    losses = list(2.3 * np.exp(-np.arange(300) / 100) + 0.5)
+    rows = epoch_rows([0.70, 0.75, 0.755, 0.76, 0.765], [0.69, 0.72, 0.74, 0.76, 0.79])
+    constant = write(tmp_path / "constant", losses, epochs=rows)
+    (constant / "config.yaml").write_text(config.dump(config.load(None, ["train.epochs=5"])))
+    found = {f.id: f for f in diagnose(constant)}["too_short"]
+    assert "rose by 5.0% over the last 2 epochs, to 79.0% at an undecayed learning rate" in found.evidence
+    decayed = write(tmp_path / "decayed", losses, cosine_lrs(300), epochs=rows)
+    (decayed / "config.yaml").write_text(config.dump(config.load(None, ["train.epochs=5"])))
+    assert "too_short" not in {f.id for f in diagnose(decayed)}
+
+
+def test_steps_at_the_low_end_of_healthy_with_a_slow_loss_raise_the_lr(tmp_path):
+    """Update ratios of 2e-3 (healthy ~1e-3..1e-2) with a loss that fell by 40%: LR x3 added 4-7 points on
+    RGB icons and Fashion-MNIST at LR 0.01. The same steps with a loss that fell by 60% are healthy."""
+    steps = 400
+    for name, floor, fires in (("slow", 1.38, True), ("fast", 0.9, False)):
+        losses = list(floor + (2.3 - floor) * np.exp(-np.arange(steps) / 80))
+        run = write(tmp_path / name, losses, stats=[record(s, 2e-3) for s in range(1, steps + 1, 20)])
+        found = {f.id: f for f in diagnose(run)}
+        assert ("lr_too_low" in found) is fires
+        if fires:
+            assert found["lr_too_low"].change == {"optim.lr": 0.3} and "by 3x" in found["lr_too_low"].advice
+            assert "the loss fell by only 37%" in found["lr_too_low"].evidence
+
+
+def test_over_regularization_is_judged_from_five_points(tmp_path):
+    losses = list(2.3 * np.exp(-np.arange(200) / 60) + 0.3)
+    for name, train, fires in (("five", 0.70, True), ("two", 0.73, False)):
+        run = write(tmp_path / name, losses, epochs=epoch_rows([0.70, 0.74, 0.755], [0.60, 0.68, train - 0.005]))
+        (run / "config.yaml").write_text(config.dump(config.load(None, ["augment.policy=standard", "train.epochs=3"])))
+        assert ("over_regularized" in {f.id for f in diagnose(run)}) is fires
