@@ -36,6 +36,8 @@ class DataConfig:
     val_fraction: float = 0.1  # share of the training split held out (stratified, seeded) for every decision
     test_fraction: float = 0.2  # share carved out as the test split when the source has none (digits, one-level image folders, npz without x_test)
     subset: int | None = None  # keep N training images (stratified) for quick runs; None = all
+    imbalance: float | None = None  # long-tailed training split: the largest class keeps ρ times the images of the smallest (Cui et al. 2019; 100 = CIFAR-10-LT's hardest); validation and test stay as they were; None = as the source gives it
+    imbalance_profile: Literal["exp", "step"] = "exp"  # exp: class i keeps n·ρ^(-i/(C-1)) images; step: the first half of the classes n, the rest n/ρ (Cao et al. 2019)
     strict: bool = False  # corrupt or unreadable image files are an error instead of skipped with a count
     download: bool = True  # fetch missing fashion-mnist files and check their SHA-256
     cache_dir: str | None = None  # downloads and decoded images are cached here; None = $XDG_CACHE_HOME/cnntricks or ~/.cache/cnntricks
@@ -195,6 +197,7 @@ _RANGES: dict[str, tuple[typing.Callable[[Any], bool], str]] = {
     "data.val_fraction": (lambda v: 0 <= v < 1, "in [0, 1)"),
     "data.test_fraction": (lambda v: 0 < v < 1, "in (0, 1)"),
     "data.subset": (lambda v: v is None or v > 0, "a positive count"),
+    "data.imbalance": (lambda v: v is None or v >= 1, ">= 1 (the largest class over the smallest: 10, 100)"),
     "data.image_size": (lambda v: v is None or 4 <= v <= MAX_IMAGE_SIZE, f"between 4 and {MAX_IMAGE_SIZE} pixels"),
     "data.channels": (lambda v: v in (None, 1, 3), "1 or 3"),
     "augment.crop_padding": (lambda v: v is None or v >= 0, ">= 0"),

@@ -6,7 +6,8 @@ nothing else. It sits at the bottom of the package and imports nothing else of c
     run_dir/
       config.yaml          the fully resolved configuration (every key)
       data.json            what the model was built for: {"source", "classes", "channels",
-                           "height", "width"} (so predict needs no training data)
+                           "height", "width"} (so predict needs no training data), and
+                           "train_counts": the training images per class
       preprocess.json      normalization fitted on the training split: {"mean": [...], "std": [...]}
                            per channel, in [0, 1] pixel units (minmax: the midpoint and half-range)
       preprocess.safetensors  with preprocess.whiten: the PCA or ZCA mean and matrix, or the patch

@@ -8,7 +8,9 @@
      shrinks the validation split in the same proportion, so validation stays data.val_fraction
      of the data in use and a quick run stays quick (a subset of 1000 Fashion-MNIST images
      validates on 111, not 6000);
-  4. data.channels and data.image_size bring every split to one format.
+  4. data.imbalance makes the training split long-tailed (max/min class ratio ρ, data.imbalance_profile;
+     seeded; data/longtail.py): validation and test stay as they were;
+  5. data.channels and data.image_size bring every split to one format.
 The test split is never changed by a seeded choice: it is the source's own, or carved by the
 source with a fixed seed.
 
@@ -34,6 +36,7 @@ from cnntricks.config import DataConfig
 from cnntricks.data.convert import resize_bytes, resize_images, to_channels
 from cnntricks.data.decode import DECODE_ERRORS, decode_image
 from cnntricks.data.errors import DataError, DataWarning, list_items
+from cnntricks.data.longtail import make_long_tailed
 from cnntricks.data.memory import check_memory, gigabytes
 from cnntricks.data.sources import SOURCES, check_two_classes, class_names, count_images
 from cnntricks.data.split import hold_out, stratified_split
@@ -138,6 +141,8 @@ def load_splits(cfg: DataConfig, seed: int) -> Splits:
     train, val = _carve_val(train, cfg, generator, where)
     if cfg.subset is not None:
         train, val = _take_subset(train, val, cfg, generator, where)
+    if cfg.imbalance is not None:
+        train = make_long_tailed(train, cfg.imbalance, cfg.imbalance_profile, generator)
     if len(val) == 0 and cfg.val_fraction > 0:
         asked = f"data.val_fraction={cfg.val_fraction}" + (f" and data.subset={cfg.subset}" if cfg.subset else "")
         warnings.warn(DataWarning(f"{where}: the validation split is empty (too few images for {asked}); the run "

@@ -42,7 +42,7 @@ def describe_data(splits) -> dict:
     """What the model is built for: written to data.json, so that predict needs no training data."""
     _, channels, height, width = splits.train.images.shape
     return {"source": splits.source, "classes": splits.train.classes, "channels": channels,
-            "height": height, "width": width}
+            "height": height, "width": width, "train_counts": splits.train.class_counts().tolist()}
 
 
 def build_model(cfg: Config, data: dict, device: torch.device, warn_size: bool = False) -> torch.nn.Module:

@@ -374,6 +374,7 @@ class Trainer:
                          for event in read_restarts(self.run_dir)],  # doctor.mode=fix: attempts/<n>/
             "split_sizes": {"train": len(splits.train), "val": len(splits.val),
                             "test": len(splits.test) if splits.test is not None else 0},
+            "train_counts": splits.train.class_counts().tolist(),  # per class: data.imbalance shows here
             "transfer": self.transfer_summary(),
         }
         write_json(self.run_dir / SUMMARY, summary)

@@ -14,7 +14,7 @@ EPOCH_KEYS = {"kind", "epoch", "train_loss", "train_acc", "val_loss", "val_acc",
 BATCH_KEYS = {"kind", "step", "epoch", "loss", "lr"}
 SUMMARY_KEYS = {"test_acc", "test_loss", "best_val_acc", "val_acc", "train_acc", "train_seconds", "epochs",
                 "steps", "images_per_second", "stop_reason", "device", "precision", "parameters", "classes",
-                "per_class", "split_sizes"}
+                "per_class", "split_sizes", "train_counts"}
 
 
 def console_script() -> str:
