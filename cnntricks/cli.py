@@ -202,13 +202,24 @@ def cmd_evaluate(args, run_dir: str, items: list[str]) -> int:
         raise ConfigError(f"the {args.split} split of {run_dir} is empty"
                           f"{' (data.val_fraction is 0)' if args.split == 'val' else ''}; choose another --split")
     result = loaded.predictor.evaluate(store)
+    counts = data.get("train_counts")  # runs before data.json had it: no training counts, no shot groups
+    if counts:
+        from cnntricks.train.inference import shot_accuracy
+        result["shot_acc"] = shot_accuracy(result["per_class"], counts)
     if args.json:
         print(json.dumps({"split": args.split, "images": len(store), **result}, indent=2))
         return EXIT_OK
-    rows = [[r["class"], r["name"], r["count"], _percent(r["acc"])] for r in result["per_class"]]
-    print(_table(rows, ["label", "class", "images", "accuracy"]))
+    rows = [[r["class"], r["name"], *([counts[r["class"]]] if counts else []), r["count"], _percent(r["acc"]),
+             _percent(r["precision"]), _percent(r["f1"])] for r in result["per_class"]]
+    print(_table(rows, ["label", "class", *(["trained on"] if counts else []), "images", "recall", "precision", "F1"]))
     print(f"\n{args.split} accuracy {_percent(result['acc'])} on {len(store)} images "
-          f"(loss {result['loss']:.4f})")
+          f"(loss {result['loss']:.4f}); balanced accuracy {_percent(result['balanced_acc'])}, "
+          f"macro F1 {_percent(result['macro_f1'])}")
+    if counts:
+        shots = result["shot_acc"]
+        print("recall by training images per class: " + ", ".join(
+            f"{name}-shot {_percent(value)}" for name, value in shots.items() if value is not None)
+              + " (many: over 100, few: under 20)")
     return EXIT_OK
 
 

@@ -70,9 +70,10 @@ HISTORY, STATS, SUMMARY, MISCLASSIFIED = "history.jsonl", "stats.jsonl", "summar
 CHECKPOINTS, ATTEMPTS, LOCK, TRANSFER = "checkpoints", "attempts", ".lock", "transfer.json"
 CHECKPOINT_FILES = ("model.safetensors", "state.safetensors")  # their size and SHA-256 are in state.json
 CHECKPOINT_NAME = re.compile(r"epoch-\d{4,}(-step-\d{8,})?")  # what checkpoints/latest may name
-SUMMARY_KEYS = ("test_acc", "test_loss", "best_val_acc", "val_acc", "train_acc", "train_seconds", "epochs",
-                "steps", "images_per_second", "stop_reason", "device", "precision", "parameters", "classes",
-                "per_class", "confusion", "restarts", "split_sizes", "transfer")
+SUMMARY_KEYS = ("test_acc", "test_loss", "test_balanced_acc", "test_macro_f1", "test_shot_acc", "best_val_acc",
+                "val_acc", "train_acc", "train_seconds", "epochs", "steps", "images_per_second", "stop_reason",
+                "device", "precision", "parameters", "classes", "per_class", "confusion", "restarts", "split_sizes",
+                "train_counts", "transfer")
 
 
 class RunDirectoryError(RuntimeError):

@@ -81,21 +81,42 @@ def predict_logits(model: torch.nn.Module, images: torch.Tensor, normalize, *,
     return torch.cat(outputs) if outputs else torch.empty(0, 0)
 
 
+MANY_SHOT, FEW_SHOT = 100, 20  # training images of a class: many-shot above 100, few-shot under 20 (Liu et al. 2019)
+
+
 def metrics(logits: torch.Tensor, labels: torch.Tensor, num_classes: int) -> dict:
-    """Loss, accuracy and per-class accuracy of `logits` against int64 `labels`."""
+    """Loss, accuracy, the figures that do not hide the rare classes (balanced accuracy: the mean
+    per-class recall over the classes present; macro F1 over the classes present or predicted, as
+    scikit-learn computes both), per-class recall ("acc"), precision and F1, and the confusion matrix."""
     if len(labels) == 0:
-        return {"loss": None, "acc": None, "per_class": [], "confusion": []}
+        return {"loss": None, "acc": None, "balanced_acc": None, "macro_f1": None, "per_class": [], "confusion": []}
     predictions = logits.argmax(1)
     correct = predictions == labels
-    per_class = []
-    for c in range(num_classes):
-        mask = labels == c
-        per_class.append({"class": c, "count": int(mask.sum()),
-                          "acc": float(correct[mask].float().mean()) if mask.any() else None})
     cells = torch.bincount(labels.long().cpu() * num_classes + predictions.cpu(), minlength=num_classes ** 2)
+    confusion = cells.view(num_classes, num_classes).double()
+    hits, true, predicted = confusion.diagonal(), confusion.sum(1), confusion.sum(0)
+    per_class, recalls, f1s = [], [], []
+    for c in range(num_classes):
+        recall = float(hits[c] / true[c]) if true[c] else None
+        precision = float(hits[c] / predicted[c]) if predicted[c] else None
+        f1 = 2 * float(hits[c]) / float(true[c] + predicted[c]) if true[c] + predicted[c] else None
+        per_class.append({"class": c, "count": int(true[c]), "acc": recall, "precision": precision, "f1": f1})
+        recalls += [recall] if recall is not None else []
+        f1s += [f1] if f1 is not None else []
     return {"loss": float(F.cross_entropy(logits, labels)), "acc": float(correct.float().mean()),
+            "balanced_acc": sum(recalls) / len(recalls), "macro_f1": sum(f1s) / len(f1s),
             "per_class": per_class,
             "confusion": cells.view(num_classes, num_classes).tolist()}  # rows: true, columns: predicted
+
+
+def shot_accuracy(per_class: list[dict], train_counts: list[int]) -> dict:
+    """Mean recall of the many-shot (over MANY_SHOT training images), medium-shot and few-shot (under
+    FEW_SHOT) classes, as the long-tail papers report it; a group without classes is None."""
+    groups = {"many": [], "medium": [], "few": []}
+    for row, count in zip(per_class, train_counts):
+        if row["acc"] is not None and count:
+            groups["many" if count > MANY_SHOT else "few" if count < FEW_SHOT else "medium"].append(row["acc"])
+    return {name: sum(accs) / len(accs) if accs else None for name, accs in groups.items()}
 
 
 @dataclass

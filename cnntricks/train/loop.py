@@ -41,7 +41,7 @@ from cnntricks.transfer import input_preprocess, load_pretrained, plan_transfer,
 from cnntricks.train.device import autocast
 from cnntricks.train.epoch import EpochProgress
 from cnntricks.train.interrupt import Interrupted, StopSignals
-from cnntricks.train.inference import Predictor, build_model, describe_data
+from cnntricks.train.inference import Predictor, build_model, describe_data, shot_accuracy
 from cnntricks.train.optim import apply_decoupled_decay, create_optimizer, set_lr
 from cnntricks.train.plugins import EVENTS, History, Progress, Restart, Rollback, Stop
 from cnntricks.train.race import choose
@@ -356,12 +356,14 @@ class Trainer:
 
     def finish(self) -> dict:
         state, splits = self.state, self.splits
-        test = {"acc": None, "loss": None, "per_class": [], "confusion": []}
+        test = {"acc": None, "loss": None, "balanced_acc": None, "macro_f1": None, "per_class": [], "confusion": []}
         if splits.test is not None and len(splits.test):
             test = self.evaluate(splits.test, keep_logits=True)
             save_misclassified(self.run_dir / MISCLASSIFIED, splits.test, test.pop("logits"))
         summary = {
             "test_acc": test["acc"], "test_loss": test["loss"],
+            "test_balanced_acc": test["balanced_acc"], "test_macro_f1": test["macro_f1"],
+            "test_shot_acc": shot_accuracy(test["per_class"], self.data["train_counts"]) if test["per_class"] else None,
             "best_val_acc": state.best_val_acc, "val_acc": state.last_epoch.get("val_acc"),
             "train_acc": state.last_epoch.get("train_acc"),
             "train_seconds": state.train_seconds, "epochs": state.epoch, "steps": state.step,

@@ -41,10 +41,13 @@ def test_evaluate_prints_a_per_class_table_and_the_accuracy(user, npz_run):
     result = user.run("evaluate", run)
     assert result.code == 0, result
     lines = result.out.splitlines()
-    assert lines[0].split() == ["label", "class", "images", "accuracy"]
+    assert lines[0].split() == ["label", "class", "trained", "on", "images", "recall", "precision", "F1"]
     rows = [line.split() for line in lines[2:2 + len(CLASSES)]]
-    assert [row[1] for row in rows] == CLASSES and [int(row[2]) for row in rows] == [16] * 4
+    assert [row[1] for row in rows] == CLASSES and [int(row[3]) for row in rows] == [16] * 4
+    assert [int(row[2]) for row in rows] == summary["train_counts"]
     assert f"test accuracy {100 * summary['test_acc']:.2f}% on 64 images" in result.out
+    assert f"balanced accuracy {100 * summary['test_balanced_acc']:.2f}%" in result.out
+    assert "recall by training images per class: " in result.out
 
 
 def test_evaluate_json_matches_the_summary_of_training(user, npz_run):
@@ -55,6 +58,7 @@ def test_evaluate_json_matches_the_summary_of_training(user, npz_run):
     assert report["split"] == "test" and report["images"] == summary["split_sizes"]["test"] == 64
     assert report["acc"] == summary["test_acc"] and report["loss"] == summary["test_loss"]  # same TTA, same model
     assert [r["acc"] for r in report["per_class"]] == [r["acc"] for r in summary["per_class"]]
+    assert report["balanced_acc"] == summary["test_balanced_acc"] and report["shot_acc"] == summary["test_shot_acc"]
     assert [r["name"] for r in report["per_class"]] == CLASSES
 
     val = json.loads(user.run("evaluate", run, "--split", "val", "--json").out)

@@ -14,7 +14,8 @@ EPOCH_KEYS = {"kind", "epoch", "train_loss", "train_acc", "val_loss", "val_acc",
 BATCH_KEYS = {"kind", "step", "epoch", "loss", "lr"}
 SUMMARY_KEYS = {"test_acc", "test_loss", "best_val_acc", "val_acc", "train_acc", "train_seconds", "epochs",
                 "steps", "images_per_second", "stop_reason", "device", "precision", "parameters", "classes",
-                "per_class", "split_sizes", "train_counts"}
+                "per_class", "split_sizes", "train_counts", "test_balanced_acc", "test_macro_f1",
+                "test_shot_acc"}
 
 
 def console_script() -> str:
