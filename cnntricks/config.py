@@ -164,6 +164,11 @@ class TransferConfig:
 
 
 @dataclass
+class ImbalanceConfig:
+    sampler: Literal["none", "oversample", "undersample", "class_balanced", "sqrt", "progressive"] = "none"  # the order of the training images (seed, Misc: up- and down-sampling): none = a permutation; oversample = every class repeated up to the largest's count; undersample = every class cut to the smallest's, redrawn each epoch; class_balanced = each class equally likely; sqrt = ∝ √count; progressive = from as-is to class_balanced over training
+
+
+@dataclass
 class Config:
     data: DataConfig = field(default_factory=DataConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
@@ -175,6 +180,7 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
     doctor: DoctorConfig = field(default_factory=DoctorConfig)
     transfer: TransferConfig = field(default_factory=TransferConfig)
+    imbalance: ImbalanceConfig = field(default_factory=ImbalanceConfig)
 
     def to_dict(self) -> dict[str, dict[str, Any]]:
         return dataclasses.asdict(self)

@@ -5,16 +5,19 @@ whatever device the store lives on. No worker processes, no per-image Python cal
 """
 from __future__ import annotations
 
-from typing import Iterator
+from typing import Callable, Iterator
 
 import torch
 
 
 def batch_indices(n: int, batch_size: int, generator: torch.Generator | None, *,
-                  shuffle: bool = True, drop_last: bool = True) -> Iterator[torch.Tensor]:
+                  shuffle: bool = True, drop_last: bool = True,
+                  order: Callable[[torch.Generator], torch.Tensor] | None = None) -> Iterator[torch.Tensor]:
     """Yield int64 index tensors covering range(n) in batches of `batch_size`.
 
     shuffle: a fresh permutation from `generator` (required then), else 0..n-1 in order.
+    order: draws the epoch's n indices from `generator` instead of the permutation (a sampler of
+    data/samplers.py; its indices may repeat).
     drop_last: leave out the final short batch, so every step sees the same batch size and the
     per-batch loss band stays comparable (seed §7 reads its width).
     """
@@ -27,9 +30,10 @@ def batch_indices(n: int, batch_size: int, generator: torch.Generator | None, *,
     if shuffle:
         if generator is None:
             raise ValueError("batch_indices: shuffle=True needs a torch.Generator, so the order can be repeated")
-        order = torch.randperm(n, generator=generator, device=generator.device)
+        indices = order(generator) if order is not None else torch.randperm(n, generator=generator,
+                                                                            device=generator.device)
     else:
-        order = torch.arange(n)
+        indices = torch.arange(n)
     stop = n - n % batch_size if drop_last else n
     for start in range(0, stop, batch_size):
-        yield order[start:start + batch_size]
+        yield indices[start:start + batch_size]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Iterator
+from typing import Callable, Iterator
 
 import torch
 
@@ -32,9 +32,11 @@ class EpochProgress:
         return cls(generator.get_state(), torch.zeros((), device=device),
                    torch.zeros((), device=device, dtype=torch.long))
 
-    def batch_indices(self, n: int, batch_size: int, generator: torch.Generator) -> Iterator[torch.Tensor]:
-        """This epoch's index batches from where it stands (all of them on a fresh epoch)."""
-        batches = batch_indices(n, batch_size, generator)
+    def batch_indices(self, n: int, batch_size: int, generator: torch.Generator,
+                      order: Callable[[torch.Generator], torch.Tensor] | None = None) -> Iterator[torch.Tensor]:
+        """This epoch's index batches from where it stands (all of them on a fresh epoch); `order` draws
+        the epoch's n indices (imbalance.sampler) instead of a permutation."""
+        batches = batch_indices(n, batch_size, generator, order=order)
         if self.batches:
             now = generator.get_state()
             generator.set_state(self.start_state)

@@ -28,6 +28,7 @@ from cnntricks.augment import FancyPCA
 from cnntricks.augment.policy import create_mixing, create_policy
 from cnntricks.config import Config
 from cnntricks.data import load_splits
+from cnntricks.data.samplers import create_sampler
 from cnntricks.data.store import Splits
 from cnntricks.nn.init import lsuv_
 from cnntricks.nn.regularize import apply_max_norm, l1_active, penalty
@@ -144,8 +145,9 @@ class Trainer:
         self.augment, self.mixing = self._augmentation()
         self.train_images = self.splits.train.images.to(self.device)  # the whole split lives on the device (airbench)
         self.train_labels = self.splits.train.labels.to(self.device)
-        self.batch_size = min(cfg.optim.batch_size, len(self.train_labels))
-        self.steps_per_epoch = len(self.train_labels) // self.batch_size
+        self.sampler = create_sampler(cfg.imbalance.sampler, self.train_labels)  # the epoch's order (data/samplers.py)
+        self.batch_size = min(cfg.optim.batch_size, self.sampler.size)
+        self.steps_per_epoch = self.sampler.size // self.batch_size
         self.schedule = Schedule(cfg.schedule, cfg.optim.lr, cfg.train.epochs * self.steps_per_epoch,
                                  self.steps_per_epoch)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.precision == "fp16")
@@ -244,7 +246,9 @@ class Trainer:
         epoch = self.epoch = self.epoch or EpochProgress.begin(self.generator, self.device)  # or a resumed one
         pending = []  # (step, lr, loss on the device) not yet read back
         self.call("on_epoch_start")
-        for indices in epoch.batch_indices(len(self.train_labels), self.batch_size, self.generator):
+        progress = state.epoch / self.cfg.train.epochs  # what the progressive sampler moves with
+        order = None if self.sampler.name == "none" else lambda generator: self.sampler.order(generator, progress)
+        for indices in epoch.batch_indices(self.sampler.size, self.batch_size, self.generator, order):
             images = self.augment(self.train_images[indices], self.generator)
             images = self.model_input(images)
             labels = targets = self.train_labels[indices]

@@ -1,0 +1,125 @@
+"""Class-rebalancing samplers (imbalance.sampler; seed, "Misc": up-sampling and down-sampling,
+Hensman & Masko 2015), as index orders for the loop's one-kernel batching.
+
+A sampler draws an epoch's order of training indices from the loop's generator; the loop cuts it
+into index batches as it cuts the plain permutation (data/loader.py), so there is no per-image
+Python and a checkpoint inside an epoch continues it bit for bit (the same generator state draws
+the same order again). Each epoch has a fixed length, so the LR schedule knows its steps:
+
+  none            a permutation of the n training images (the plain loop)
+  oversample      every class up to the largest class's count (max = k·n_c + r): each image of the
+                  class k times, and r more drawn without replacement each epoch; C·max per epoch
+  undersample     every class down to the smallest class's count, a fresh draw each epoch; C·min per epoch
+  class_balanced  n draws, each class equally likely (1/C), uniform within it (with replacement)
+  sqrt            n draws, class c with probability ∝ √n_c (Mahajan et al. 2018)
+  progressive     n draws, from instance-balanced (∝ n_c) at the start to class-balanced at the end,
+                  linearly in training progress (Kang et al. 2020)
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+
+from cnntricks.registry import Registry
+
+SAMPLERS = Registry("imbalance.sampler")
+
+
+@dataclass
+class Sampler:
+    """An epoch's order of training indices: `size` of them, drawn by `order(generator, progress)`."""
+    name: str
+    labels: torch.Tensor              # int64 (n,), on the device the order is used on
+    size: int                         # indices per epoch
+    draw: Callable[[Sampler, torch.Generator, float], torch.Tensor]
+
+    @property
+    def counts(self) -> torch.Tensor:
+        return torch.bincount(self.labels)
+
+    def order(self, generator: torch.Generator, progress: float = 0.0) -> torch.Tensor:
+        """int64 indices into the training split; `progress` in [0, 1]: the share of training done."""
+        return self.draw(self, generator, progress)
+
+
+def create_sampler(name: str, labels: torch.Tensor) -> Sampler:
+    return SAMPLERS.create(name, labels)
+
+
+def by_class(labels: torch.Tensor) -> list[torch.Tensor]:
+    """The indices of each class present, in class order."""
+    order = torch.argsort(labels, stable=True)
+    counts = torch.bincount(labels)
+    return [part for part in torch.split(order, counts.tolist()) if len(part)]
+
+
+def weighted(labels: torch.Tensor, class_weight: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """len(labels) draws with replacement, image i with probability ∝ class_weight[labels[i]] / n_class."""
+    counts = torch.bincount(labels).to(class_weight.dtype)
+    per_image = (class_weight / counts.clamp(min=1))[labels]
+    return torch.multinomial(per_image, len(labels), replacement=True, generator=generator)
+
+
+def shuffled(indices: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    return indices[torch.randperm(len(indices), generator=generator, device=generator.device).to(indices.device)]
+
+
+@SAMPLERS.register("none")
+def plain(labels: torch.Tensor) -> Sampler:
+    return Sampler("none", labels, len(labels),
+                   lambda s, g, p: torch.randperm(len(s.labels), generator=g, device=g.device))
+
+
+@SAMPLERS.register("oversample")
+def oversample(labels: torch.Tensor) -> Sampler:
+    classes = by_class(labels)
+    top = max(len(c) for c in classes)
+
+    def draw(s: Sampler, generator: torch.Generator, progress: float) -> torch.Tensor:
+        parts = []
+        for members in classes:
+            repeats, rest = divmod(top, len(members))
+            parts += [members] * repeats + [shuffled(members, generator)[:rest]]
+        return shuffled(torch.cat(parts), generator)
+    return Sampler("oversample", labels, top * len(classes), draw)
+
+
+@SAMPLERS.register("undersample")
+def undersample(labels: torch.Tensor) -> Sampler:
+    classes = by_class(labels)
+    low = min(len(c) for c in classes)
+
+    def draw(s: Sampler, generator: torch.Generator, progress: float) -> torch.Tensor:
+        return shuffled(torch.cat([shuffled(members, generator)[:low] for members in classes]), generator)
+    return Sampler("undersample", labels, low * len(classes), draw)
+
+
+def class_weights(labels: torch.Tensor, power: float) -> torch.Tensor:
+    """Class probabilities ∝ n_c ** power (0: balanced, 0.5: square root, 1: as the data is)."""
+    counts = torch.bincount(labels).double()
+    weights = torch.where(counts > 0, counts ** power, torch.zeros_like(counts))
+    return weights / weights.sum()
+
+
+@SAMPLERS.register("class_balanced")
+def class_balanced(labels: torch.Tensor) -> Sampler:
+    weights = class_weights(labels, 0.0)
+    return Sampler("class_balanced", labels, len(labels), lambda s, g, p: weighted(s.labels, weights.to(s.labels.device), g))
+
+
+@SAMPLERS.register("sqrt")
+def square_root(labels: torch.Tensor) -> Sampler:
+    weights = class_weights(labels, 0.5)
+    return Sampler("sqrt", labels, len(labels), lambda s, g, p: weighted(s.labels, weights.to(s.labels.device), g))
+
+
+@SAMPLERS.register("progressive")
+def progressive(labels: torch.Tensor) -> Sampler:
+    natural, balanced = class_weights(labels, 1.0), class_weights(labels, 0.0)
+
+    def draw(s: Sampler, generator: torch.Generator, progress: float) -> torch.Tensor:
+        t = min(max(progress, 0.0), 1.0)
+        return weighted(s.labels, ((1 - t) * natural + t * balanced).to(s.labels.device), generator)
+    return Sampler("progressive", labels, len(labels), draw)

@@ -1,0 +1,88 @@
+"""imbalance.sampler: each sampler's class frequencies match its definition, epochs have a fixed length,
+and a run with a sampler trains and resumes like any other."""
+import pytest
+import torch
+
+from cnntricks.data.samplers import SAMPLERS, create_sampler
+
+LABELS = torch.tensor([0] * 400 + [1] * 100 + [2] * 25 + [3] * 4)  # 100x, long-tailed
+
+
+def frequencies(name, progress=0.0, epochs=200):
+    sampler, generator = create_sampler(name, LABELS), torch.Generator().manual_seed(0)
+    drawn = torch.cat([sampler.order(generator, progress) for _ in range(epochs)])
+    assert len(drawn) == sampler.size * epochs
+    return torch.bincount(LABELS[drawn], minlength=4).double() / len(drawn)
+
+
+def test_every_sampler_is_registered():
+    assert SAMPLERS.names() == ["class_balanced", "none", "oversample", "progressive", "sqrt", "undersample"]
+
+
+def test_none_is_a_permutation():
+    order = create_sampler("none", LABELS).order(torch.Generator().manual_seed(0))
+    assert sorted(order.tolist()) == list(range(len(LABELS)))
+
+
+def test_oversample_repeats_every_class_up_to_the_largest():
+    sampler = create_sampler("oversample", LABELS)
+    order = sampler.order(torch.Generator().manual_seed(0))
+    assert sampler.size == 4 * 400 and torch.bincount(LABELS[order]).tolist() == [400] * 4
+    assert set(order[LABELS[order] == 0].tolist()) == set(range(400))  # the largest class: each image once
+    counts = torch.bincount(order[LABELS[order] == 2] - 500)  # 25 images, 16 copies each
+    assert counts.tolist() == [16] * 25
+    copies = torch.bincount(order[LABELS[order] == 3] - 525)  # 4 images: 100 copies each
+    assert copies.tolist() == [100] * 4
+
+
+def test_undersample_cuts_every_class_to_the_smallest_and_redraws():
+    sampler, generator = create_sampler("undersample", LABELS), torch.Generator().manual_seed(0)
+    first, second = sampler.order(generator), sampler.order(generator)
+    assert sampler.size == 16 and torch.bincount(LABELS[first]).tolist() == [4] * 4
+    assert len(set(first.tolist())) == 16 and set(first.tolist()) != set(second.tolist())
+
+
+def test_class_balanced_draws_each_class_equally():
+    assert frequencies("class_balanced") == pytest.approx([0.25] * 4, abs=0.01)
+
+
+def test_sqrt_draws_in_proportion_to_the_square_root_of_the_counts():
+    roots = torch.tensor([400, 100, 25, 4]).double().sqrt()
+    assert frequencies("sqrt") == pytest.approx((roots / roots.sum()).tolist(), abs=0.01)
+
+
+def test_progressive_moves_from_as_is_to_balanced():
+    natural = (torch.tensor([400, 100, 25, 4]) / 529).tolist()
+    assert frequencies("progressive", 0.0) == pytest.approx(natural, abs=0.01)
+    assert frequencies("progressive", 1.0) == pytest.approx([0.25] * 4, abs=0.01)
+    half = [(a + 0.25) / 2 for a in natural]
+    assert frequencies("progressive", 0.5) == pytest.approx(half, abs=0.01)
+
+
+def test_the_same_generator_state_draws_the_same_order():
+    for name in SAMPLERS.names():
+        sampler = create_sampler(name, LABELS)
+        assert torch.equal(sampler.order(torch.Generator().manual_seed(3), 0.4),
+                           sampler.order(torch.Generator().manual_seed(3), 0.4))
+
+
+def test_an_unknown_sampler_is_a_config_error():
+    from cnntricks.config import ConfigError, load
+    with pytest.raises(ConfigError, match="imbalance.sampler"):
+        load(None, ["imbalance.sampler=balanced"])
+
+
+@pytest.mark.parametrize("name", ["oversample", "class_balanced"])
+def test_a_long_tailed_run_trains_with_a_sampler(tmp_path, name):
+    from cnntricks.config import load
+    from cnntricks.rundir import read_history
+    from cnntricks.train.loop import fit
+    cfg = load(None, ["data.source=synthetic", "model.width=4", "model.depth=1", "train.threads=1", "train.epochs=2",
+                      "optim.batch_size=32", "data.imbalance=8", f"imbalance.sampler={name}",
+                      f"data.cache_dir={tmp_path / 'cache'}"])
+    summary = fit(cfg, tmp_path / "run", progress=False)
+    counts = summary["train_counts"]
+    size = len(counts) * max(counts) if name == "oversample" else sum(counts)
+    assert summary["steps"] == 2 * (size // 32)  # the schedule's epochs are the sampler's
+    assert summary["test_balanced_acc"] is not None
+    assert len([r for r in read_history(tmp_path / "run") if r["kind"] == "batch"]) == summary["steps"]
