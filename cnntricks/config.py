@@ -165,6 +165,12 @@ class TransferConfig:
 
 @dataclass
 class ImbalanceConfig:
+    loss: Literal["ce", "class_balanced", "focal", "ldam", "ldam_drw", "logit_adjusted"] = "ce"  # the training loss (README, Class imbalance): ce = cross-entropy; class_balanced = weighted by Cui et al.'s effective numbers; focal = Lin et al.; ldam / ldam_drw = Cao et al.'s margins (with deferred re-weighting); logit_adjusted = Menon et al. (τ = 1: balanced softmax)
+    beta: float = 0.9999  # class_balanced, ldam_drw: the effective-number β (Cui et al.; Cao et al.'s DRW)
+    gamma: float = 2.0  # focal: the focusing γ (Lin et al.)
+    max_margin: float = 0.5  # ldam: the largest class margin, the rarest class's (Cao et al.)
+    drw_start: float = 0.8  # ldam_drw: the share of training after which the class weights apply (Cao et al.: epoch 160 of 200)
+    tau: float = 1.0  # logit_adjusted: τ in logits + τ log π (Menon et al.)
     sampler: Literal["none", "oversample", "undersample", "class_balanced", "sqrt", "progressive"] = "none"  # the order of the training images (seed, Misc: up- and down-sampling): none = a permutation; oversample = every class repeated up to the largest's count; undersample = every class cut to the smallest's, redrawn each epoch; class_balanced = each class equally likely; sqrt = ∝ √count; progressive = from as-is to class_balanced over training
 
 
@@ -244,6 +250,11 @@ _RANGES: dict[str, tuple[typing.Callable[[Any], bool], str]] = {
     "train.log_every": (lambda v: v >= 1, ">= 1"),
     "train.eval_batch_size": (lambda v: v >= 1, ">= 1"),
     "train.threads": (lambda v: v is None or v >= 1, ">= 1"),
+    "imbalance.beta": (lambda v: 0 <= v < 1, "in [0, 1) (0.9999: Cui et al.)"),
+    "imbalance.gamma": (lambda v: v >= 0, ">= 0"),
+    "imbalance.max_margin": (lambda v: v > 0, "> 0"),
+    "imbalance.drw_start": (lambda v: 0 <= v <= 1, "in [0, 1] (a share of training)"),
+    "imbalance.tau": (lambda v: v >= 0, ">= 0"),
 }
 
 

@@ -21,7 +21,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 from cnntricks import config as config_module
 from cnntricks.augment import FancyPCA
@@ -41,6 +40,7 @@ from cnntricks.train import checkpoint as ckpt
 from cnntricks.transfer import input_preprocess, load_pretrained, plan_transfer, transfer_plugins
 from cnntricks.train.device import autocast
 from cnntricks.train.epoch import EpochProgress
+from cnntricks.train.losses import create_loss
 from cnntricks.train.interrupt import Interrupted, StopSignals
 from cnntricks.train.inference import Predictor, build_model, describe_data, shot_accuracy
 from cnntricks.train.optim import apply_decoupled_decay, create_optimizer, set_lr
@@ -146,6 +146,7 @@ class Trainer:
         self.train_images = self.splits.train.images.to(self.device)  # the whole split lives on the device (airbench)
         self.train_labels = self.splits.train.labels.to(self.device)
         self.sampler = create_sampler(cfg.imbalance.sampler, self.train_labels)  # the epoch's order (data/samplers.py)
+        self.criterion = create_loss(cfg, self.splits.train.class_counts().to(self.device))
         self.batch_size = min(cfg.optim.batch_size, self.sampler.size)
         self.steps_per_epoch = self.sampler.size // self.batch_size
         self.schedule = Schedule(cfg.schedule, cfg.optim.lr, cfg.train.epochs * self.steps_per_epoch,
@@ -261,7 +262,7 @@ class Trainer:
                 logits = self.model(images)
                 # Mean over the batch: the seed's "divide the gradients by mini batch size",
                 # so the LR need not change with the batch size (seed §4, Sutskever).
-                loss = F.cross_entropy(logits, targets, label_smoothing=self.cfg.optim.label_smoothing)
+                loss = self.criterion(logits, targets, progress)  # imbalance.loss (train/losses.py)
             l1 = reg.l1 if reg.l1 and l1_active(state.step, self.schedule.total_steps, reg.l1_start) else 0.0
             total = loss + penalty(self.model, l1, reg.l2, reg.penalize)
             self.optimizer.zero_grad(set_to_none=True)
