@@ -171,6 +171,8 @@ class ImbalanceConfig:
     max_margin: float = 0.5  # ldam: the largest class margin, the rarest class's (Cao et al.)
     drw_start: float = 0.8  # ldam_drw: the share of training after which the class weights apply (Cao et al.: epoch 160 of 200)
     tau: float = 1.0  # logit_adjusted: τ in logits + τ log π (Menon et al.)
+    minority_crops: int = 0  # the seed's extra crops for the classes with few images: K more augmented copies per epoch of each of their images (a cropping augment.policy makes each another crop); 0 = off
+    minority_below: int | None = None  # minority_crops: the classes with fewer training images than this; None = fewer than the median class
     sampler: Literal["none", "oversample", "undersample", "class_balanced", "sqrt", "progressive"] = "none"  # the order of the training images (seed, Misc: up- and down-sampling): none = a permutation; oversample = every class repeated up to the largest's count; undersample = every class cut to the smallest's, redrawn each epoch; class_balanced = each class equally likely; sqrt = ∝ √count; progressive = from as-is to class_balanced over training
 
 
@@ -255,6 +257,8 @@ _RANGES: dict[str, tuple[typing.Callable[[Any], bool], str]] = {
     "imbalance.max_margin": (lambda v: v > 0, "> 0"),
     "imbalance.drw_start": (lambda v: 0 <= v <= 1, "in [0, 1] (a share of training)"),
     "imbalance.tau": (lambda v: v >= 0, ">= 0"),
+    "imbalance.minority_crops": (lambda v: v >= 0, ">= 0 (extra copies per epoch)"),
+    "imbalance.minority_below": (lambda v: v is None or v >= 1, ">= 1 training images"),
 }
 
 

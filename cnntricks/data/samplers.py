@@ -14,6 +14,9 @@ the same order again). Each epoch has a fixed length, so the LR schedule knows i
   sqrt            n draws, class c with probability ∝ √n_c (Mahajan et al. 2018)
   progressive     n draws, from instance-balanced (∝ n_c) at the start to class-balanced at the end,
                   linearly in training progress (Kang et al. 2020)
+
+imbalance.minority_crops=K adds K copies of each image of the classes under imbalance.minority_below
+images to any of them (the seed's extra crops for the minority classes: `with_minority_copies`).
 """
 from __future__ import annotations
 
@@ -44,8 +47,32 @@ class Sampler:
         return self.draw(self, generator, progress)
 
 
-def create_sampler(name: str, labels: torch.Tensor) -> Sampler:
-    return SAMPLERS.create(name, labels)
+def create_sampler(name: str, labels: torch.Tensor, minority_crops: int = 0, minority_below: int | None = None
+                   ) -> Sampler:
+    """The sampler `name`, with `minority_crops` extra copies per epoch of each image of the classes
+    under `minority_below` images (None: under the median class count) when asked."""
+    sampler = SAMPLERS.create(name, labels)
+    return with_minority_copies(sampler, minority_crops, minority_below) if minority_crops else sampler
+
+
+def minority_classes(labels: torch.Tensor, below: int | None) -> list[int]:
+    """The classes with fewer than `below` training images (None: fewer than the median class's)."""
+    counts = torch.bincount(labels)
+    present = counts[counts > 0]
+    bar = float(present.double().quantile(0.5)) if below is None else below  # the midpoint of an even count
+    return [c for c, n in enumerate(counts.tolist()) if 0 < n < bar]
+
+
+def with_minority_copies(base: Sampler, copies: int, below: int | None) -> Sampler:
+    """The seed's extra crops for the classes with few images (Wei et al.'s challenge solution): each
+    epoch's order gets `copies` more of each image of the minority classes; the augmentation draws each
+    copy afresh, so with a cropping policy (standard, seed, heavy) every copy is another crop."""
+    classes = minority_classes(base.labels, below)
+    minority = torch.nonzero(torch.isin(base.labels, torch.tensor(classes, device=base.labels.device))).flatten()
+
+    def draw(s: Sampler, generator: torch.Generator, progress: float) -> torch.Tensor:
+        return shuffled(torch.cat([base.order(generator, progress), minority.repeat(copies)]), generator)
+    return Sampler(f"{base.name}+minority_crops", base.labels, base.size + copies * len(minority), draw)
 
 
 def by_class(labels: torch.Tensor) -> list[torch.Tensor]:

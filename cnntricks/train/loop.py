@@ -145,7 +145,8 @@ class Trainer:
         self.augment, self.mixing = self._augmentation()
         self.train_images = self.splits.train.images.to(self.device)  # the whole split lives on the device (airbench)
         self.train_labels = self.splits.train.labels.to(self.device)
-        self.sampler = create_sampler(cfg.imbalance.sampler, self.train_labels)  # the epoch's order (data/samplers.py)
+        self.sampler = create_sampler(cfg.imbalance.sampler, self.train_labels,  # the epoch's order (data/samplers.py)
+                                      cfg.imbalance.minority_crops, cfg.imbalance.minority_below)
         self.criterion = create_loss(cfg, self.splits.train.class_counts().to(self.device))
         self.batch_size = min(cfg.optim.batch_size, self.sampler.size)
         self.steps_per_epoch = self.sampler.size // self.batch_size

@@ -86,3 +86,16 @@ def test_a_long_tailed_run_trains_with_a_sampler(tmp_path, name):
     assert summary["steps"] == 2 * (size // 32)  # the schedule's epochs are the sampler's
     assert summary["test_balanced_acc"] is not None
     assert len([r for r in read_history(tmp_path / "run") if r["kind"] == "batch"]) == summary["steps"]
+
+
+def test_minority_crops_add_copies_of_the_rare_classes_only():
+    from cnntricks.data.samplers import minority_classes
+    assert minority_classes(LABELS, None) == [2, 3]  # under the median count (62.5)
+    assert minority_classes(LABELS, 10) == [3]
+    sampler = create_sampler("none", LABELS, minority_crops=4, minority_below=None)
+    order = sampler.order(torch.Generator().manual_seed(0))
+    assert sampler.size == len(LABELS) + 4 * 29 == len(order)
+    assert torch.bincount(LABELS[order]).tolist() == [400, 100, 25 * 5, 4 * 5]
+    assert torch.bincount(order[LABELS[order] == 3] - 525).tolist() == [5] * 4  # each image: itself + 4 crops
+    balanced = create_sampler("class_balanced", LABELS, minority_crops=1, minority_below=10)
+    assert balanced.size == len(LABELS) + 4 and len(balanced.order(torch.Generator().manual_seed(0))) == balanced.size
