@@ -65,6 +65,9 @@ OVER_REGULARIZED = 0.05   # validation accuracy 5+ points above training accurac
                           # the augmentation or regularization holds the training set back (digits, an MLP
                           # with crops of 4 px on 8x8 images: train 65-67%, validation 73-76%, 5.3 to 10.7
                           # points; flip instead: +24). The planted-fault benchmark's healthy runs: +1.1 at most.
+IMBALANCE_SKEW = 10.0     # training counts of the largest class over the smallest: long-tailed from 10x on
+RARE_RECALL_GAP = 0.05    # mean test recall of the classes under the median count 5+ points below the rest's:
+                          # the tail pays for the imbalance (a warning; under it, or with a remedy on, info)
 STRONGER_POLICY = {"seed": "standard", "heavy": "standard", "standard": "flip"}  # one step weaker
 STALL_GAIN = 0.05         # last half of training cut the trend loss by under 5%: stalled
 STUCK_HIGH = 0.5          # ... while still above half the starting loss: stuck high
@@ -539,3 +542,61 @@ def check_over_regularized(evidence: Evidence) -> list[Finding]:
                     advice="Weaken the augmentation (a milder policy) or the regularization (less dropout or weight "
                            "decay).",
                     change=change)]
+
+
+# ---- class imbalance (seed, Misc) ---------------------------------------------------------------
+
+
+def rare_and_common_recall(counts: list[int], per_class: list[dict]) -> tuple[float, float] | None:
+    """(mean test recall of the classes under the median training count, of the others), or None."""
+    present = sorted(n for n in counts if n)
+    middle = (present[(len(present) - 1) // 2] + present[len(present) // 2]) / 2
+    rare, common = [], []
+    for n, row in zip(counts, per_class):
+        if n and isinstance(row, dict) and isinstance(row.get("acc"), (int, float)):
+            (rare if n < middle else common).append(row["acc"])
+    return (float(np.mean(rare)), float(np.mean(common))) if rare and common else None
+
+
+def rebalancing_change(evidence: Evidence) -> dict:
+    """The remedy to try: the logit-adjusted loss, else a class-balanced sampler (none without a config)."""
+    cfg = evidence.config
+    if cfg is None:
+        return {}
+    if cfg.imbalance.loss == "ce":
+        return {"imbalance.loss": "logit_adjusted"}
+    return {"imbalance.sampler": "class_balanced"} if cfg.imbalance.sampler == "none" else {}
+
+
+@register
+def check_class_imbalance(evidence: Evidence) -> list[Finding]:
+    counts, summary = evidence.train_counts, evidence.summary
+    present = [n for n in counts or [] if n]
+    if len(present) < 2 or summary is None or max(present) < IMBALANCE_SKEW * min(present):
+        return []
+    recalls = rare_and_common_recall(counts, summary.get("per_class") or [])
+    if recalls is None:
+        return []
+    rare, common = recalls
+    cfg = evidence.config
+    remedied = cfg is not None and (cfg.imbalance.loss != "ce" or cfg.imbalance.sampler != "none"
+                                    or cfg.imbalance.minority_crops > 0)
+    severity = "warning" if common - rare >= RARE_RECALL_GAP and not remedied else "info"
+    balanced = summary.get("test_balanced_acc")
+    return [finding(evidence, id="class_imbalance", severity=severity,
+                    title="The training classes are imbalanced" + (", and the rare ones pay for it"
+                                                                  if common - rare >= RARE_RECALL_GAP else ""),
+                    evidence=f"training images per class from {max(present)} to {min(present)} "
+                             f"({max(present) / min(present):.0f}x); test recall {rare:.1%} on the classes under the "
+                             f"median count against {common:.1%} on the rest"
+                             + (f"; balanced accuracy {balanced:.1%} (accuracy {summary['test_acc']:.1%})"
+                                if isinstance(balanced, (int, float)) and isinstance(summary.get("test_acc"), (int, float))
+                                else "") + ("; a remedy is on (imbalance.*)" if remedied else ""),
+                    figure="per_class.png",
+                    explanation="Seed, Misc: class-imbalanced training data \"can potentially have a severely negative "
+                                "impact on overall performance\"; a model trained on it learns the class frequencies "
+                                "and predicts the rare classes too seldom, which plain accuracy hides.",
+                    advice="Rebalance: up- or down-sample (imbalance.sampler), extra crops of the rare classes "
+                           "(imbalance.minority_crops), or a loss that corrects for the frequencies "
+                           "(imbalance.loss=logit_adjusted); README, Class imbalance.",
+                    change=rebalancing_change(evidence) if severity == "warning" else {})]

@@ -26,6 +26,7 @@ class Evidence:
     events: list[dict] = field(default_factory=list)   # {"kind": "event", "event", "step", ...}
     stats: list[dict] = field(default_factory=list)    # stats.jsonl records (monitor/)
     classes: int | None = None                         # from data.json
+    train_counts: list[int] | None = None              # training images per class, from data.json
     summary: dict | None = None                        # summary.json of a finished run
     problems: list[str] = field(default_factory=list)  # what was left out as unreadable (records.py)
 
@@ -117,6 +118,12 @@ def load_evidence(run_dir: str | Path) -> Evidence:
     if classes is not None and not isinstance(classes, list):
         problems.append(f"{DATA}: 'classes' is {records.excerpt(classes, 30)}, not a list; diagnosed without it")
         classes = None
+    counts = data.get("train_counts")
+    if counts is not None and not (isinstance(counts, list) and len(counts) == len(classes or [])
+                                   and all(isinstance(n, int) and n >= 0 for n in counts)):
+        problems.append(f"{DATA}: 'train_counts' is {records.excerpt(counts, 30)}, not a count per class; "
+                        f"diagnosed without it")
+        counts = None
     return Evidence(run_dir, cfg, batches=batches, epochs=epochs, events=events, stats=stats,
-                    classes=len(classes or []) or None, summary=records.read_object(run_dir / SUMMARY, problems),
-                    problems=problems)
+                    classes=len(classes or []) or None, train_counts=counts,
+                    summary=records.read_object(run_dir / SUMMARY, problems), problems=problems)

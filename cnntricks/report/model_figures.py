@@ -16,7 +16,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator, PercentFormatter
 
 from cnntricks.report.figures import (DEAD_SHARE, DEPTH_COLORS, DPI, GAP_COLOR, HEALTHY_UPDATE_RATIO, LEGEND_MAX,
-                                      TRAIN_COLOR, WIDE, column, log_scale_if_wide, new_figure, plain)
+                                      TRAIN_COLOR, VAL_COLOR, WIDE, column, log_scale_if_wide, new_figure, plain)
 
 
 def names_in_order(stats: list[dict], section: str) -> list[str]:
@@ -225,6 +225,35 @@ def confusion_figure(matrix: np.ndarray, classes: list[str], title: str) -> Figu
                 axes.text(j, i, f"{100 * share:.0f}", ha="center", va="center", fontsize=8 if k > 10 else 9,
                           color="white" if share > 0.55 else "black")
     figure.colorbar(image, ax=axes, shrink=0.8, format=PercentFormatter(1, decimals=0))
+    return figure
+
+
+def per_class_figure(recalls: list[float | None], train_counts: list[int] | None, classes: list[str],
+                     title: str, balanced: float | None = None) -> Figure:
+    """Test recall per class as bars, ordered by training images (most first) when the counts are known,
+    each bar labelled with its count: what plain accuracy hides on class-imbalanced data."""
+    k = len(recalls)
+    order = (sorted(range(k), key=lambda c: -train_counts[c]) if train_counts and len(train_counts) == k
+             else list(range(k)))
+    values = [100 * recalls[c] if recalls[c] is not None else math.nan for c in order]
+    figure, (axes,) = new_figure(size=(float(np.clip(3 + 0.5 * k, 7, 16)), 4.6))
+    figure.suptitle(f"test recall per class: {plain(title)}", fontsize=12)
+    axes.set_title("ordered by training images (the count above each bar); bars that fall: the rare classes pay",
+                   fontsize=9, color="dimgray")
+    bars = axes.bar(range(k), values, color=TRAIN_COLOR)
+    if train_counts and len(train_counts) == k:
+        for bar, c in zip(bars, order):
+            axes.text(bar.get_x() + bar.get_width() / 2, min(bar.get_height(), 100) + 1, f"{train_counts[c]}",
+                      ha="center", va="bottom", fontsize=8)
+    if balanced is not None:
+        axes.axhline(100 * balanced, color=VAL_COLOR, linestyle="--", linewidth=1.2,
+                     label=f"balanced accuracy {100 * balanced:.1f}%")
+        axes.legend(fontsize=9, loc="upper right")
+    names = [plain(classes[c] if len(str(classes[c])) <= 18 else str(classes[c])[:17] + "…") for c in order]
+    axes.set_xticks(range(k), names, rotation=45 if k > 4 else 0, ha="right" if k > 4 else "center", fontsize=9)
+    axes.set(ylabel="recall", ylim=(0, 110))
+    axes.yaxis.set_major_formatter(PercentFormatter(100))
+    axes.grid(alpha=0.3, axis="y")
     return figure
 
 

@@ -87,6 +87,15 @@ def draw_confusion(run: Run):
     return model_figures.confusion_figure(matrix, classes, run.name)
 
 
+def draw_per_class(run: Run):
+    rows = (run.summary or {}).get("per_class") or []
+    if not rows:
+        raise Missing("needs summary.json with \"per_class\" (written when training finishes with a test split)")
+    classes = run.classes if len(run.classes) == len(rows) else [str(i) for i in range(len(rows))]
+    return model_figures.per_class_figure([row.get("acc") for row in rows], (run.data or {}).get("train_counts"),
+                                          classes, run.name, run.summary.get("test_balanced_acc"))
+
+
 def draw_misclassified(run: Run):
     file = run.path / MISCLASSIFIED
     if not file.is_file():
@@ -130,6 +139,9 @@ FIGURES = (
                "regularization may not be strong enough; smooth edge and colour detectors are healthy.", draw_filters),
     FigureSpec("confusion.png", "Test confusion matrix", "Which classes the model mixes up, as a share of each "
                "true class.", draw_confusion),
+    FigureSpec("per_class.png", "Test recall per class", "Classes ordered by their training images: on "
+               "class-imbalanced data (seed, Misc) the rare classes' recall falls behind, which plain accuracy hides; "
+               "the dashed line is the balanced accuracy.", draw_per_class),
     FigureSpec("misclassified.png", "Most confident mistakes", "Test images the model got wrong with the highest "
                "confidence: label noise, ambiguous classes or a shortcut the model learned.", draw_misclassified),
 )

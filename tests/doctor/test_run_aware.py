@@ -189,3 +189,35 @@ def test_over_regularization_is_judged_from_five_points(tmp_path):
         run = write(tmp_path / name, losses, epochs=epoch_rows([0.70, 0.74, 0.755], [0.60, 0.68, train - 0.005]))
         (run / "config.yaml").write_text(config.dump(config.load(None, ["augment.policy=standard", "train.epochs=3"])))
         assert ("over_regularized" in {f.id for f in diagnose(run)}) is fires
+
+
+def imbalanced_run(path, counts, recalls, overrides=()):
+    losses = list(2.3 * np.exp(-np.arange(200) / 60) + 0.3)
+    run = write(path, losses, epochs=epoch_rows([0.70, 0.75, 0.76], [0.70, 0.75, 0.76]), classes=len(counts))
+    (run / "config.yaml").write_text(config.dump(config.load(None, ["train.epochs=3", *overrides])))
+    data = json.loads((run / "data.json").read_text())
+    (run / "data.json").write_text(json.dumps({**data, "train_counts": counts}))
+    per_class = [{"class": c, "count": 100, "acc": r} for c, r in enumerate(recalls)]
+    (run / "summary.json").write_text(json.dumps({"test_acc": 0.8, "test_balanced_acc": float(np.mean(recalls)),
+                                                  "per_class": per_class, "epochs": 3}))
+    return run
+
+
+def test_a_long_tail_whose_rare_classes_pay_is_class_imbalance(tmp_path):
+    counts = [5400, 3237, 1940, 1163, 697, 418, 250, 150, 90, 54]  # data.imbalance=100
+    recalls = [0.95, 0.95, 0.9, 0.9, 0.9, 0.8, 0.7, 0.6, 0.5, 0.3]
+    found = {f.id: f for f in diagnose(imbalanced_run(tmp_path / "lt", counts, recalls))}["class_imbalance"]
+    assert found.severity == "warning" and found.change == {"imbalance.loss": "logit_adjusted"}
+    assert "from 5400 to 54 (100x); test recall 58.0% on the classes under the median count against 92.0%" \
+        in found.evidence
+    remedied = imbalanced_run(tmp_path / "remedied", counts, recalls, ["imbalance.loss=logit_adjusted"])
+    assert {f.id: f for f in diagnose(remedied)}["class_imbalance"].severity == "info"
+
+
+def test_a_balanced_run_or_a_mild_skew_is_not_class_imbalance(tmp_path):
+    recalls = [0.95, 0.95, 0.9, 0.9, 0.9, 0.8, 0.7, 0.6, 0.5, 0.3]
+    for name, counts in (("balanced", [500] * 10), ("mild", [500] * 5 + [60] * 5)):
+        assert "class_imbalance" not in {f.id for f in diagnose(imbalanced_run(tmp_path / name, counts, recalls))}
+    no_summary = imbalanced_run(tmp_path / "running", [5000] + [50] * 9, recalls)
+    (no_summary / "summary.json").unlink()
+    assert "class_imbalance" not in {f.id for f in diagnose(no_summary)}  # judged when the run has its test figures
