@@ -322,6 +322,24 @@ def raise_usage(message: str):
     raise ConfigError(message)
 
 
+def cmd_rebalance(args) -> int:
+    from cnntricks.train.rebalance import rebalance
+    run_dir = Path(args.run_dir)
+    out = Path(args.out) if args.out else run_dir.with_name(f"{run_dir.name}-{args.method}")
+    record = rebalance(run_dir, out, args.method, args.tau, say=(lambda m: None) if args.json else print)
+    if args.json:
+        print(json.dumps(record, indent=2))
+        return EXIT_OK
+    rows = [[split, _percent(record[f"{split}_{when}"]["acc"]), _percent(record[f"{split}_{when}"]["balanced_acc"]),
+             _percent(record[f"{split}_{when}"]["macro_f1"]), when]
+            for split in ("val", "test") for when in ("before", "after") if f"{split}_{when}" in record]
+    print(_table(rows, ["split", "accuracy", "balanced", "macro F1", ""]))
+    tau = "" if record["tau"] is None else f" (tau {record['tau']:g}, chosen on the {record['searched_on']} split)" \
+        if len(record["searched"]) > 1 else f" (tau {record['tau']:g})"
+    print(f"\n{args.method}{tau}: the rebalanced run is {out}; cnntricks evaluate {out}")
+    return EXIT_OK
+
+
 def cmd_config(args) -> int:
     from cnntricks import config
     from cnntricks.registry import closest
@@ -420,6 +438,8 @@ def _dispatch(argv: list[str] | None) -> int:
             return cmd_experiment(args)
         if args.command == "doctor":
             return cmd_doctor(args)
+        if args.command == "rebalance":
+            return cmd_rebalance(args)
         return cmd_config(args)
     except (DataError, DamagedFileError) as err:
         print(f"cnntricks: data error: {err}", file=sys.stderr)

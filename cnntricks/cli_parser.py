@@ -103,6 +103,29 @@ def add_doctor(sub) -> None:
                         help="exit 5 when a finding of this severity or worse is found (for scripts)")
 
 
+def add_rebalance(sub) -> None:
+    rebalance = sub.add_parser("rebalance", help="post-hoc class rebalancing of a trained run, into a new run",
+                               usage="cnntricks rebalance RUN_DIR --method {logit_adjust,tau_norm,crt} [--tau T] "
+                                     "[--out DIR] [--json]",
+                               description="Correct a run trained on class-imbalanced data without retraining its "
+                                           "features: logit_adjust (Menon et al. 2021: logits - tau log prior), "
+                                           "tau_norm (Kang et al. 2020: each classifier row divided by its norm to "
+                                           "the power tau) or crt (Kang et al. 2020: the classifier re-trained, "
+                                           "class-balanced, on the frozen features). tau is searched on the "
+                                           "validation split unless given. The result is a new run directory that "
+                                           "evaluate, predict, doctor and the report read.",
+                               epilog="example:\n  cnntricks train data.imbalance=100 --run-dir runs/lt100\n"
+                                      "  cnntricks rebalance runs/lt100 --method logit_adjust\n"
+                                      "  cnntricks evaluate runs/lt100-logit_adjust",
+                               formatter_class=argparse.RawDescriptionHelpFormatter)
+    rebalance.add_argument("run_dir", metavar="RUN_DIR")
+    rebalance.add_argument("--method", required=True, choices=["logit_adjust", "tau_norm", "crt"])
+    rebalance.add_argument("--tau", type=float, default=None,
+                           help="logit_adjust, tau_norm: this tau instead of the best on the validation split")
+    rebalance.add_argument("--out", default=None, help="the new run directory (default RUN_DIR-METHOD)")
+    rebalance.add_argument("--json", action="store_true", help="print rebalance.json instead of a table")
+
+
 def add_config(sub) -> None:
     cfg = sub.add_parser("config", help="every configuration key, its default and its meaning")
     cfg.add_argument("section", nargs="?", help="only this section (data, optim, ...)")
@@ -135,6 +158,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_preprocess(sub)
     add_experiment(sub)
     add_doctor(sub)
+    add_rebalance(sub)
     add_probe(sub)
     add_config(sub)
     return parser

@@ -33,12 +33,14 @@ def features_of(model: nn.Module, model_input, images: torch.Tensor, batch_size:
     return torch.cat(parts)
 
 
-def fit_classifier(features: np.ndarray, labels: np.ndarray, classes: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def fit_classifier(features: np.ndarray, labels: np.ndarray, classes: int, seed: int = 0,
+                   class_weight: str | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(weight (classes, F), bias (classes,)) of a logistic regression on standardized `features`,
-    folded back to act on the raw features; a class absent from `labels` gets a bias of -30."""
+    folded back to act on the raw features; a class absent from `labels` gets a bias of -30.
+    class_weight="balanced": each class weighted by the inverse of its count (classifier re-training)."""
     from sklearn.linear_model import LogisticRegression
     mean, std = features.mean(0), features.std(0) + 1e-6
-    classifier = LogisticRegression(max_iter=FIT_ITERATIONS, random_state=seed)
+    classifier = LogisticRegression(max_iter=FIT_ITERATIONS, random_state=seed, class_weight=class_weight)
     classifier.fit((features - mean) / std, labels)
     coef, intercept = classifier.coef_, classifier.intercept_
     if len(classifier.classes_) == 2:  # scikit-learn keeps one row for two classes: logits (0, z)
