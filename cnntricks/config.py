@@ -173,6 +173,12 @@ class ImbalanceConfig:
     tau: float = 1.0  # logit_adjusted: τ in logits + τ log π (Menon et al.)
     minority_crops: int = 0  # the seed's extra crops for the classes with few images: K more augmented copies per epoch of each of their images (a cropping augment.policy makes each another crop); 0 = off
     minority_below: int | None = None  # minority_crops: the classes with fewer training images than this; None = fewer than the median class
+    two_stage: bool = False  # the seed's two-stage fine-tuning: first the head classes (imbalance.head_min images or more), then the tail classes with a share of the head's replayed; train.epochs is both stages
+    head_min: int | None = None  # two_stage: the head classes have at least this many training images; None = at least the median class's
+    stage2_epochs: int | None = None  # two_stage: epochs of the second stage (the tail); None = half of train.epochs
+    stage2_lr: float = 0.1  # two_stage: the second stage's peak LR as a share of optim.lr (seed §4: fine-tune with a smaller LR), its schedule started again without warm-up
+    replay: float = 0.1  # two_stage: the share of each head class's images trained again beside the tail in the second stage, redrawn each epoch
+    keep_head_rows: bool = True  # two_stage: the head classes' classifier rows stay as the first stage left them
     sampler: Literal["none", "oversample", "undersample", "class_balanced", "sqrt", "progressive"] = "none"  # the order of the training images (seed, Misc: up- and down-sampling): none = a permutation; oversample = every class repeated up to the largest's count; undersample = every class cut to the smallest's, redrawn each epoch; class_balanced = each class equally likely; sqrt = ∝ √count; progressive = from as-is to class_balanced over training
 
 
@@ -258,6 +264,10 @@ _RANGES: dict[str, tuple[typing.Callable[[Any], bool], str]] = {
     "imbalance.drw_start": (lambda v: 0 <= v <= 1, "in [0, 1] (a share of training)"),
     "imbalance.tau": (lambda v: v >= 0, ">= 0"),
     "imbalance.minority_crops": (lambda v: v >= 0, ">= 0 (extra copies per epoch)"),
+    "imbalance.head_min": (lambda v: v is None or v >= 1, ">= 1 training images"),
+    "imbalance.stage2_epochs": (lambda v: v is None or v >= 1, ">= 1"),
+    "imbalance.stage2_lr": (lambda v: v > 0, "> 0 (a share of optim.lr)"),
+    "imbalance.replay": (lambda v: 0 <= v <= 1, "in [0, 1] (a share of each head class)"),
     "imbalance.minority_below": (lambda v: v is None or v >= 1, ">= 1 training images"),
 }
 

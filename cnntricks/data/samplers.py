@@ -15,6 +15,9 @@ the same order again). Each epoch has a fixed length, so the LR schedule knows i
   progressive     n draws, from instance-balanced (∝ n_c) at the start to class-balanced at the end,
                   linearly in training progress (Kang et al. 2020)
 
+imbalance.two_stage (`two_stage`) orders the seed's third remedy: the head classes' images first, then the
+tail's with a replayed share of the head's.
+
 imbalance.minority_crops=K adds K copies of each image of the classes under imbalance.minority_below
 images to any of them (the seed's extra crops for the minority classes: `with_minority_copies`).
 """
@@ -25,6 +28,8 @@ from typing import Callable
 
 import torch
 
+from cnntricks.config import ImbalanceConfig
+from cnntricks.data.errors import DataError
 from cnntricks.registry import Registry
 
 SAMPLERS = Registry("imbalance.sampler")
@@ -32,19 +37,43 @@ SAMPLERS = Registry("imbalance.sampler")
 
 @dataclass
 class Sampler:
-    """An epoch's order of training indices: `size` of them, drawn by `order(generator, progress)`."""
+    """An epoch's order of training indices: `size` of them, drawn by `order(generator, progress)`;
+    `stages` (two_stage): [(epochs, size)] of each stage, whose epochs have their own size."""
     name: str
     labels: torch.Tensor              # int64 (n,), on the device the order is used on
-    size: int                         # indices per epoch
+    size: int                         # indices per epoch (the first stage's)
     draw: Callable[[Sampler, torch.Generator, float], torch.Tensor]
+    stages: list[tuple[int, int]] | None = None
+    head: list[int] | None = None     # two_stage: the head classes (the others are the tail)
 
     @property
     def counts(self) -> torch.Tensor:
         return torch.bincount(self.labels)
 
+    def epoch_size(self, epoch: int) -> int:
+        """Indices in epoch `epoch` (0-based)."""
+        for epochs, size in self.stages or []:
+            if epoch < epochs:
+                return size
+            epoch -= epochs
+        return self.stages[-1][1] if self.stages else self.size
+
     def order(self, generator: torch.Generator, progress: float = 0.0) -> torch.Tensor:
-        """int64 indices into the training split; `progress` in [0, 1]: the share of training done."""
+        """int64 indices into the training split; `progress` in [0, 1]: the share of training done
+        (two_stage: the epoch's start, which says its stage)."""
         return self.draw(self, generator, progress)
+
+
+def sampler_for(cfg: ImbalanceConfig, labels: torch.Tensor, epochs: int) -> Sampler:
+    """The run's sampler (imbalance.*): two_stage, or imbalance.sampler with its minority crops."""
+    if cfg.two_stage:
+        return two_stage(labels, epochs, stage2_epochs(cfg, epochs), cfg.head_min, cfg.replay)
+    return create_sampler(cfg.sampler, labels, cfg.minority_crops, cfg.minority_below)
+
+
+def stage2_epochs(cfg: ImbalanceConfig, epochs: int) -> int:
+    """imbalance.stage2_epochs, or half of the run's epochs (at least one)."""
+    return cfg.stage2_epochs if cfg.stage2_epochs is not None else max(1, epochs // 2)
 
 
 def create_sampler(name: str, labels: torch.Tensor, minority_crops: int = 0, minority_below: int | None = None
@@ -150,3 +179,36 @@ def progressive(labels: torch.Tensor) -> Sampler:
         t = min(max(progress, 0.0), 1.0)
         return weighted(s.labels, ((1 - t) * natural + t * balanced).to(s.labels.device), generator)
     return Sampler("progressive", labels, len(labels), draw)
+
+
+def head_classes(labels: torch.Tensor, head_min: int | None) -> list[int]:
+    """The classes with at least `head_min` training images (None: at least the median class's)."""
+    minority = set(minority_classes(labels, head_min))
+    counts = torch.bincount(labels).tolist()
+    return [c for c, n in enumerate(counts) if n and c not in minority]
+
+
+def two_stage(labels: torch.Tensor, epochs: int, stage2_epochs: int, head_min: int | None, replay: float
+              ) -> Sampler:
+    """The seed's two-stage fine-tuning for imbalance: the classes split into head (many images) and tail;
+    the first `epochs - stage2_epochs` epochs are permutations of the head classes' images, the rest
+    permutations of the tail classes' images with a share `replay` of the head's, redrawn each epoch,
+    stratified by class."""
+    head = head_classes(labels, head_min)
+    is_head = torch.isin(labels, torch.tensor(head, device=labels.device))
+    head_index, tail_index = torch.nonzero(is_head).flatten(), torch.nonzero(~is_head).flatten()
+    if not len(tail_index):
+        raise DataError(f"imbalance.two_stage: every class has at least {head_min or 'the median count of'} training "
+                        f"images, so there are no tail classes for the second stage; lower imbalance.head_min, or "
+                        f"train without two_stage")
+    per_class = [torch.nonzero(labels == c).flatten() for c in head]
+    kept = [round(replay * len(members)) for members in per_class]
+    stage1 = epochs - stage2_epochs
+
+    def draw(s: Sampler, generator: torch.Generator, progress: float) -> torch.Tensor:
+        if round(progress * epochs) < stage1:
+            return shuffled(head_index, generator)
+        replayed = [shuffled(members, generator)[:k] for members, k in zip(per_class, kept)]
+        return shuffled(torch.cat([tail_index, *replayed]), generator)
+    return Sampler("two_stage", labels, len(head_index), draw,
+                   stages=[(stage1, len(head_index)), (stage2_epochs, len(tail_index) + sum(kept))], head=head)

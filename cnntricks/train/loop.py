@@ -27,7 +27,7 @@ from cnntricks.augment import FancyPCA
 from cnntricks.augment.policy import create_mixing, create_policy
 from cnntricks.config import Config
 from cnntricks.data import load_splits
-from cnntricks.data.samplers import create_sampler
+from cnntricks.data.samplers import sampler_for
 from cnntricks.data.store import Splits
 from cnntricks.nn.init import lsuv_
 from cnntricks.nn.regularize import apply_max_norm, l1_active, penalty
@@ -47,7 +47,8 @@ from cnntricks.train.optim import apply_decoupled_decay, create_optimizer, set_l
 from cnntricks.train.plugins import EVENTS, History, Progress, Restart, Rollback, Stop
 from cnntricks.train.race import choose
 from cnntricks.train.resolve import resolve
-from cnntricks.train.schedule import Schedule
+from cnntricks.train.schedule import create_schedule
+from cnntricks.train.stages import stage_plugins
 
 __all__ = ["fit", "Trainer", "TrainerState", "TrainingDiverged", "RunDirectoryError", "Interrupted"]
 
@@ -145,13 +146,14 @@ class Trainer:
         self.augment, self.mixing = self._augmentation()
         self.train_images = self.splits.train.images.to(self.device)  # the whole split lives on the device (airbench)
         self.train_labels = self.splits.train.labels.to(self.device)
-        self.sampler = create_sampler(cfg.imbalance.sampler, self.train_labels,  # the epoch's order (data/samplers.py)
-                                      cfg.imbalance.minority_crops, cfg.imbalance.minority_below)
+        # the epochs' order of training images (data/samplers.py: imbalance.sampler, two_stage) and the loss
+        self.sampler = sampler_for(cfg.imbalance, self.train_labels, cfg.train.epochs)
         self.criterion = create_loss(cfg, self.splits.train.class_counts().to(self.device))
-        self.batch_size = min(cfg.optim.batch_size, self.sampler.size)
-        self.steps_per_epoch = self.sampler.size // self.batch_size
-        self.schedule = Schedule(cfg.schedule, cfg.optim.lr, cfg.train.epochs * self.steps_per_epoch,
-                                 self.steps_per_epoch)
+        smallest = min(self.sampler.epoch_size(e) for e in range(cfg.train.epochs))
+        self.batch_size = min(cfg.optim.batch_size, smallest)
+        self.steps_per_epoch = self.sampler.size // self.batch_size  # the epoch now's (two_stage: per stage)
+        self.schedule = create_schedule(cfg.schedule, cfg.optim.lr, cfg.train.epochs, self.sampler, self.batch_size,
+                                        cfg.imbalance.stage2_lr)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.precision == "fp16")
         self.state = TrainerState()
         self.epoch: EpochProgress | None = None  # the running epoch (continued from a checkpoint inside it)
@@ -160,7 +162,7 @@ class Trainer:
                                               self.device, self.precision)
         self.history = History(self.run_dir, cfg.train.log_every)
         self.plugins = [self.history, *([Progress()] if progress else []), *transfer_plugins(self.transfer),
-                        *callbacks]
+                        *stage_plugins(cfg, self.sampler), *callbacks]
         self.hooks = {event: [getattr(p, event) for p in self.plugins if hasattr(p, event)] for event in EVENTS}
         # Reading a loss back to the host waits for the device. On a CPU that costs nothing, so every
         # step is checked; on CUDA the losses are read every few steps to keep the GPU queue full.
@@ -247,10 +249,12 @@ class Trainer:
         self.model.train()
         epoch = self.epoch = self.epoch or EpochProgress.begin(self.generator, self.device)  # or a resumed one
         pending = []  # (step, lr, loss on the device) not yet read back
+        size = self.sampler.epoch_size(state.epoch)
+        self.steps_per_epoch = size // self.batch_size
         self.call("on_epoch_start")
-        progress = state.epoch / self.cfg.train.epochs  # what the progressive sampler moves with
+        progress = state.epoch / self.cfg.train.epochs  # what the progressive and two-stage samplers move with
         order = None if self.sampler.name == "none" else lambda generator: self.sampler.order(generator, progress)
-        for indices in epoch.batch_indices(self.sampler.size, self.batch_size, self.generator, order):
+        for indices in epoch.batch_indices(size, self.batch_size, self.generator, order):
             images = self.augment(self.train_images[indices], self.generator)
             images = self.model_input(images)
             labels = targets = self.train_labels[indices]

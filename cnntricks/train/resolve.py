@@ -85,6 +85,15 @@ def resolve(cfg: Config, data: dict | None = None, saved: Config | None = None, 
             f"preprocess.whiten=pca gives each image as {cfg.preprocess.components or 'C·H·W'} numbers, not an "
             f"image, which model.name={cfg.model.name} cannot read; use model.name=mlp, or "
             f"preprocess.whiten=zca or patch for the conv nets")
+    imbalance = cfg.imbalance
+    if imbalance.two_stage and (imbalance.sampler != "none" or imbalance.minority_crops):
+        raise ConfigError("imbalance.two_stage orders the epochs itself (the head classes, then the tail); it does not "
+                          "combine with imbalance.sampler or imbalance.minority_crops: set those to none and 0")
+    if imbalance.two_stage and cfg.train.epochs <= (imbalance.stage2_epochs or 0):
+        raise ConfigError(f"imbalance.stage2_epochs={imbalance.stage2_epochs} leaves no epoch of train.epochs="
+                          f"{cfg.train.epochs} for the first stage; train.epochs counts both stages")
+    if imbalance.two_stage and cfg.train.epochs < 2:
+        raise ConfigError("imbalance.two_stage needs train.epochs >= 2: one or more epochs per stage")
     if saved is not None:
         check_resume(saved, cfg, run_dir)
     try:

@@ -14,6 +14,7 @@ Registry: `SCHEDULES` (schedule.name) - onecycle, cosine, step, constant, platea
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 
@@ -123,3 +124,36 @@ class Schedule:
     def load_state_dict(self, state: dict) -> None:
         self.plateau_scale, self.best, self.bad_epochs = (
             state["plateau_scale"], state["best"], state["bad_epochs"])
+
+
+class StagedSchedule(Schedule):
+    """Schedules one after another (imbalance.two_stage): each stage runs `cfg`'s schedule over its own
+    steps, peaking at its share of the peak LR, the later ones without warm-up (a fine-tuning continues,
+    it does not start cold)."""
+
+    def __init__(self, cfg: ScheduleConfig, peak_lr: float, stages: list[tuple[int, int, float]]):
+        """stages: [(steps, steps per epoch, share of peak_lr)]."""
+        super().__init__(cfg, peak_lr, sum(steps for steps, _, _ in stages), stages[0][1])
+        self.stages = stages
+        self.later = dataclasses.replace(cfg, warmup_epochs=0)
+
+    def lr(self, step: int) -> float:
+        offset = 0
+        for index, (steps, per_epoch, share) in enumerate(self.stages):
+            if step < offset + steps or index == len(self.stages) - 1:
+                cfg = self.cfg if index == 0 else self.later
+                return self.peak_lr * share * self.plateau_scale * lr_factor(cfg, step - offset, steps, per_epoch)
+            offset += steps
+        raise AssertionError("unreachable")
+
+
+def create_schedule(cfg: ScheduleConfig, peak_lr: float, epochs: int, sampler, batch_size: int,
+                    stage2_lr: float = 1.0) -> Schedule:
+    """The run's schedule for the sampler's epochs: one over every step, or one per stage (two_stage:
+    the later stages at `stage2_lr` of the peak)."""
+    if sampler.stages:
+        return StagedSchedule(cfg, peak_lr, [(stage_epochs * (size // batch_size), size // batch_size,
+                                              1.0 if index == 0 else stage2_lr)
+                                             for index, (stage_epochs, size) in enumerate(sampler.stages)])
+    per_epoch = sampler.size // batch_size
+    return Schedule(cfg, peak_lr, epochs * per_epoch, per_epoch)

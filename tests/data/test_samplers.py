@@ -99,3 +99,23 @@ def test_minority_crops_add_copies_of_the_rare_classes_only():
     assert torch.bincount(order[LABELS[order] == 3] - 525).tolist() == [5] * 4  # each image: itself + 4 crops
     balanced = create_sampler("class_balanced", LABELS, minority_crops=1, minority_below=10)
     assert balanced.size == len(LABELS) + 4 and len(balanced.order(torch.Generator().manual_seed(0))) == balanced.size
+
+
+def test_two_stage_orders_the_head_first_then_the_tail_with_a_replayed_share():
+    from cnntricks.data.samplers import two_stage
+    sampler = two_stage(LABELS, epochs=4, stage2_epochs=2, head_min=None, replay=0.1)  # median 62.5: head 0, 1
+    assert sampler.head == [0, 1] and sampler.stages == [(2, 500), (2, 29 + 40 + 10)]
+    assert [sampler.epoch_size(e) for e in range(4)] == [500, 500, 79, 79]
+    generator = torch.Generator().manual_seed(0)
+    first = sampler.order(generator, 0 / 4)
+    assert sorted(first.tolist()) == list(range(500))  # every head image once
+    second = sampler.order(generator, 2 / 4)
+    assert torch.bincount(LABELS[second], minlength=4).tolist() == [40, 10, 25, 4]
+    assert len(set(second.tolist())) == 79
+
+
+def test_two_stage_needs_tail_classes():
+    from cnntricks.data import DataError
+    from cnntricks.data.samplers import two_stage
+    with pytest.raises(DataError, match="no tail classes"):
+        two_stage(torch.tensor([0, 0, 1, 1]), epochs=2, stage2_epochs=1, head_min=None, replay=0.1)

@@ -130,3 +130,14 @@ def test_lr_is_the_recorded_one_at_every_step(name, options):
 def test_an_unknown_schedule_fails_when_the_schedule_is_made():
     with pytest.raises(ValueError, match="did you mean 'cosine'"):
         Schedule(ScheduleConfig(name="cosin"), 0.1, 100, 10)
+
+
+def test_a_staged_schedule_starts_each_stage_again_at_its_share_without_warm_up():
+    from cnntricks.train.schedule import StagedSchedule
+    cfg = ScheduleConfig(name="cosine", warmup_epochs=1, final_fraction=0.0)
+    staged = StagedSchedule(cfg, 0.1, [(40, 10, 1.0), (20, 5, 0.1)])
+    first = Schedule(cfg, 0.1, 40, 10)
+    assert [staged.lr(s) for s in range(40)] == [first.lr(s) for s in range(40)]
+    assert staged.lr(40) == pytest.approx(0.01)  # the second stage: its peak at once, a tenth
+    assert staged.lr(50) == pytest.approx(0.005) and staged.lr(59) < 1e-4
+    assert staged.total_steps == 60
