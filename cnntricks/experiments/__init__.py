@@ -36,8 +36,8 @@ def check_budget(budget: str) -> str:
 
 # importing a study registers it
 from cnntricks.experiments import init_stats  # noqa: E402
-from cnntricks.experiments import (activations, augmentation, init_depth, learning_rate,  # noqa: E402
-                                   preprocessing, regularization, transfer)
+from cnntricks.experiments import (activations, augmentation, imbalance, init_depth,  # noqa: E402
+                                   learning_rate, preprocessing, regularization, transfer)
 
-__all__ = ["BUDGETS", "EXPERIMENTS", "describe", "init_stats", "activations", "augmentation", "init_depth",
-           "learning_rate", "preprocessing", "regularization", "transfer"]
+__all__ = ["BUDGETS", "EXPERIMENTS", "describe", "init_stats", "activations", "augmentation", "imbalance",
+           "init_depth", "learning_rate", "preprocessing", "regularization", "transfer"]
