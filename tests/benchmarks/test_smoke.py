@@ -296,3 +296,13 @@ def test_doctor_generalization_smoke_prints_both_halves_and_resumes(tmp_path):
     assert len(list(out.glob("base/*-s0/history.jsonl"))) == 2  # the base runs are kept for the doctor
     again = run_script(script, "--smoke", "--out", str(out), "--json", str(figures), timeout=120, checkout=True)
     assert "0 runs trained now" in again and json.loads(figures.read_text())["halves"] == saved["halves"]
+
+
+def test_sampler_cost_smoke_prints_every_sampler_and_its_share():
+    script = str(BENCHMARKS / "sampler_cost.py")
+    assert "Exit status" in run_script(script, "--help", timeout=60, checkout=True)
+    text = run_script(script, "--smoke", timeout=120, checkout=True)
+    find(r"^labels: (13399) \(data.imbalance=100", text)
+    for name in ("none", "oversample", "undersample", "class_balanced", "sqrt", "progressive", "two_stage"):
+        find(rf"^{name}\s+(\d+)\s+{NUMBER} ms\s+{NUMBER} us\s+{NUMBER}%$", text)
+    find(r"^worst sampler share of a step: (\d+\.\d+)% \(target < 2%: (met|not met)\)$", text)
