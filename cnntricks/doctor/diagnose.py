@@ -33,6 +33,9 @@ CONSEQUENCES: dict[str, frozenset[str]] = {  # cause -> what it explains; causes
     # model is too small (the planted width-2 net), at_chance's when the LR or the length is wrong
     "at_chance": frozenset({"plateau", "overfitting"}),
     "too_short": frozenset({"underfitting"}),  # still learning: the low accuracy is the run's length, not the model
+    # training accuracy on a long tail is mostly the common classes', validation weighs every class alike:
+    # the gap is the imbalance's, and rebalancing (not more regularization) is what closes it
+    "class_imbalance": frozenset({"overfitting"}),
 }
 
 

@@ -221,3 +221,14 @@ def test_a_balanced_run_or_a_mild_skew_is_not_class_imbalance(tmp_path):
     no_summary = imbalanced_run(tmp_path / "running", [5000] + [50] * 9, recalls)
     (no_summary / "summary.json").unlink()
     assert "class_imbalance" not in {f.id for f in diagnose(no_summary)}  # judged when the run has its test figures
+
+
+def test_the_gap_of_a_long_tailed_run_is_the_imbalance_not_overfitting(tmp_path):
+    counts = [5400, 3237, 1940, 1163, 697, 418, 250, 150, 90, 54]
+    recalls = [0.95, 0.95, 0.9, 0.9, 0.9, 0.8, 0.7, 0.6, 0.5, 0.3]
+    run = imbalanced_run(tmp_path / "lt", counts, recalls)
+    (run / "history.jsonl").write_text((run / "history.jsonl").read_text().replace('"val_acc": 0.76', '"val_acc": 0.6')
+                                       .replace('"val_acc": 0.75', '"val_acc": 0.6'))
+    found = {f.id: f for f in diagnose(run)}
+    assert found["class_imbalance"].severity == "warning"
+    assert found["overfitting"].severity == "info" and "consequence of class_imbalance" in found["overfitting"].title
