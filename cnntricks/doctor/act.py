@@ -35,7 +35,7 @@ import math
 from pathlib import Path
 
 from cnntricks import config as config_module
-from cnntricks.doctor.checks import UNDERFIT_SHARE
+from cnntricks.doctor.checks import DECAY_CAP, DECAY_FLOOR, UNDERFIT_SHARE
 from cnntricks.doctor.diagnose import diagnose
 from cnntricks.doctor.findings import SEVERITIES, Finding
 from cnntricks.rundir import latest_checkpoint, read_restarts
@@ -50,7 +50,7 @@ RESTART = ("nonfinite", "lr_diverged", "lr_too_low", "symmetric_init", "bad_init
            "saturation", "dead_relu", "underfitting", "unnormalized_input")
 MAX_RESTARTS = 3           # LR 10 -> 1 -> 0.1 needs two; a third for a second fault the first hid
 LR_FACTOR = {"plateau": 0.5, "dead_relu": 0.5, "lr_too_high": 0.5, "exploding_gradient": 0.5, "lr_too_low": 2.0}
-DECAY_FACTOR, DECAY_FLOOR, DECAY_CAP = 2.0, 5e-4, 4e-3  # overfitting: weight decay x2 (from 5e-4), up to 4e-3
+DECAY_FACTOR = 2.0  # overfitting: weight decay x2 (from DECAY_FLOOR), up to DECAY_CAP (checks.py)
 # (a cap of 0.05 cost the plateau benchmark runs 12 points of accuracy: 0.858 -> 0.742)
 
 

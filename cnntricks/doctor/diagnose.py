@@ -32,7 +32,10 @@ CONSEQUENCES: dict[str, frozenset[str]] = {  # cause -> what it explains; causes
     # nothing learned: nothing to regularize. Underfitting stays: its wider model is the cure when the
     # model is too small (the planted width-2 net), at_chance's when the LR or the length is wrong
     "at_chance": frozenset({"plateau", "overfitting"}),
-    "too_short": frozenset({"underfitting"}),  # still learning: the low accuracy is the run's length, not the model
+    # still learning: the low accuracy is the run's length, not the model; and the gap of a run stopped while
+    # learning is not its last word (the calibration half's one run with both: regularizing lost 9-33 points,
+    # twice the epochs added 10)
+    "too_short": frozenset({"underfitting", "overfitting"}),
     # training accuracy on a long tail is mostly the common classes', validation weighs every class alike:
     # the gap is the imbalance's, and rebalancing (not more regularization) is what closes it
     "class_imbalance": frozenset({"overfitting"}),
