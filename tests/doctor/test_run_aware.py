@@ -211,7 +211,11 @@ def test_a_long_tail_whose_rare_classes_pay_is_class_imbalance(tmp_path):
     assert "from 5400 to 54 (100x); test recall 58.0% on the classes under the median count against 92.0%" \
         in found.evidence
     remedied = imbalanced_run(tmp_path / "remedied", counts, recalls, ["imbalance.loss=logit_adjusted"])
-    assert {f.id: f for f in diagnose(remedied)}["class_imbalance"].severity == "info"
+    found = {f.id: f for f in diagnose(remedied)}["class_imbalance"]  # a remedy that leaves the gap: still a warning
+    assert found.severity == "warning" and found.change == {"imbalance.sampler": "class_balanced"}
+    assert "a remedy is on" in found.evidence
+    even = imbalanced_run(tmp_path / "even", counts, [0.9] * 10, ["imbalance.loss=logit_adjusted"])
+    assert {f.id: f for f in diagnose(even)}["class_imbalance"].severity == "info"  # the remedy closed the gap
 
 
 def test_a_balanced_run_or_a_mild_skew_is_not_class_imbalance(tmp_path):
