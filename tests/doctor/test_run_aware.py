@@ -176,6 +176,8 @@ def test_steps_at_the_low_end_of_healthy_with_a_slow_loss_raise_the_lr(tmp_path)
     for name, floor, fires in (("slow", 1.38, True), ("fast", 0.9, False)):
         losses = list(floor + (2.3 - floor) * np.exp(-np.arange(steps) / 80))
         run = write(tmp_path / name, losses, stats=[record(s, 2e-3) for s in range(1, steps + 1, 20)])
+        assert "lr_too_low" not in {f.id for f in diagnose(run)}  # mid-run (the live doctor): not judged yet
+        (run / "summary.json").write_text(json.dumps({"epochs": 12}))
         found = {f.id: f for f in diagnose(run)}
         assert ("lr_too_low" in found) is fires
         if fires:
