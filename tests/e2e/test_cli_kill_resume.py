@@ -159,7 +159,7 @@ def test_random_sigkills_and_resumes_equal_the_uninterrupted_run(user, reference
     assert_runs_equal(run, reference)
 
 
-@pytest.mark.parametrize("point", ["attempt-copied", "attempt-archived"])
+@pytest.mark.parametrize("point", [pytest.param("attempt-copied", marks=pytest.mark.slow), "attempt-archived"])
 def test_sigkill_while_fix_mode_starts_a_run_again_then_resume(user, point):
     """A kill inside a restart loses nothing: the resume continues the old attempt (copied) or starts
     the old config again and meets the same fault (archived); either way it ends with the fix."""

@@ -28,8 +28,8 @@ DAMAGE = {
 }
 
 
-@pytest.mark.parametrize("how", ["partial-last-line", "deleted", *[pytest.param(how, marks=pytest.mark.slow)
-                                                                    for how in ("shorter", "longer-with-partial", "empty")]])
+@pytest.mark.parametrize("how", ["deleted", *[pytest.param(how, marks=pytest.mark.slow)
+                                               for how in ("partial-last-line", "shorter", "longer-with-partial", "empty")]])
 def test_resume_repairs_the_history_and_says_what_is_lost(user, run_copy, how):
     history = run_copy / "history.jsonl"
     n = vouched(run_copy)

@@ -72,7 +72,7 @@ def test_preview_names_an_operation_that_breaks_the_contract(tmp_path):
         draw_augment_preview(blobs(4, 1, 28), {"to float": lambda x, g: x.float()}, tmp_path / "p.png")
 
 
-@pytest.mark.parametrize("channels,size,components", [(1, 28, 144), (3, 32, 64)])
+@pytest.mark.parametrize("channels,size,components", [(1, 28, 144), pytest.param(3, 32, 64, marks=pytest.mark.slow)])
 def test_whitening_demo_writes_four_panels(tmp_path, channels, size, components):
     path = draw_whitening_demo(blobs(200, channels, size), tmp_path / "demo.png", components=components)
     assert_real_png(path)
