@@ -46,10 +46,6 @@ class Sampler:
     stages: list[tuple[int, int]] | None = None
     head: list[int] | None = None     # two_stage: the head classes (the others are the tail)
 
-    @property
-    def counts(self) -> torch.Tensor:
-        return torch.bincount(self.labels)
-
     def epoch_size(self, epoch: int) -> int:
         """Indices in epoch `epoch` (0-based)."""
         for epochs, size in self.stages or []:
