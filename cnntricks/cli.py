@@ -144,6 +144,11 @@ def _draw_report(run_dir: Path, findings: list | None = None) -> bool:
     """report/ and index.html; `findings` None: the report asks the doctor (and shows its error).
     False (with a warning) when it could not be written."""
     try:
+        from cnntricks.ensemble import is_ensemble
+        if is_ensemble(run_dir):
+            from cnntricks.report.ensemble_report import write_ensemble_report
+            write_ensemble_report(run_dir)
+            return True
         from cnntricks.report import write_report
         write_report(run_dir, findings)
         return True
@@ -163,6 +168,9 @@ def cmd_doctor(args) -> int:
     from cnntricks.doctor import SEVERITIES, diagnose, format_findings, worst
     from cnntricks.rundir import HISTORY, RunDirectoryError
     run_dir = Path(args.run_dir)
+    from cnntricks.ensemble import is_ensemble
+    if is_ensemble(run_dir):
+        return _doctor_ensemble(args, run_dir)
     if not (run_dir / HISTORY).is_file():
         raise RunDirectoryError(f"{run_dir} holds no history.jsonl, so there is no run to diagnose; runs are "
                                 "written by cnntricks train (or any loop that writes the README's format)")
@@ -178,13 +186,37 @@ def cmd_doctor(args) -> int:
     return EXIT_FINDINGS if failing else EXIT_OK
 
 
+def _doctor_ensemble(args, path: Path) -> int:
+    """The ensemble's own findings, then each member's, as `cnntricks doctor` prints a run's."""
+    from cnntricks.doctor import SEVERITIES, format_findings, worst
+    from cnntricks.doctor.ensemble_checks import diagnose_ensemble
+    scopes = diagnose_ensemble(path)
+    if args.json:
+        print(json.dumps({scope: [f.to_dict() for f in found] for scope, found in scopes}, indent=2))
+    else:
+        minimum = "info" if args.all else "warning"
+        for scope, found in scopes:
+            title = "the ensemble" if scope == "ensemble" else f"member {scope}"
+            command = "cnntricks ensemble" if scope == "ensemble" else "cnntricks train"
+            print(f"== {title}\n{format_findings(found, minimum, command)}\n")
+    if args.report and _draw_report(path):
+        print(f"report: {path / 'report' / 'index.html'}", file=sys.stderr)
+    every = [f for _, found in scopes for f in found]
+    failing = args.fail_on and worst(every) is not None and \
+        SEVERITIES.index(worst(every)) >= SEVERITIES.index(args.fail_on)
+    return EXIT_FINDINGS if failing else EXIT_OK
+
+
 def cmd_evaluate(args, run_dir: str, items: list[str]) -> int:
-    from cnntricks.train.inference import load_predictor
     if any("=" not in item for item in items):
         from cnntricks.config import ConfigError
         raise ConfigError(f"evaluate takes one run directory and section.key=value overrides, "
                           f"not {[i for i in items if '=' not in i]}")
+    from cnntricks.ensemble import is_ensemble
+    if is_ensemble(run_dir):
+        return _evaluate_ensemble(args, Path(run_dir), items)
     from cnntricks.data import DataError, load_splits
+    from cnntricks.train.inference import load_predictor
     loaded = load_predictor(Path(run_dir), items)
     cfg, data = loaded.cfg, loaded.data
     splits = load_splits(cfg.data, cfg.train.seed)
@@ -202,17 +234,39 @@ def cmd_evaluate(args, run_dir: str, items: list[str]) -> int:
         raise ConfigError(f"the {args.split} split of {run_dir} is empty"
                           f"{' (data.val_fraction is 0)' if args.split == 'val' else ''}; choose another --split")
     result = loaded.predictor.evaluate(store)
-    counts = data.get("train_counts")  # runs before data.json had it: no training counts, no shot groups
-    if counts:
+    return _print_evaluation(args, result, len(store), data.get("train_counts"))
+
+
+def _evaluate_ensemble(args, path: Path, items: list[str]) -> int:
+    from cnntricks.config import ConfigError
+    from cnntricks.ensemble import load_ensemble
+    if items:
+        raise ConfigError(f"an ensemble is evaluated on its members' own data; overrides {items} are for runs")
+    ensemble = load_ensemble(path)
+    result = ensemble.evaluate(args.split)
+    images = len(result["confusion"]) and sum(map(sum, result["confusion"]))
+    counts = ensemble.members[0].loaded.data.get("train_counts")
+    if not args.json:
+        rows = [[m["name"], _percent(m["acc"]), f"{m['loss']:.4f}", _percent(m["ece"])] for m in result["members"]]
+        rows.append([f"ensemble ({ensemble.fusion.name})", _percent(result["acc"]), f"{result['loss']:.4f}",
+                     _percent(result["ece"])])
+        print(_table(rows, ["member", "accuracy", "NLL", "calibration error"]))
+        print(f"mean pairwise disagreement {_percent(result['mean_disagreement'])}\n")
+    return _print_evaluation(args, result, images, counts)
+
+
+def _print_evaluation(args, result: dict, images: int, counts: list[int] | None) -> int:
+    """evaluate's table (or JSON) of a run's or an ensemble's result on args.split."""
+    if counts:  # runs before data.json had them: no training counts, no shot groups
         from cnntricks.train.inference import shot_accuracy
         result["shot_acc"] = shot_accuracy(result["per_class"], counts)
     if args.json:
-        print(json.dumps({"split": args.split, "images": len(store), **result}, indent=2))
+        print(json.dumps({"split": args.split, "images": images, **result}, indent=2))
         return EXIT_OK
     rows = [[r["class"], r["name"], *([counts[r["class"]]] if counts else []), r["count"], _percent(r["acc"]),
              _percent(r["precision"]), _percent(r["f1"])] for r in result["per_class"]]
     print(_table(rows, ["label", "class", *(["trained on"] if counts else []), "images", "recall", "precision", "F1"]))
-    print(f"\n{args.split} accuracy {_percent(result['acc'])} on {len(store)} images "
+    print(f"\n{args.split} accuracy {_percent(result['acc'])} on {images} images "
           f"(loss {result['loss']:.4f}); balanced accuracy {_percent(result['balanced_acc'])}, "
           f"macro F1 {_percent(result['macro_f1'])}")
     if counts:
@@ -225,15 +279,20 @@ def cmd_evaluate(args, run_dir: str, items: list[str]) -> int:
 
 def cmd_predict(args) -> int:
     import torch
-    from cnntricks.data import load_images
-    from cnntricks.train.inference import load_predictor
-    loaded = load_predictor(Path(args.run_dir))
-    data, predictor = loaded.data, loaded.predictor
-    images = load_images(args.images, data["channels"], (data["height"], data["width"]))
-    probabilities = torch.softmax(predictor.logits(images), dim=1)
+    from cnntricks.ensemble import is_ensemble, load_ensemble
+    if is_ensemble(args.run_dir):
+        ensemble = load_ensemble(args.run_dir)
+        classes, probabilities = ensemble.classes, ensemble.predict_files(args.images)
+    else:
+        from cnntricks.data import load_images
+        from cnntricks.train.inference import load_predictor
+        loaded = load_predictor(Path(args.run_dir))
+        data, predictor = loaded.data, loaded.predictor
+        images = load_images(args.images, data["channels"], (data["height"], data["width"]))
+        classes, probabilities = data["classes"], torch.softmax(predictor.logits(images), dim=1)
     top = probabilities.topk(min(args.top, probabilities.shape[1]), dim=1)
     results = [{"image": str(path),
-                "predictions": [{"label": data["classes"][i], "probability": float(p)}
+                "predictions": [{"label": classes[i], "probability": float(p)}
                                 for p, i in zip(top.values[n], top.indices[n])]}
                for n, path in enumerate(args.images)]
     if args.json:
@@ -243,6 +302,56 @@ def cmd_predict(args) -> int:
              ", ".join(f"{q['label']} {q['probability']:.3f}" for q in r["predictions"][1:])]
             for r in results]
     print(_table(rows, ["image", "label", "probability", "next"]))
+    return EXIT_OK
+
+
+def cmd_ensemble(args, items: list[str]) -> int:
+    from cnntricks.config import ConfigError
+    from cnntricks.ensemble import build_ensemble
+    words = [*args.runs, *items, *([args.train] if args.train else [])]  # argparse may put a run or override anywhere
+    args.runs = [w for w in words if "=" not in w and w != args.train]
+    items = [w for w in words if "=" in w]
+    if args.train and "=" in args.train:
+        args.train = ""
+    say = (lambda message: None) if args.json else (lambda message: print(message, file=sys.stderr))
+    members_inside = args.train is not None
+    if members_inside:
+        from cnntricks.ensemble.directory import check_out_dir
+        from cnntricks.ensemble.train import member_configs, train_members
+        if args.runs and not args.runs[0].endswith((".yaml", ".yml")):
+            raise ConfigError(f"give the members as runs or as --train CONFIG --seeds K, not both ({args.runs})")
+        config_file = args.train or (args.runs[0] if args.runs else None)
+        check_out_dir(Path(args.out), members_inside=True)
+        configs = member_configs(config_file, items, args.seeds, args.workers)
+        sources = [(run, None) for run in train_members(configs, args.out, args.workers, say)]
+    elif args.snapshots:
+        from cnntricks.rundir import SNAPSHOTS
+        if args.runs or items:
+            raise ConfigError(f"--snapshots takes the members from one run; drop {args.runs + items}")
+        kept = sorted(p.name for p in (Path(args.snapshots) / SNAPSHOTS).glob("cycle-*") if p.is_dir())
+        if len(kept) < 2:
+            raise ConfigError(f"{args.snapshots} has {len(kept)} snapshot{'s' if len(kept) != 1 else ''} "
+                              f"({Path(args.snapshots) / SNAPSHOTS}); train a run with schedule.name=snapshot "
+                              f"schedule.cycles=5 to keep one per cycle")
+        sources = [(args.snapshots, f"{SNAPSHOTS}/{name}") for name in kept]
+    else:
+        if items:
+            raise ConfigError(f"section.key=value overrides {items} are for --train")
+        sources = [(run.rsplit("@", 1)[0], run.rsplit("@", 1)[1]) if "@" in Path(run).name else (run, None)
+                   for run in args.runs]
+    summary = build_ensemble(sources, args.out, args.fusion, copy=args.copy, say=say, members_inside=members_inside)
+    _draw_report(Path(args.out))
+    if args.json:
+        print(json.dumps(summary, indent=2))
+        return EXIT_OK
+    info = summary["ensemble"]
+    rows = [[m["name"], _percent(m["acc"]), f"{m['loss']:.4f}", _percent(m["ece"])] for m in info["members"]]
+    rows.append([f"ensemble ({args.fusion})", _percent(summary["test_acc"]), f"{summary['test_loss']:.4f}",
+                 _percent(summary["test_ece"])])
+    print(_table(rows, ["member", "test accuracy", "NLL", "calibration error"]))
+    print(f"\ngain over the best member ({info['best_member']}): {100 * info['gain']:+.2f} points; "
+          f"mean pairwise disagreement {_percent(info['mean_disagreement'])}")
+    print(f"ensemble: {args.out}  (cnntricks evaluate {args.out} ; cnntricks predict {args.out} IMAGE ...)")
     return EXIT_OK
 
 
@@ -412,7 +521,7 @@ def main(argv: list[str] | None = None) -> int:
 def _dispatch(argv: list[str] | None) -> int:
     parser = build_parser()
     args, unknown = parser.parse_known_args(argv)
-    if unknown and args.command not in ("train", "evaluate", "augment", "preprocess", "probe"):
+    if unknown and args.command not in ("train", "evaluate", "augment", "preprocess", "probe", "ensemble"):
         parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     from cnntricks.config import ConfigError
     from cnntricks.data import DataError
@@ -434,6 +543,9 @@ def _dispatch(argv: list[str] | None) -> int:
             return cmd_evaluate(args, words[0], words[1:] + overrides)
         if args.command == "predict":
             return cmd_predict(args)
+        if args.command == "ensemble":
+            words, overrides = _words_and_overrides(unknown)
+            return cmd_ensemble(args, words + overrides)
         if args.command == "experiment":
             return cmd_experiment(args)
         if args.command == "doctor":

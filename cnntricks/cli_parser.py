@@ -126,6 +126,42 @@ def add_rebalance(sub) -> None:
     rebalance.add_argument("--json", action="store_true", help="print rebalance.json instead of a table")
 
 
+def add_ensemble(sub) -> None:
+    from cnntricks.ensemble.fusion import FUSIONS
+    ensemble = sub.add_parser(
+        "ensemble", help="combine trained runs into one classifier (seed §8)",
+        usage="cnntricks ensemble RUN_DIR RUN_DIR [...] --out DIR [--fusion NAME] [--copy] [--json]\n"
+              "       cnntricks ensemble --train [CONFIG.yaml] --seeds K --out DIR [--workers N] [--fusion NAME] "
+              "[section.key=value ...]\n       cnntricks ensemble --snapshots RUN_DIR --out DIR [--fusion NAME]",
+        description="Build an ensemble directory: members (the runs named, --seeds runs of one config trained "
+                    "now, or the snapshots of one run trained with schedule.name=snapshot) and a fusion: mean (of the probabilities), vote (majority), weighted (weights fitted on the "
+                    "validation split for the lowest NLL), stack (a logistic regression on the members' validation "
+                    "log-probabilities), features (early fusion: a logistic regression on the members' penultimate "
+                    "features of the training split). The test split is never fitted on. evaluate, predict and the "
+                    "report read the directory like a run.",
+        epilog="examples:\n  cnntricks ensemble --train --seeds 5 --out ens/seeds\n"
+               "  cnntricks train schedule.name=snapshot schedule.cycles=5 train.epochs=30 --run-dir runs/snap\n"
+               "  cnntricks ensemble --snapshots runs/snap --out ens/snap\n"
+               "  cnntricks ensemble runs/a runs/b runs/c --fusion weighted --out ens/abc\n"
+               "  cnntricks evaluate ens/abc ; cnntricks predict ens/abc a.png",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    ensemble.add_argument("runs", nargs="*", metavar="RUN_DIR", help="member runs (RUN_DIR@CHECKPOINT for another "
+                          "checkpoint than the newest, e.g. runs/a@epoch-0005)")
+    ensemble.add_argument("--out", required=True, metavar="DIR", help="the ensemble directory to write")
+    ensemble.add_argument("--fusion", default="mean", choices=FUSIONS.names(), help="how members combine (default mean)")
+    ensemble.add_argument("--train", nargs="?", const="", default=None, metavar="CONFIG.yaml",
+                          help="train the members now: --seeds runs of this config (none: the default recipe) "
+                               "with train.seed = S, S+1, ... and one validation split, in DIR/members/")
+    ensemble.add_argument("--snapshots", metavar="RUN_DIR",
+                          help="the members are this run's snapshots (one per cycle of schedule.name=snapshot)")
+    ensemble.add_argument("--seeds", type=int, default=5, metavar="K", help="--train: how many members (default 5)")
+    ensemble.add_argument("--workers", type=int, default=1, metavar="N",
+                          help="--train: members trained in N parallel processes (default 1)")
+    ensemble.add_argument("--copy", action="store_true",
+                          help="copy each member's run files and checkpoint into DIR/members/ (default: refer to them)")
+    ensemble.add_argument("--json", action="store_true", help="print summary.json instead of a table")
+
+
 def add_config(sub) -> None:
     cfg = sub.add_parser("config", help="every configuration key, its default and its meaning")
     cfg.add_argument("section", nargs="?", help="only this section (data, optim, ...)")
@@ -159,6 +195,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_experiment(sub)
     add_doctor(sub)
     add_rebalance(sub)
+    add_ensemble(sub)
     add_probe(sub)
     add_config(sub)
     return parser

@@ -35,6 +35,7 @@ class DataConfig:
     channels: int | None = None  # 1 (gray) or 3 (RGB); None = what the source has (image-folder: RGB)
     val_fraction: float = 0.1  # share of the training split held out (stratified, seeded) for every decision
     test_fraction: float = 0.2  # share carved out as the test split when the source has none (digits, one-level image folders, npz without x_test)
+    split_seed: int | None = None  # seeds the validation split, data.subset and data.imbalance; None = train.seed (an ensemble's members share one: cnntricks ensemble --train sets it)
     subset: int | None = None  # keep N training images (stratified) for quick runs; None = all
     imbalance: float | None = None  # long-tailed training split: the largest class keeps ρ times the images of the smallest (Cui et al. 2019; 100 = CIFAR-10-LT's hardest); validation and test stay as they were; None = as the source gives it
     imbalance_profile: Literal["exp", "step"] = "exp"  # exp: class i keeps n·ρ^(-i/(C-1)) images; step: the first half of the classes n, the rest n/ρ (Cao et al. 2019)
@@ -110,13 +111,14 @@ class OptimConfig:
 
 @dataclass
 class ScheduleConfig:
-    name: Literal["onecycle", "plateau", "step", "cosine", "constant"] = "cosine"  # learning-rate schedule; cosine reached 93% on Fashion-MNIST fastest here (README)
+    name: Literal["onecycle", "plateau", "step", "cosine", "constant", "snapshot"] = "cosine"  # learning-rate schedule; cosine reached 93% on Fashion-MNIST fastest here (README); snapshot = cosine restarted schedule.cycles times, the model kept at each cycle's end (seed §8: a snapshot ensemble)
     warmup_epochs: float = 1.0  # linear warm-up from 0 over this many epochs (plateau, step, cosine, constant)
     peak_fraction: float = 0.25  # onecycle: share of training spent rising linearly to the peak LR
     final_fraction: float = 0.0  # onecycle / cosine: LR at the end as a share of the peak
     plateau_divide: float = 2.0  # seed §4: "divide the LR by 2 (or by 5)" when validation stops improving
     plateau_patience: int = 2  # epochs without validation improvement before dividing
     min_lr: float = 1e-5  # plateau: never divide below this
+    cycles: int = 5  # snapshot: cosine cycles in train.epochs (a multiple of it); one snapshot per cycle (Huang et al. 2017: M = 5 or 6)
     step_epochs: int = 10  # step: divide every this many epochs
     step_divide: float = 10.0  # step: divide the LR by this
 
@@ -176,7 +178,8 @@ class ImbalanceConfig:
     two_stage: bool = False  # the seed's two-stage fine-tuning: first the head classes (imbalance.head_min images or more), then the tail classes with a share of the head's replayed; train.epochs is both stages
     head_min: int | None = None  # two_stage: the head classes have at least this many training images; None = at least the median class's
     stage2_epochs: int | None = None  # two_stage: epochs of the second stage (the tail); None = half of train.epochs
-    stage2_lr: float = 0.1  # two_stage: the second stage's peak LR as a share of optim.lr (seed §4: fine-tune with a smaller LR), its schedule started again without warm-up
+    stage2_lr: float = 1.0  # two_stage: the second stage's peak LR as a share of optim.lr, its schedule started again without warm-up (the seed §4 fine-tuning's 0.1 left the rarest classes at 0% recall: README, Class imbalance)
+    stage2_passes: int | None = None  # two_stage: passes over the tail (with its replayed head share) in one second-stage epoch; None = as many as make it about as long as a first-stage epoch
     replay: float = 0.1  # two_stage: the share of each head class's images trained again beside the tail in the second stage, redrawn each epoch
     keep_head_rows: bool = True  # two_stage: the head classes' classifier rows stay as the first stage left them
     sampler: Literal["none", "oversample", "undersample", "class_balanced", "sqrt", "progressive"] = "none"  # the order of the training images (seed, Misc: up- and down-sampling): none = a permutation; oversample = every class repeated up to the largest's count; undersample = every class cut to the smallest's, redrawn each epoch; class_balanced = each class equally likely; sqrt = ∝ √count; progressive = from as-is to class_balanced over training
@@ -267,6 +270,8 @@ _RANGES: dict[str, tuple[typing.Callable[[Any], bool], str]] = {
     "imbalance.head_min": (lambda v: v is None or v >= 1, ">= 1 training images"),
     "imbalance.stage2_epochs": (lambda v: v is None or v >= 1, ">= 1"),
     "imbalance.stage2_lr": (lambda v: v > 0, "> 0 (a share of optim.lr)"),
+    "schedule.cycles": (lambda v: v >= 2, ">= 2 (one cycle is the cosine schedule)"),
+    "imbalance.stage2_passes": (lambda v: v is None or v >= 1, ">= 1"),
     "imbalance.replay": (lambda v: 0 <= v <= 1, "in [0, 1] (a share of each head class)"),
     "imbalance.minority_below": (lambda v: v is None or v >= 1, ">= 1 training images"),
 }

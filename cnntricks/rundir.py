@@ -24,6 +24,8 @@ nothing else. It sits at the bottom of the package and imports nothing else of c
                            newest; the two newest are kept (train/checkpoint.py writes them).
                            epoch-NNNN-step-SSSSSSSS/: a checkpoint inside epoch NNNN+1, written
                            when a signal stops the run (state.json's "mid_epoch" says where)
+      snapshots/cycle-NN/  schedule.name=snapshot: the weights at the end of each cosine cycle
+                           (model.safetensors, state.json with the epoch and its checksum)
       .lock                the lock a process holds while it writes the run (`hold_run_dir`)
       attempts/<n>/        doctor.mode=fix only: an attempt abandoned to start again with a corrected
                            config (config.yaml, history.jsonl, stats.jsonl, restart.json: the ids,
@@ -68,6 +70,9 @@ from typing import Callable
 CONFIG, DATA, PREPROCESS, FANCY_PCA = "config.yaml", "data.json", "preprocess.json", "fancy_pca.json"
 HISTORY, STATS, SUMMARY, MISCLASSIFIED = "history.jsonl", "stats.jsonl", "summary.json", "misclassified.npz"
 CHECKPOINTS, ATTEMPTS, LOCK, TRANSFER = "checkpoints", "attempts", ".lock", "transfer.json"
+SNAPSHOTS = "snapshots"  # schedule.name=snapshot: snapshots/cycle-NN/ (model.safetensors, state.json) per cycle
+# what a copy of a run needs beside one checkpoint to predict and be diagnosed as the run (rebalance, ensembles)
+RUN_FILES = (CONFIG, DATA, PREPROCESS, "preprocess.safetensors", FANCY_PCA, HISTORY, STATS)
 CHECKPOINT_FILES = ("model.safetensors", "state.safetensors")  # their size and SHA-256 are in state.json
 CHECKPOINT_NAME = re.compile(r"epoch-\d{4,}(-step-\d{8,})?")  # what checkpoints/latest may name
 SUMMARY_KEYS = ("test_acc", "test_loss", "test_balanced_acc", "test_macro_f1", "test_shot_acc", "best_val_acc",

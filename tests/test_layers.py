@@ -19,6 +19,7 @@ LAYERS = (
     ("train",),
     ("monitor", "doctor"),
     ("session",),
+    ("ensemble",),
     ("report",),
     ("experiments",),
     ("cli_parser",),

@@ -29,6 +29,7 @@ from cnntricks.data import SOURCES
 from cnntricks.doctor import CHECKS  # the package registers every check
 from cnntricks.doctor.evidence import Evidence
 from cnntricks.doctor.findings import Finding
+from cnntricks.ensemble.fusion import FUSIONS, Outputs
 from cnntricks.experiments import EXPERIMENTS
 from cnntricks.nn.activations import ACTIVATIONS, create_activation, width_factor
 from cnntricks.nn.init import INITS, SYMMETRIC, resolve_scheme
@@ -42,7 +43,7 @@ from cnntricks.transfer import STRATEGIES, layer_groups
 REGISTRIES = {"SOURCES": SOURCES, "POLICIES": POLICIES, "OPERATIONS": OPERATIONS, "MIXINGS": MIXINGS,
               "NORMALIZATIONS": NORMALIZATIONS, "WHITENINGS": WHITENINGS, "ACTIVATIONS": ACTIVATIONS,
               "INITS": INITS, "MODELS": MODELS, "OPTIMIZERS": OPTIMIZERS, "SCHEDULES": SCHEDULES,
-              "CHECKS": CHECKS, "EXPERIMENTS": EXPERIMENTS, "STRATEGIES": STRATEGIES}
+              "CHECKS": CHECKS, "EXPERIMENTS": EXPERIMENTS, "STRATEGIES": STRATEGIES, "FUSIONS": FUSIONS}
 
 # config key -> the registry its value is looked up in
 CONFIG_KEYS = {"data.source": SOURCES, "augment.policy": POLICIES, "preprocess.normalize": NORMALIZATIONS,
@@ -232,6 +233,17 @@ def build_experiment(name, tmp_path):
     assert list(parameters)[:1] == ["out_dir"] and {"seed", "seeds", "budget", "data"} <= set(parameters)
 
 
+def build_fusion(name, tmp_path):
+    generator = torch.Generator().manual_seed(0)
+    labels = torch.arange(30) % 3
+    outputs = Outputs([torch.randn(30, 3, generator=generator) for _ in range(2)], labels,
+                      [torch.randn(30, 4, generator=generator) for _ in range(2)])
+    fusion = FUSIONS.create(name)
+    fusion.fit(outputs, outputs)
+    log_probs = fusion.log_probs(outputs)
+    assert log_probs.shape == (30, 3) and torch.allclose(log_probs.exp().sum(1), torch.ones(30), atol=1e-5)
+
+
 def build_strategy(name, tmp_path):
     model = create_model(config.ModelConfig(width=4, depth=2), 3, 4, (8, 8))
     plan = STRATEGIES.create(name, config.TransferConfig(strategy=name), layer_groups(model))
@@ -242,7 +254,7 @@ BUILDERS = {"SOURCES": build_source, "POLICIES": build_policy, "OPERATIONS": bui
             "MIXINGS": build_mixing, "NORMALIZATIONS": build_normalization, "WHITENINGS": build_whitening,
             "ACTIVATIONS": build_activation, "INITS": build_init, "MODELS": build_model,
             "OPTIMIZERS": build_optimizer, "SCHEDULES": build_schedule, "CHECKS": build_check,
-            "EXPERIMENTS": build_experiment, "STRATEGIES": build_strategy}
+            "EXPERIMENTS": build_experiment, "STRATEGIES": build_strategy, "FUSIONS": build_fusion}
 
 
 def test_every_registry_has_a_builder():

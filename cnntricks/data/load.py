@@ -3,7 +3,8 @@
 `load_splits` is the one entry point of the training stage:
   1. the source (data.source) gives its training and test splits;
   2. a stratified validation split of data.val_fraction is carved from training, seeded with
-     the run's seed (it is part of the training data, so it may differ per seed);
+     data.split_seed, else the run's seed (it is part of the training data, so it may differ per
+     seed; an ensemble's members share one split_seed, so they validate on the same images);
   3. data.subset keeps N training images (stratified, seeded, from what step 2 left) and
      shrinks the validation split in the same proportion, so validation stays data.val_fraction
      of the data in use and a quick run stays quick (a subset of 1000 Fashion-MNIST images
@@ -131,6 +132,7 @@ def _format(store: Store, cfg: DataConfig) -> Store:
 
 def load_splits(cfg: DataConfig, seed: int) -> Splits:
     """Train, validation and test stores of data.source, as the module docstring describes."""
+    seed = cfg.split_seed if cfg.split_seed is not None else seed
     train, test = SOURCES.get(cfg.source)(cfg, seed)
     where = _where(cfg)
     if test is not None and test.classes != train.classes:

@@ -63,7 +63,7 @@ class Sampler:
 def sampler_for(cfg: ImbalanceConfig, labels: torch.Tensor, epochs: int) -> Sampler:
     """The run's sampler (imbalance.*): two_stage, or imbalance.sampler with its minority crops."""
     if cfg.two_stage:
-        return two_stage(labels, epochs, stage2_epochs(cfg, epochs), cfg.head_min, cfg.replay)
+        return two_stage(labels, epochs, stage2_epochs(cfg, epochs), cfg.head_min, cfg.replay, cfg.stage2_passes)
     return create_sampler(cfg.sampler, labels, cfg.minority_crops, cfg.minority_below)
 
 
@@ -184,12 +184,13 @@ def head_classes(labels: torch.Tensor, head_min: int | None) -> list[int]:
     return [c for c, n in enumerate(counts) if n and c not in minority]
 
 
-def two_stage(labels: torch.Tensor, epochs: int, stage2_epochs: int, head_min: int | None, replay: float
-              ) -> Sampler:
+def two_stage(labels: torch.Tensor, epochs: int, stage2_epochs: int, head_min: int | None, replay: float,
+              passes: int | None = None) -> Sampler:
     """The seed's two-stage fine-tuning for imbalance: the classes split into head (many images) and tail;
     the first `epochs - stage2_epochs` epochs are permutations of the head classes' images, the rest
-    permutations of the tail classes' images with a share `replay` of the head's, redrawn each epoch,
-    stratified by class."""
+    `passes` permutations each of the tail classes' images with a share `replay` of the head's, redrawn
+    each pass, stratified by class. passes None: as many as make a second-stage epoch about as long as a
+    first-stage one (a tail of 1% of the images would otherwise get a few steps in all)."""
     head = head_classes(labels, head_min)
     is_head = torch.isin(labels, torch.tensor(head, device=labels.device))
     head_index, tail_index = torch.nonzero(is_head).flatten(), torch.nonzero(~is_head).flatten()
@@ -200,11 +201,16 @@ def two_stage(labels: torch.Tensor, epochs: int, stage2_epochs: int, head_min: i
     per_class = [torch.nonzero(labels == c).flatten() for c in head]
     kept = [round(replay * len(members)) for members in per_class]
     stage1 = epochs - stage2_epochs
+    per_pass = len(tail_index) + sum(kept)
+    passes = passes if passes is not None else max(1, round(len(head_index) / per_pass))
+
+    def one_pass(generator: torch.Generator) -> torch.Tensor:
+        replayed = [shuffled(members, generator)[:k] for members, k in zip(per_class, kept)]
+        return shuffled(torch.cat([tail_index, *replayed]), generator)
 
     def draw(s: Sampler, generator: torch.Generator, progress: float) -> torch.Tensor:
         if round(progress * epochs) < stage1:
             return shuffled(head_index, generator)
-        replayed = [shuffled(members, generator)[:k] for members, k in zip(per_class, kept)]
-        return shuffled(torch.cat([tail_index, *replayed]), generator)
+        return torch.cat([one_pass(generator) for _ in range(passes)])
     return Sampler("two_stage", labels, len(head_index), draw,
-                   stages=[(stage1, len(head_index)), (stage2_epochs, len(tail_index) + sum(kept))], head=head)
+                   stages=[(stage1, len(head_index)), (stage2_epochs, passes * per_pass)], head=head)

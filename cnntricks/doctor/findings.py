@@ -16,7 +16,7 @@ SEVERITIES = ("info", "warning", "error")  # in rising order; a healthy run has 
 IDS = ("lr_diverged", "lr_too_high", "lr_too_low", "batch_too_small", "overfitting", "underfitting",
        "plateau", "dead_relu", "saturation", "vanishing_gradient", "exploding_gradient", "bad_init",
        "symmetric_init", "noisy_filters", "unnormalized_input", "nonfinite", "at_chance", "too_short",
-       "over_regularized", "class_imbalance", "unreadable", "unchecked")
+       "over_regularized", "class_imbalance", "ensemble_no_gain", "ensemble_alike", "unreadable", "unchecked")
 
 
 @dataclass

@@ -19,7 +19,8 @@ from cnntricks.config import Config
 from cnntricks.nn.models import ImageSizeWarning, create_model
 from cnntricks.transfer.strategy import cut_above_stage, parse_strategy
 from cnntricks.preprocess.pipeline import Preprocess, load_preprocess, model_input_shape
-from cnntricks.rundir import CONFIG, DATA, RunDirectoryError, find_checkpoint, read_json
+from cnntricks.rundir import (CHECKPOINTS, CONFIG, DATA, SNAPSHOTS, DamagedFileError, RunDirectoryError,
+                              checkpoint_folders, checkpoint_problem, find_checkpoint, read_json)
 from cnntricks.train.checkpoint import load_model_weights
 from cnntricks.train.device import autocast, resolve_device, resolve_precision
 
@@ -140,6 +141,25 @@ class Predictor:
         return predict_logits(self.model, images, self.preprocess, device=self.device, precision=self.precision,
                               tta=self.tta, batch_size=self.batch_size, channels_last=self.channels_last)
 
+    @torch.no_grad()
+    def features(self, images: torch.Tensor) -> torch.Tensor:
+        """(N, F) float32 penultimate features as the model's head reads them (with TTA the mean of the
+        image's and its mirror's: the head is linear, so the logits are the head of that mean)."""
+        model, parts = self.model, []
+        was_training = model.training
+        model.eval()
+        for start in range(0, len(images), self.batch_size):
+            batch = self.preprocess(images[start:start + self.batch_size].to(self.device))
+            if self.channels_last:
+                batch = batch.contiguous(memory_format=torch.channels_last)
+            with autocast(self.device, self.precision):
+                found = model.forward_features(batch).float()
+                if self.tta:
+                    found = (found + model.forward_features(batch.flip(-1)).float()) / 2
+            parts.append(found.cpu())
+        model.train(was_training)
+        return torch.cat(parts)
+
     def evaluate(self, store, keep_logits: bool = False) -> dict:
         """{"loss", "acc", "per_class" (with "name"), "confusion"} on a uint8 store (+ "logits")."""
         logits = self.logits(store.images)
@@ -147,6 +167,22 @@ class Predictor:
         for row in result["per_class"]:
             row["name"] = self.classes[row["class"]]
         return {**result, "logits": logits} if keep_logits else result
+
+
+def chosen_checkpoint(run_dir: Path, checkpoint: str | Path) -> Path:
+    """The checkpoint folder `checkpoint` names, with intact weights: a path inside the run
+    ("checkpoints/epoch-0005", "snapshots/cycle-02"), a folder name under checkpoints/, or a path."""
+    name = Path(checkpoint)
+    candidates = [name] if name.is_absolute() else [run_dir / name, run_dir / CHECKPOINTS / name, name]
+    folder = next((c for c in candidates if c.is_dir()), None)
+    if folder is None:
+        kept = [f"{CHECKPOINTS}/{f.name}" for f in reversed(checkpoint_folders(run_dir))]
+        kept += [f"{SNAPSHOTS}/{f.name}" for f in sorted((run_dir / SNAPSHOTS).glob("cycle-*"))]
+        raise RunDirectoryError(f"{run_dir} has no checkpoint {checkpoint} (kept: {', '.join(kept) or 'none'})")
+    problem = checkpoint_problem(folder, weights_only=True)  # predicting needs the weights only
+    if problem is not None:
+        raise DamagedFileError(f"checkpoint {folder} is damaged ({problem}); choose another")
+    return folder
 
 
 @dataclass
@@ -157,14 +193,14 @@ class LoadedRun:
     predictor: Predictor
 
 
-def load_predictor(run_dir: str | Path, overrides: list[str] = ()) -> LoadedRun:
-    """A trained run's newest checkpoint, ready to predict (`overrides` may change data or train keys)."""
+def load_predictor(run_dir: str | Path, overrides: list[str] = (), checkpoint: str | Path | None = None) -> LoadedRun:
+    """A trained run's newest checkpoint (or `checkpoint`: see `chosen_checkpoint`), ready to predict (`overrides` may change data or train keys)."""
     run_dir = Path(run_dir)
     if not (run_dir / CONFIG).exists():
         raise RunDirectoryError(f"{run_dir} is not a run directory (no config.yaml); "
                                 f"runs are written by cnntricks train, in runs/ by default")
-    last = find_checkpoint(run_dir)  # the newest intact one, saying which damaged ones it passed over
-    if last is None:
+    last = chosen_checkpoint(run_dir, checkpoint) if checkpoint is not None else find_checkpoint(run_dir)
+    if last is None:  # find_checkpoint: the newest intact one, saying which damaged ones it passed over
         raise RunDirectoryError(f"{run_dir} has no checkpoint yet; train it first "
                                 f"(cnntricks train --resume {run_dir})")
     cfg = config_module.load(run_dir / CONFIG, list(overrides))

@@ -48,6 +48,7 @@ from cnntricks.train.plugins import EVENTS, History, Progress, Restart, Rollback
 from cnntricks.train.race import choose
 from cnntricks.train.resolve import resolve
 from cnntricks.train.schedule import create_schedule
+from cnntricks.train.snapshots import snapshot_plugins
 from cnntricks.train.stages import stage_plugins
 
 __all__ = ["fit", "Trainer", "TrainerState", "TrainingDiverged", "RunDirectoryError", "Interrupted"]
@@ -162,7 +163,7 @@ class Trainer:
                                               self.device, self.precision)
         self.history = History(self.run_dir, cfg.train.log_every)
         self.plugins = [self.history, *([Progress()] if progress else []), *transfer_plugins(self.transfer),
-                        *stage_plugins(cfg, self.sampler), *callbacks]
+                        *stage_plugins(cfg, self.sampler), *snapshot_plugins(cfg), *callbacks]
         self.hooks = {event: [getattr(p, event) for p in self.plugins if hasattr(p, event)] for event in EVENTS}
         # Reading a loss back to the host waits for the device. On a CPU that costs nothing, so every
         # step is checked; on CUDA the losses are read every few steps to keep the GPU queue full.

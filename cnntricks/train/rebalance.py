@@ -24,8 +24,8 @@ from pathlib import Path
 import torch
 
 from cnntricks.config import ConfigError
-from cnntricks.rundir import (CHECKPOINTS, CONFIG, DATA, FANCY_PCA, HISTORY, PREPROCESS, STATS, SUMMARY,
-                              RunDirectoryError, checkpoint_files, read_json, save_tensors, write_atomic, write_json)
+from cnntricks.rundir import (CHECKPOINTS, RUN_FILES, SUMMARY, RunDirectoryError, checkpoint_files, read_json,
+                              save_tensors, write_atomic, write_json)
 from cnntricks.train.checkpoint import model_tensors
 from cnntricks.transfer.head import fit_classifier
 from cnntricks.train.inference import load_predictor, metrics, shot_accuracy
@@ -33,26 +33,6 @@ from cnntricks.train.inference import load_predictor, metrics, shot_accuracy
 METHODS = ("logit_adjust", "tau_norm", "crt")
 TAUS = {"logit_adjust": [i / 4 for i in range(13)], "tau_norm": [i / 10 for i in range(21)]}  # 0..3, 0..2
 REBALANCE = "rebalance.json"
-RUN_FILES = (CONFIG, DATA, PREPROCESS, "preprocess.safetensors", FANCY_PCA, HISTORY, STATS)
-
-
-@torch.no_grad()
-def features(predictor, images: torch.Tensor) -> torch.Tensor:
-    """(N, F) float32 features as the predictor feeds the model (its preprocessing; with TTA the mean
-    of the image's and its mirror's: the head is linear, so the logits are the head of that mean)."""
-    model, parts = predictor.model, []
-    was_training = model.training
-    model.eval()
-    for start in range(0, len(images), predictor.batch_size):
-        batch = predictor.preprocess(images[start:start + predictor.batch_size].to(predictor.device))
-        if predictor.channels_last:
-            batch = batch.contiguous(memory_format=torch.channels_last)
-        found = model.forward_features(batch).float()
-        if predictor.tta:
-            found = (found + model.forward_features(batch.flip(-1)).float()) / 2
-        parts.append(found.cpu())
-    model.train(was_training)
-    return torch.cat(parts)
 
 
 def adjusted_head(method: str, weight: torch.Tensor, bias: torch.Tensor, counts: torch.Tensor,
@@ -107,12 +87,12 @@ def rebalance(run_dir: str | Path, out_dir: str | Path, method: str, tau: float 
     val = splits.val if len(splits.val) else splits.train
     val_name = "validation" if len(splits.val) else "training (no validation split)"
     say(f"rebalance {run_dir} by {method}: features of {len(val)} {val_name} images")
-    val_features = features(predictor, val.images)
+    val_features = predictor.features(val.images)
     before = head_metrics(val_features, val.labels, weight, bias)
     searched = []
     if method == "crt":
         say(f"  features of {len(splits.train)} training images; the head fitted again, class-balanced")
-        new_weight, new_bias = retrained_head(features(predictor, splits.train.images), splits.train.labels,
+        new_weight, new_bias = retrained_head(predictor.features(splits.train.images), splits.train.labels,
                                               len(counts), cfg.train.seed)
     else:
         taus = [tau] if tau is not None else TAUS[method]

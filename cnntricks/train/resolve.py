@@ -35,6 +35,22 @@ class Resolved:
     monitor_every: int | None  # train.monitor: sample every N steps, None when off
 
 
+def check_snapshot(cfg: Config) -> None:
+    """schedule.name=snapshot: a cycle is one epoch or more, the warm-up inside the first, one schedule."""
+    from cnntricks.train.schedule import cycle_ends
+    cycles, epochs = cfg.schedule.cycles, cfg.train.epochs
+    if cycles > epochs:
+        raise ConfigError(f"schedule.cycles={cycles} is more than train.epochs={epochs}: a snapshot cycle is one "
+                          f"epoch or more; lower schedule.cycles or raise train.epochs")
+    first = cycle_ends(epochs, cycles)[0]
+    if cfg.schedule.warmup_epochs >= first:
+        raise ConfigError(f"schedule.warmup_epochs={cfg.schedule.warmup_epochs:g} fills the first snapshot cycle "
+                          f"({first} epochs); lower it, or use fewer schedule.cycles")
+    if cfg.imbalance.two_stage:
+        raise ConfigError("schedule.name=snapshot does not combine with imbalance.two_stage (which restarts the "
+                          "schedule once itself); choose one")
+
+
 def absolute_paths(cfg: Config) -> Config:
     """A copy with data.root, data.cache_dir and model.pretrained absolute, so evaluate (and a resume)
     work from any folder later."""
@@ -94,6 +110,8 @@ def resolve(cfg: Config, data: dict | None = None, saved: Config | None = None, 
                           f"{cfg.train.epochs} for the first stage; train.epochs counts both stages")
     if imbalance.two_stage and cfg.train.epochs < 2:
         raise ConfigError("imbalance.two_stage needs train.epochs >= 2: one or more epochs per stage")
+    if cfg.schedule.name == "snapshot":
+        check_snapshot(cfg)
     if saved is not None:
         check_resume(saved, cfg, run_dir)
     try:

@@ -10,7 +10,7 @@ The step-driven schedules are pure functions of the step (nanoGPT's `get_lr`), r
 the plateau rule is the one schedule with state, which lives in `Schedule.state_dict()` so a
 resumed run divides at the same epoch as an uninterrupted one.
 
-Registry: `SCHEDULES` (schedule.name) - onecycle, cosine, step, constant, plateau.
+Registry: `SCHEDULES` (schedule.name) - onecycle, cosine, snapshot, step, constant, plateau.
 """
 from __future__ import annotations
 
@@ -59,6 +59,29 @@ def cosine(cfg: ScheduleConfig, step: int, total_steps: int, steps_per_epoch: in
     warmup = warmup_steps(cfg, steps_per_epoch)
     fall = (step - warmup) / max(total_steps - warmup, 1)
     return cfg.final_fraction + (1 - cfg.final_fraction) * 0.5 * (1 + math.cos(math.pi * fall))
+
+
+def cycle_ends(epochs: int, cycles: int) -> list[int]:
+    """The epochs (1-based) at which the snapshot schedule's cycles end: as even as whole epochs allow
+    (12 epochs, 5 cycles: 2, 5, 7, 10, 12)."""
+    return [round(k * epochs / cycles) for k in range(1, cycles + 1)]
+
+
+@SCHEDULES.register("snapshot")
+@with_warmup
+def snapshot(cfg: ScheduleConfig, step: int, total_steps: int, steps_per_epoch: int) -> float:
+    """Cosine annealing restarted schedule.cycles times (Huang et al. 2017, "Snapshot ensembles"): each
+    cycle, whole epochs long (`cycle_ends`), falls from the peak to final_fraction, and the model at each
+    cycle's end is a member (train/snapshots.py keeps it). The first cycle's fall starts after the warm-up."""
+    epochs = max(1, round(total_steps / steps_per_epoch))
+    start = 0
+    for end in (e * steps_per_epoch for e in cycle_ends(epochs, cfg.cycles)):
+        if step < end or end >= total_steps:
+            break
+        start = end
+    begin = max(start, warmup_steps(cfg, steps_per_epoch)) if start == 0 else start
+    position = (step - begin) / max(end - begin, 1)
+    return cfg.final_fraction + (1 - cfg.final_fraction) * 0.5 * (1 + math.cos(math.pi * min(position, 1.0)))
 
 
 @SCHEDULES.register("step")

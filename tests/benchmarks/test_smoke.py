@@ -306,3 +306,17 @@ def test_sampler_cost_smoke_prints_every_sampler_and_its_share():
     for name in ("none", "oversample", "undersample", "class_balanced", "sqrt", "progressive", "two_stage"):
         find(rf"^{name}\s+(\d+)\s+{NUMBER} ms\s+{NUMBER} us\s+{NUMBER}%$", text)
     find(r"^worst sampler share of a step: (\d+\.\d+)% \(target < 2%: (met|not met)\)$", text)
+
+
+def test_ensemble_gain_smoke_prints_members_ensembles_and_the_predict_cost(tmp_path):
+    script = str(BENCHMARKS / "ensemble_gain.py")
+    text = run_script(script, "--smoke", "--json", str(tmp_path / "gain.json"), timeout=300, checkout=True)
+    for name in ("seed member seed-0", "seed member seed-1", "seed ensemble \\(mean\\)", "snapshot snap@cycle-01",
+                 "snapshot snap@cycle-02", "snapshot ensemble \\(mean\\)"):
+        find(rf"^{name}\s+{NUMBER}%\s+{NUMBER}$", text)
+    find(r"^seed ensemble over its best member: ([+-]\d+\.\d+) points", text)
+    find(r"^snapshot ensemble over the mean member: ([+-]\d+\.\d+) points", text)
+    ratio = float(find(r"^predict 50 PNG files: .* (\d+\.\d+)x \(target", text)[0])
+    figures = json.loads((tmp_path / "gain.json").read_text())
+    assert figures["predict_seconds"]["ratio"] == pytest.approx(ratio, abs=0.006) and figures["seeds"] == 2
+    assert len(figures["seed_members"]) == 2 and len(figures["snapshot_members"]) == 2

@@ -103,7 +103,7 @@ def test_minority_crops_add_copies_of_the_rare_classes_only():
 
 def test_two_stage_orders_the_head_first_then_the_tail_with_a_replayed_share():
     from cnntricks.data.samplers import two_stage
-    sampler = two_stage(LABELS, epochs=4, stage2_epochs=2, head_min=None, replay=0.1)  # median 62.5: head 0, 1
+    sampler = two_stage(LABELS, epochs=4, stage2_epochs=2, head_min=None, replay=0.1, passes=1)  # median 62.5
     assert sampler.head == [0, 1] and sampler.stages == [(2, 500), (2, 29 + 40 + 10)]
     assert [sampler.epoch_size(e) for e in range(4)] == [500, 500, 79, 79]
     generator = torch.Generator().manual_seed(0)
@@ -112,6 +112,18 @@ def test_two_stage_orders_the_head_first_then_the_tail_with_a_replayed_share():
     second = sampler.order(generator, 2 / 4)
     assert torch.bincount(LABELS[second], minlength=4).tolist() == [40, 10, 25, 4]
     assert len(set(second.tolist())) == 79
+
+
+def test_two_stage_passes_the_tail_until_an_epoch_is_as_long_as_the_first_stages():
+    from cnntricks.data.samplers import two_stage
+    sampler = two_stage(LABELS, epochs=4, stage2_epochs=2, head_min=None, replay=0.1)  # 500 / 79: 6 passes
+    assert sampler.stages == [(2, 500), (2, 6 * 79)]
+    order = sampler.order(torch.Generator().manual_seed(0), 2 / 4)
+    assert len(order) == 474 and torch.bincount(LABELS[order], minlength=4).tolist() == [240, 60, 150, 24]
+    tail = order[LABELS[order] >= 2]
+    assert set(torch.bincount(tail).tolist()) - {0} == {6}  # every tail image once a pass
+    replayed = order[LABELS[order] < 2]
+    assert len(set(replayed.tolist())) > 50  # the head's share is redrawn each pass
 
 
 def test_two_stage_needs_tail_classes():

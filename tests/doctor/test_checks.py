@@ -67,7 +67,7 @@ def test_a_healthy_run_has_no_finding_above_info(tmp_path):
 
 
 def test_every_finding_id_is_documented_and_stable():
-    assert len(IDS) == 22 and "lr_diverged" in IDS and "at_chance" in IDS and "unnormalized_input" in IDS
+    assert len(IDS) == 24 and "lr_diverged" in IDS and "at_chance" in IDS and "unnormalized_input" in IDS
     assert IDS[-2:] == ("unreadable", "unchecked")  # about the evidence itself (data_checks.py)
 
 

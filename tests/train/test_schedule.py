@@ -141,3 +141,35 @@ def test_a_staged_schedule_starts_each_stage_again_at_its_share_without_warm_up(
     assert staged.lr(40) == pytest.approx(0.01)  # the second stage: its peak at once, a tenth
     assert staged.lr(50) == pytest.approx(0.005) and staged.lr(59) < 1e-4
     assert staged.total_steps == 60
+
+
+def test_snapshot_is_huang_et_als_restarted_cosine():
+    """Huang et al. 2017, eq. 2: α(t) = α0/2 (cos(π mod(t, ⌈T/M⌉) / ⌈T/M⌉) + 1), M cycles of T steps."""
+    import math
+    assert ScheduleConfig().cycles == 5  # the paper's M for CIFAR (5 or 6)
+    values = lrs("snapshot", total=100, per_epoch=10, cycles=5, warmup_epochs=0)
+    expected = [0.1 / 2 * (math.cos(math.pi * (t % 20) / 20) + 1) for t in range(100)]
+    assert values == pytest.approx(expected)
+
+
+def test_snapshot_cycles_end_on_whole_epochs_after_the_warm_up():
+    from cnntricks.train.schedule import cycle_ends
+    assert cycle_ends(12, 5) == [2, 5, 7, 10, 12] and cycle_ends(30, 5) == [6, 12, 18, 24, 30]
+    values = lrs("snapshot", total=120, per_epoch=10, cycles=5, warmup_epochs=1)
+    assert values[0] == pytest.approx(0.01) and values[10] == pytest.approx(0.1)  # warm-up, then the peak
+    assert values[19] < 0.003 and values[20] == pytest.approx(0.1)  # cycle 1 (2 epochs) ends, cycle 2 restarts
+    assert values[49] < 0.001 and values[50] == pytest.approx(0.1)  # cycle 2: 3 epochs
+    assert values[119] < 0.001
+
+
+def test_snapshot_configs_that_cannot_work_are_refused():
+    from cnntricks.config import ConfigError, load
+    from cnntricks.train.resolve import resolve
+    with pytest.raises(ConfigError, match="schedule.cycles=5 is more than train.epochs=3"):
+        resolve(load(None, ["schedule.name=snapshot", "train.epochs=3"]))
+    with pytest.raises(ConfigError, match="fills the first snapshot cycle"):
+        resolve(load(None, ["schedule.name=snapshot", "train.epochs=5", "schedule.warmup_epochs=1"]))
+    with pytest.raises(ConfigError, match="does not combine with imbalance.two_stage"):
+        resolve(load(None, ["schedule.name=snapshot", "data.source=synthetic", "imbalance.two_stage=true"]))
+    with pytest.raises(ConfigError, match="schedule.cycles"):
+        load(None, ["schedule.cycles=1"])

@@ -13,7 +13,8 @@ BASE = ["data.source=synthetic", "model.width=4", "model.depth=1", "train.thread
 
 
 def test_two_stages_in_one_run_with_the_head_rows_kept(tmp_path):
-    cfg = load(None, [*BASE, "train.epochs=3", "imbalance.stage2_epochs=1", f"data.cache_dir={tmp_path / 'c'}"])
+    cfg = load(None, [*BASE, "train.epochs=3", "imbalance.stage2_epochs=1", "imbalance.stage2_passes=1",
+                      "imbalance.stage2_lr=0.1", f"data.cache_dir={tmp_path / 'c'}"])
     summary = fit(cfg, tmp_path / "run", progress=False)
     counts = summary["train_counts"]  # synthetic: 4 classes; head = at or above the median
     median = sorted(counts)[1:3]
@@ -46,3 +47,11 @@ def test_two_stage_refuses_what_it_cannot_combine():
         resolve(load(None, [*BASE, "imbalance.sampler=oversample"]))
     with pytest.raises(ConfigError, match="leaves no epoch"):
         resolve(load(None, [*BASE, "train.epochs=2", "imbalance.stage2_epochs=2"]))
+
+
+def test_the_second_stage_defaults_are_the_measured_ones():
+    """README, Class imbalance: at the study's ρ = 100 the seed §4 fine-tuning LR (x0.1) and one pass over
+    the tail an epoch left the rarest classes at 0% recall; the full LR and passes as long as a
+    first-stage epoch brought them back."""
+    imbalance = load(None, []).imbalance
+    assert imbalance.stage2_lr == 1.0 and imbalance.stage2_passes is None and imbalance.replay == 0.1

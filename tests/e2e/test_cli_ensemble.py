@@ -1,0 +1,109 @@
+"""`cnntricks ensemble`: members trained with --train --seeds, or runs named; then evaluate, predict and
+the report read the ensemble like a run."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from e2e_helpers import read_json
+from PIL import Image
+
+TINY = ["data.source=digits", "model.width=4", "model.depth=1", "train.epochs=1", "optim.batch_size=64",
+        "doctor.mode=off", "train.monitor=off", "train.threads=1"]
+
+
+def test_train_seeds_then_evaluate_predict_and_report(user):
+    made = user.run("ensemble", "--train", "--seeds", "2", "--out", "ens", "--fusion", "weighted", *TINY)
+    assert made.code == 0, made
+    assert "ensemble (weighted)" in made.out and "gain over the best member" in made.out
+    assert "training member 2 of 2 (train.seed=1)" in made.err
+    ens = user.cwd / "ens"
+    for seed in (0, 1):
+        config = (ens / "members" / f"seed-{seed}" / "config.yaml").read_text()
+        assert "split_seed: 0" in config and f"  seed: {seed}\n" in config  # one validation split, own init
+    assert (ens / "report" / "index.html").is_file() and (ens / "report" / "members.png").is_file()
+    summary = read_json(ens / "summary.json")
+
+    evaluated = user.run("evaluate", "ens", "--json")
+    assert evaluated.code == 0, evaluated
+    result = json.loads(evaluated.out)
+    assert result["acc"] == summary["test_acc"] and len(result["members"]) == 2 and "shot_acc" in result
+    table = user.run("evaluate", "ens")
+    assert "ensemble (weighted)" in table.out and "test accuracy" in table.out
+
+    Image.fromarray(np.full((8, 8), 200, dtype=np.uint8)).save(user.cwd / "x.png")
+    predicted = user.run("predict", "ens", "x.png", "--json")
+    assert predicted.code == 0, predicted
+    top = json.loads(predicted.out)[0]["predictions"]
+    assert len(top) == 3 and 0 < top[0]["probability"] <= 1
+
+    doctor = user.run("doctor", "ens", "--json")
+    assert doctor.code == 0, doctor
+    assert list(json.loads(doctor.out)) == ["ensemble", "seed-0", "seed-1"]
+
+    again = user.run("ensemble", "--train", "--seeds", "2", "--out", "ens", *TINY)
+    assert again.code != 0 and "already an ensemble" in again.err
+
+
+def test_named_runs_with_a_checkpoint_and_overrides_refused(user):
+    for seed in (0, 1):
+        assert user.run("train", *TINY, f"train.seed={seed}", "data.split_seed=0", "--run-dir", f"r{seed}",
+                        "--quiet").code == 0
+    made = user.run("ensemble", "r0@epoch-0001", "r1", "--fusion", "vote", "--out", "v", "--json")
+    assert made.code == 0, made
+    summary = json.loads(made.out)
+    assert summary["fusion"] == "vote" and summary["ensemble"]["members"][0]["name"] == "r0@epoch-0001"
+    wrong = user.run("ensemble", "r0", "r1", "--out", "w", "optim.lr=0.1")
+    assert wrong.code == 2 and "for --train" in wrong.err and not (user.cwd / "w").exists()
+    one = user.run("ensemble", "r0", "--out", "w")
+    assert one.code == 2 and "2 or more members" in one.err
+
+
+def test_a_killed_train_keeps_its_finished_members(user):
+    """The members finished before a kill are kept: a second --train trains only the rest."""
+    from cnntricks.ensemble.train import member_configs, train_members
+    configs = member_configs(None, TINY, 2)
+    train_members(configs[:1], user.cwd / "ens", say=lambda m: None)  # as if killed after member 1
+    said = []
+    train_members(configs, user.cwd / "ens", say=said.append)
+    assert said[0] == f"ensemble: 1 of 2 members already trained in {user.cwd / 'ens' / 'members'}"
+    assert [m for m in said if "training member" in m] == [
+        f"ensemble: training member 1 of 1 (train.seed=1) in {user.cwd / 'ens' / 'members' / 'seed-1'}"]
+    made = user.run("ensemble", "--train", "--seeds", "2", "--out", "ens", *TINY)
+    assert made.code == 0 and "2 of 2 members already trained" in made.err
+
+
+@pytest.mark.slow
+def test_members_train_in_parallel_processes(user):
+    made = user.run("ensemble", "--train", "--seeds", "2", "--workers", "2", "--out", "ens", *TINY)
+    assert made.code == 0, made
+    assert "training 2 members in 2 processes" in made.err
+    for seed in (0, 1):
+        assert (user.cwd / "ens" / "members" / f"seed-{seed}" / "summary.json").is_file()
+
+
+def test_a_snapshot_run_keeps_one_model_per_cycle_and_they_make_an_ensemble(user):
+    trained = user.run("train", *TINY, "train.epochs=4", "schedule.name=snapshot", "schedule.cycles=2",
+                       "schedule.warmup_epochs=0", "--run-dir", "snap", "--quiet")
+    assert trained.code == 0, trained
+    snapshots = user.cwd / "snap" / "snapshots"
+    assert sorted(p.name for p in snapshots.iterdir()) == ["cycle-01", "cycle-02"]
+    assert [read_json(snapshots / c / "state.json")["epoch"] for c in ("cycle-01", "cycle-02")] == [2, 4]
+    events = [json.loads(line) for line in (user.cwd / "snap" / "history.jsonl").read_text().splitlines()]
+    assert [e["epoch"] for e in events if e.get("event") == "snapshot"] == [2, 4]
+    made = user.run("ensemble", "--snapshots", "snap", "--out", "ens", "--copy", "--json")
+    assert made.code == 0, made
+    summary = json.loads(made.out)
+    assert [m["name"] for m in summary["ensemble"]["members"]] == ["snap@cycle-01", "snap@cycle-02"]
+    # the last snapshot is the run's own final model
+    last = summary["ensemble"]["members"][1]["acc"]
+    assert last == read_json(user.cwd / "snap" / "summary.json")["test_acc"]
+    record = read_json(user.cwd / "ens" / "ensemble.json")
+    assert [m["checkpoint"] for m in record["members"]] == ["snapshots/cycle-01", "snapshots/cycle-02"]
+    assert (user.cwd / "ens" / "members" / "snap@cycle-01" / "snapshots" / "cycle-01" / "model.safetensors").is_file()
+
+    plain = user.run("train", *TINY, "--run-dir", "plain", "--quiet")
+    assert plain.code == 0
+    none = user.run("ensemble", "--snapshots", "plain", "--out", "e2")
+    assert none.code == 2 and "has 0 snapshots" in none.err and "schedule.name=snapshot" in none.err
