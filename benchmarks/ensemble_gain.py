@@ -11,6 +11,7 @@ What is measured (the issue's targets are printed beside the figures, not enforc
      seeds' training), the mean ensemble of its K snapshots. Target: it recovers half or more of the
      seeds' gain. The gain of each is measured over the mean member (what one run of that cost scores
      on average); over the best member too for the seeds.
+     The snapshots' weight average (SWA, batch-norm statistics recomputed) is printed beside them.
   3. `predict` on --images test images as PNG files: the ensemble of K (load, decode once per input
      size, one batched pass per member) against one run (load, decode, one pass), median of 3.
      Target: at most 5.5x for K = 5.
@@ -121,6 +122,8 @@ def main(argv: list[str] | None = None) -> int:
         snaps = build_ensemble([(root / "snap", f"{SNAPSHOTS}/{name}") for name in kept], root / "snap-ensemble",
                                "mean", say=quiet)
 
+        from cnntricks.ensemble.swa import average_weights
+        swa = average_weights([(root / "snap", f"{SNAPSHOTS}/{name}") for name in kept], root / "snap-swa", say=quiet)
         files = write_pngs(root / "png", args.images, runs[0])
         single, many = predict_seconds(runs[0], files, False), predict_seconds(root / "seeds", files, True)
     finally:
@@ -137,6 +140,8 @@ def main(argv: list[str] | None = None) -> int:
     for member in snaps["ensemble"]["members"]:
         print(f"{'snapshot ' + member['name']:<28}{100 * member['acc']:>9.2f}%{member['loss']:>9.4f}")
     print(f"{'snapshot ensemble (mean)':<28}{100 * snaps['test_acc']:>9.2f}%{snaps['test_loss']:>9.4f}")
+    swa_after = swa["test_after"]
+    print(f"{'snapshot weight average':<28}{100 * swa_after['acc']:>9.2f}%{swa_after['loss']:>9.4f}")
 
     gain_best = seeds["test_acc"] - info["best_member_acc"]
     gain_mean = seeds["test_acc"] - mean_member
@@ -157,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
             "cpu": cpu_name(), "overrides": overrides, "seeds": args.seeds,
             "seed_members": info["members"], "seed_ensemble": {"acc": seeds["test_acc"], "loss": seeds["test_loss"]},
             "snapshot_members": snaps["ensemble"]["members"],
-            "snapshot_ensemble": {"acc": snaps["test_acc"], "loss": snaps["test_loss"]},
+            "snapshot_ensemble": {"acc": snaps["test_acc"], "loss": snaps["test_loss"]}, "snapshot_swa": swa_after,
             "gain_over_best": gain_best, "gain_over_mean": gain_mean, "snapshot_gain_over_mean": snap_gain,
             "snapshot_share": share, "seeds_seconds": seeds_seconds, "snapshot_seconds": snapshot_seconds,
             "predict_seconds": {"single": single, "ensemble": many, "ratio": ratio, "files": len(files)}},

@@ -305,6 +305,25 @@ def cmd_predict(args) -> int:
     return EXIT_OK
 
 
+def _average_weights(args, sources, say) -> int:
+    from cnntricks.config import ConfigError
+    from cnntricks.ensemble.swa import average_weights
+    if args.train is not None or args.copy or args.fusion != "mean":
+        raise ConfigError("--swa averages checkpoints into one run: it takes no --train, --copy or --fusion")
+    record = average_weights(sources, args.out, say=say)
+    _draw_report(Path(args.out))
+    if args.json:
+        print(json.dumps(record, indent=2))
+        return EXIT_OK
+    if "test_after" in record:
+        before, after = record["test_before"], record["test_after"]
+        print(_table([[f"last checkpoint ({before['member']})", _percent(before["acc"]), f"{before['loss']:.4f}"],
+                      [f"weight average of {len(record['members'])}", _percent(after["acc"]), f"{after['loss']:.4f}"]],
+                     ["model", "test accuracy", "NLL"]))
+    print(f"run: {args.out}  (cnntricks evaluate {args.out} ; cnntricks predict {args.out} IMAGE ...)")
+    return EXIT_OK
+
+
 def cmd_ensemble(args, items: list[str]) -> int:
     from cnntricks.config import ConfigError
     from cnntricks.ensemble import build_ensemble
@@ -339,6 +358,8 @@ def cmd_ensemble(args, items: list[str]) -> int:
             raise ConfigError(f"section.key=value overrides {items} are for --train")
         sources = [(run.rsplit("@", 1)[0], run.rsplit("@", 1)[1]) if "@" in Path(run).name else (run, None)
                    for run in args.runs]
+    if args.swa:
+        return _average_weights(args, sources, say)
     summary = build_ensemble(sources, args.out, args.fusion, copy=args.copy, say=say, members_inside=members_inside)
     _draw_report(Path(args.out))
     if args.json:

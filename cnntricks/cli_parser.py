@@ -142,6 +142,7 @@ def add_ensemble(sub) -> None:
         epilog="examples:\n  cnntricks ensemble --train --seeds 5 --out ens/seeds\n"
                "  cnntricks train schedule.name=snapshot schedule.cycles=5 train.epochs=30 --run-dir runs/snap\n"
                "  cnntricks ensemble --snapshots runs/snap --out ens/snap\n"
+               "  cnntricks ensemble --snapshots runs/snap --swa --out runs/snap-swa\n"
                "  cnntricks ensemble runs/a runs/b runs/c --fusion weighted --out ens/abc\n"
                "  cnntricks evaluate ens/abc ; cnntricks predict ens/abc a.png",
         formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -159,6 +160,9 @@ def add_ensemble(sub) -> None:
                           help="--train: members trained in N parallel processes (default 1)")
     ensemble.add_argument("--copy", action="store_true",
                           help="copy each member's run files and checkpoint into DIR/members/ (default: refer to them)")
+    ensemble.add_argument("--swa", action="store_true",
+                          help="average the members' weights into one run instead (stochastic weight averaging: one "
+                               "architecture, e.g. --snapshots RUN; batch-norm statistics recomputed)")
     ensemble.add_argument("--json", action="store_true", help="print summary.json instead of a table")
 
 

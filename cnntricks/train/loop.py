@@ -103,6 +103,10 @@ def open_run_dir(run_dir: Path, resume: bool) -> Config | None:
         if not (run_dir / CONFIG).exists():
             raise RunDirectoryError(f"--resume {run_dir}: no config.yaml there, so no run to continue; "
                                     f"check the path (runs are in runs/ by default)")
+        if (run_dir / "swa.json").is_file():
+            raise RunDirectoryError(f"--resume {run_dir}: it holds averaged weights (cnntricks ensemble --swa) "
+                                    f"without an optimizer's state; evaluate, predict or diagnose it, or resume "
+                                    f"the run it was averaged from")
         return config_module.load(run_dir / CONFIG)
     if checkpoint_folders(run_dir) or (run_dir / SUMMARY).exists():
         raise RunDirectoryError(f"{run_dir} already holds a run; continue it with --resume {run_dir} "

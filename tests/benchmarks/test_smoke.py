@@ -312,7 +312,7 @@ def test_ensemble_gain_smoke_prints_members_ensembles_and_the_predict_cost(tmp_p
     script = str(BENCHMARKS / "ensemble_gain.py")
     text = run_script(script, "--smoke", "--json", str(tmp_path / "gain.json"), timeout=300, checkout=True)
     for name in ("seed member seed-0", "seed member seed-1", "seed ensemble \\(mean\\)", "snapshot snap@cycle-01",
-                 "snapshot snap@cycle-02", "snapshot ensemble \\(mean\\)"):
+                 "snapshot snap@cycle-02", "snapshot ensemble \\(mean\\)", "snapshot weight average"):
         find(rf"^{name}\s+{NUMBER}%\s+{NUMBER}$", text)
     find(r"^seed ensemble over its best member: ([+-]\d+\.\d+) points", text)
     find(r"^snapshot ensemble over the mean member: ([+-]\d+\.\d+) points", text)
