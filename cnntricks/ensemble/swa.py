@@ -51,10 +51,7 @@ def recompute_batch_norm(predictor, images: torch.Tensor) -> int:
         norm.momentum = None  # a cumulative average over the batches
     was_training = model.training
     model.train()
-    for start in range(0, len(images), predictor.batch_size):
-        batch = predictor.preprocess(images[start:start + predictor.batch_size].to(predictor.device))
-        if predictor.channels_last:
-            batch = batch.contiguous(memory_format=torch.channels_last)
+    for batch in predictor.batches(images):
         model(batch)
     for norm, momentum in zip(norms, momenta):
         norm.momentum = momentum

@@ -141,6 +141,12 @@ class Predictor:
         return predict_logits(self.model, images, self.preprocess, device=self.device, precision=self.precision,
                               tta=self.tta, batch_size=self.batch_size, channels_last=self.channels_last)
 
+    def batches(self, images: torch.Tensor):
+        """The model's inputs: `images` (uint8) preprocessed on the device, batch_size at a time."""
+        for start in range(0, len(images), self.batch_size):
+            batch = self.preprocess(images[start:start + self.batch_size].to(self.device))
+            yield batch.contiguous(memory_format=torch.channels_last) if self.channels_last else batch
+
     @torch.no_grad()
     def features(self, images: torch.Tensor) -> torch.Tensor:
         """(N, F) float32 penultimate features as the model's head reads them (with TTA the mean of the
@@ -148,10 +154,7 @@ class Predictor:
         model, parts = self.model, []
         was_training = model.training
         model.eval()
-        for start in range(0, len(images), self.batch_size):
-            batch = self.preprocess(images[start:start + self.batch_size].to(self.device))
-            if self.channels_last:
-                batch = batch.contiguous(memory_format=torch.channels_last)
+        for batch in self.batches(images):
             with autocast(self.device, self.precision):
                 found = model.forward_features(batch).float()
                 if self.tta:
