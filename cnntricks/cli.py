@@ -324,6 +324,25 @@ def _average_weights(args, sources, say) -> int:
     return EXIT_OK
 
 
+def cmd_tune(args, items: list[str]) -> int:
+    from cnntricks.tune import tune
+    config_file, overrides = _split_overrides(items)
+    say = (lambda message: None) if args.json else (lambda message: print(message, file=sys.stderr, flush=True))
+    result = tune(config_file, overrides, args.space, args.out, args.trials, args.storage, args.workers, args.pruner,
+                  say=say)
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return EXIT_OK
+    rows = [[row["number"], _percent(row["value"]), " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                                                           for k, v in row["params"].items()), row["run_dir"]]
+            for row in result["ranking"][:10]]
+    print(_table(rows, ["trial", "validation accuracy", "parameters", "run"]))
+    counts = result["counts"]
+    print(f"\n{counts['complete']} complete, {counts['pruned']} pruned, {counts['fail']} failed; storage "
+          f"{result['storage']}\nbest runs as an ensemble: cnntricks ensemble --study {args.out} --top 5 --out ens/top5")
+    return EXIT_OK
+
+
 def cmd_ensemble(args, items: list[str]) -> int:
     from cnntricks.config import ConfigError
     from cnntricks.ensemble import build_ensemble
@@ -343,6 +362,11 @@ def cmd_ensemble(args, items: list[str]) -> int:
         check_out_dir(Path(args.out), members_inside=True)
         configs = member_configs(config_file, items, args.seeds, args.workers)
         sources = [(run, None) for run in train_members(configs, args.out, args.workers, say)]
+    elif args.study:
+        from cnntricks.tune import top_runs
+        if args.runs or items:
+            raise ConfigError(f"--study takes the members from a search; drop {args.runs + items}")
+        sources = [(run, None) for run in top_runs(args.study, args.top)]
     elif args.snapshots:
         from cnntricks.rundir import SNAPSHOTS
         if args.runs or items:
@@ -542,7 +566,7 @@ def main(argv: list[str] | None = None) -> int:
 def _dispatch(argv: list[str] | None) -> int:
     parser = build_parser()
     args, unknown = parser.parse_known_args(argv)
-    if unknown and args.command not in ("train", "evaluate", "augment", "preprocess", "probe", "ensemble"):
+    if unknown and args.command not in ("train", "evaluate", "augment", "preprocess", "probe", "ensemble", "tune"):
         parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     from cnntricks.config import ConfigError
     from cnntricks.data import DataError
@@ -564,6 +588,9 @@ def _dispatch(argv: list[str] | None) -> int:
             return cmd_evaluate(args, words[0], words[1:] + overrides)
         if args.command == "predict":
             return cmd_predict(args)
+        if args.command == "tune":
+            words, overrides = _words_and_overrides(unknown)
+            return cmd_tune(args, words + overrides)
         if args.command == "ensemble":
             words, overrides = _words_and_overrides(unknown)
             return cmd_ensemble(args, words + overrides)

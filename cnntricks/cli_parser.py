@@ -143,6 +143,7 @@ def add_ensemble(sub) -> None:
                "  cnntricks train schedule.name=snapshot schedule.cycles=5 train.epochs=30 --run-dir runs/snap\n"
                "  cnntricks ensemble --snapshots runs/snap --out ens/snap\n"
                "  cnntricks ensemble --snapshots runs/snap --swa --out runs/snap-swa\n"
+               "  cnntricks ensemble --study tunes/lr --top 5 --out ens/top5\n"
                "  cnntricks ensemble runs/a runs/b runs/c --fusion weighted --out ens/abc\n"
                "  cnntricks evaluate ens/abc ; cnntricks predict ens/abc a.png",
         formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -155,6 +156,8 @@ def add_ensemble(sub) -> None:
                                "with train.seed = S, S+1, ... and one validation split, in DIR/members/")
     ensemble.add_argument("--snapshots", metavar="RUN_DIR",
                           help="the members are this run's snapshots (one per cycle of schedule.name=snapshot)")
+    ensemble.add_argument("--study", metavar="DIR", help="the members are the best runs of a search (cnntricks tune --out DIR)")
+    ensemble.add_argument("--top", type=int, default=5, metavar="K", help="--study: how many of its best runs (default 5)")
     ensemble.add_argument("--seeds", type=int, default=5, metavar="K", help="--train: how many members (default 5)")
     ensemble.add_argument("--workers", type=int, default=1, metavar="N",
                           help="--train: members trained in N parallel processes (default 1)")
@@ -164,6 +167,33 @@ def add_ensemble(sub) -> None:
                           help="average the members' weights into one run instead (stochastic weight averaging: one "
                                "architecture, e.g. --snapshots RUN; batch-norm statistics recomputed)")
     ensemble.add_argument("--json", action="store_true", help="print summary.json instead of a table")
+
+
+def add_tune(sub) -> None:
+    tune = sub.add_parser(
+        "tune", help="hyper-parameter search on Optuna; every trial a run",
+        usage="cnntricks tune [CONFIG.yaml] --space SPACE.yaml --trials N --out DIR [--storage URL] [--workers N] "
+              "[--pruner {median,halving,none}] [section.key=value ...]",
+        description="Search the config keys of SPACE.yaml (types log, uniform, int, categorical) with Optuna's TPE "
+                    "sampler for the best validation accuracy; each trial is a run directory in DIR/trials/, pruned "
+                    "when its per-epoch validation accuracy falls behind. Storage: SQLite for one worker, a journal "
+                    "file for several on this machine, --storage postgresql://... for workers on several machines. "
+                    "The same command on the same --out continues a killed or finished search.",
+        epilog="space.yaml:\n  optim.lr: {type: log, low: 0.01, high: 1.0}\n"
+               "  model.width: {type: int, low: 16, high: 64, step: 16}\n"
+               "  augment.policy: {type: categorical, choices: [flip, standard]}\n\nexamples:\n"
+               "  cnntricks tune --space space.yaml --trials 40 --out tunes/lr train.epochs=6\n"
+               "  cnntricks ensemble --study tunes/lr --top 5 --out ens/top5",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    tune.add_argument("--space", required=True, metavar="SPACE.yaml", help="the keys to search and their ranges")
+    tune.add_argument("--trials", type=int, required=True, metavar="N", help="finished (complete or pruned) trials wanted")
+    tune.add_argument("--out", required=True, metavar="DIR", help="the search's folder: tune.json, trials/, the storage")
+    tune.add_argument("--storage", metavar="URL", help="an Optuna storage URL (postgresql://user@host/db, sqlite:///f.db); "
+                      "default: OUT/study.db, or OUT/study.journal with --workers > 1")
+    tune.add_argument("--workers", type=int, default=1, metavar="N", help="trials in N parallel processes (default 1)")
+    tune.add_argument("--pruner", choices=["median", "halving", "none"], default="median",
+                      help="stop trials whose validation accuracy falls behind (default median)")
+    tune.add_argument("--json", action="store_true", help="print tune.json instead of a table")
 
 
 def add_config(sub) -> None:
@@ -200,6 +230,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_doctor(sub)
     add_rebalance(sub)
     add_ensemble(sub)
+    add_tune(sub)
     add_probe(sub)
     add_config(sub)
     return parser

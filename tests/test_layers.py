@@ -20,6 +20,7 @@ LAYERS = (
     ("monitor", "doctor"),
     ("session",),
     ("ensemble",),
+    ("tune",),
     ("report",),
     ("experiments",),
     ("cli_parser",),

@@ -1,0 +1,237 @@
+"""`cnntricks tune`: a hyper-parameter search on Optuna over any config keys (tune/space.py).
+
+Every trial is a normal run directory (OUT/trials/trial-NNNN) trained by `session.train`; its value
+is the run's best validation accuracy (maximized), never the test split's. The TPE sampler
+proposes; the pruner (median, or successive halving) stops a trial whose per-epoch validation
+accuracy falls behind (a `TrialReporter` plug-in reports each epoch and stops the run when told).
+A trial that diverges is worth 0.
+
+Storage: SQLite in OUT/study.db for one process; for several local workers, Optuna's journal file
+(OUT/study.journal: SQLite locks up under several writers); `--storage postgresql://...` when
+workers on several machines share one study. OUT/tune.json records the study (storage, name,
+config, overrides, space, target) so `cnntricks tune` on the same OUT continues it and
+`cnntricks ensemble --study OUT --top K` finds its best runs. A search killed mid-trial continues:
+the trial that was running (no live process holds its run) is marked failed and its parameters are
+tried again first.
+"""
+from __future__ import annotations
+
+import datetime
+import os
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
+from pathlib import Path
+
+from cnntricks import config as config_module
+from cnntricks.config import ConfigError
+from cnntricks.rundir import RunDirectoryError, lock_holder, read_json, write_json
+from cnntricks.train.plugins import Stop
+from cnntricks.tune.space import load_space, overrides_of
+
+TUNE, TRIALS = "tune.json", "trials"
+PRUNERS = ("median", "halving", "none")
+STALE_SECONDS = 120  # a RUNNING trial without a run directory this long after its start was killed
+
+
+class TrialReporter:
+    """Loop plug-in: reports each epoch's validation accuracy to the trial; stops the run when pruned."""
+
+    def __init__(self, trial):
+        self.trial = trial
+
+    def on_epoch_end(self, trainer):
+        value = trainer.state.last_epoch.get("val_acc")
+        if value is None:
+            return None
+        self.trial.report(float(value), trainer.state.epoch)
+        return Stop("pruned") if self.trial.should_prune() else None
+
+
+def quiet_optuna():
+    import optuna
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    return optuna
+
+
+def create_pruner(name: str):
+    optuna = quiet_optuna()
+    if name == "median":
+        return optuna.pruners.MedianPruner(n_startup_trials=4, n_warmup_steps=1)
+    if name == "halving":
+        return optuna.pruners.SuccessiveHalvingPruner()
+    return optuna.pruners.NopPruner()
+
+
+def storage_url(out_dir: Path, storage: str | None, workers: int, say=print) -> str:
+    """--storage as given; else SQLite for one process, Optuna's journal file for several."""
+    if storage:
+        return storage
+    if workers > 1:
+        say(f"tune: {workers} workers on one machine: Optuna's journal file storage ({out_dir / 'study.journal'}); "
+            f"SQLite locks up under several writers")
+        return f"journal:{(out_dir / 'study.journal').resolve()}"
+    return f"sqlite:///{(out_dir / 'study.db').resolve()}"
+
+
+def open_storage(url: str):
+    optuna = quiet_optuna()
+    if url.startswith("journal:"):
+        from optuna.storages import JournalStorage
+        from optuna.storages.journal import JournalFileBackend
+        return JournalStorage(JournalFileBackend(url.removeprefix("journal:")))
+    if url.startswith(("postgresql", "mysql")):
+        return optuna.storages.RDBStorage(url, heartbeat_interval=60, grace_period=180)
+    return url  # sqlite:///...: optuna builds it
+
+
+def load_study(record: dict, sampler_seed: int | None = None):
+    optuna = quiet_optuna()
+    sampler = optuna.samplers.TPESampler(seed=sampler_seed) if sampler_seed is not None else None
+    return optuna.create_study(study_name=record["name"], storage=open_storage(record["storage"]),
+                               direction="maximize", load_if_exists=True, sampler=sampler,
+                               pruner=create_pruner(record["pruner"]))
+
+
+def finished(study) -> int:
+    from optuna.trial import TrialState
+    return len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)))
+
+
+def retry_stale(study, say=print) -> int:
+    """Trials left RUNNING by a killed search: failed, their parameters enqueued again."""
+    from optuna.trial import TrialState
+    now = datetime.datetime.now()
+    stale = 0
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        run = trial.user_attrs.get("run_dir")
+        alive = run is not None and Path(run).exists() and lock_holder(run) is not None
+        young = run is None and trial.datetime_start and (now - trial.datetime_start).total_seconds() < STALE_SECONDS
+        if alive or young:
+            continue
+        study.tell(trial.number, state=TrialState.FAIL)
+        study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number})
+        stale += 1
+    if stale:
+        say(f"tune: {stale} trial{'s' if stale != 1 else ''} interrupted by a kill: tried again with the same parameters")
+    return stale
+
+
+def objective_for(record: dict, out_dir: Path, say=print):
+    """The study's objective: train the trial's config, return its best validation accuracy."""
+    from cnntricks.session import train
+    from cnntricks.train.loop import TrainingDiverged
+    from cnntricks.tune.space import parse_param
+    params = [parse_param(key, spec) for key, spec in record["space"].items()]
+
+    def objective(trial):
+        optuna = quiet_optuna()
+        overrides = [*record["overrides"], *overrides_of(params, trial)]
+        cfg = config_module.load(record["config"], overrides)
+        run_dir = out_dir / TRIALS / f"trial-{trial.number:04d}"
+        trial.set_user_attr("run_dir", str(run_dir.resolve()))
+        try:
+            summary = train(cfg, run_dir, progress=False, callbacks=(TrialReporter(trial),))
+        except TrainingDiverged:
+            trial.set_user_attr("diverged", True)
+            say(f"tune: trial {trial.number} diverged: value 0")
+            return 0.0
+        trial.set_user_attr("test_acc", summary.get("test_acc"))
+        if summary.get("stop_reason") == "pruned":
+            say(f"tune: trial {trial.number} pruned at epoch {summary['epochs']}")
+            raise optuna.TrialPruned()
+        value = summary.get("best_val_acc")
+        if value is None:
+            raise ConfigError("tune maximizes the validation accuracy: keep data.val_fraction above 0")
+        say(f"tune: trial {trial.number} finished: validation accuracy {100 * value:.2f}% "
+            f"({' '.join(overrides_of(params, trial))})")
+        return float(value)
+    return objective
+
+
+def print_flush(message: str) -> None:
+    print(message, flush=True)
+
+
+def work(record: dict, out_dir: str, worker: int, threads: int | None, say=print_flush) -> None:
+    """One worker: trials until the study has record["trials"] finished ones."""
+    optuna = quiet_optuna()
+    if threads is not None:
+        record = {**record, "overrides": [*record["overrides"], f"train.threads={threads}"]}
+    study = load_study(record, sampler_seed=record["seed"] + worker)
+    limit = optuna.study.MaxTrialsCallback(record["trials"], states=(optuna.trial.TrialState.COMPLETE,
+                                                                    optuna.trial.TrialState.PRUNED))
+    if finished(study) < record["trials"]:
+        study.optimize(objective_for(record, Path(out_dir), say), callbacks=[limit], catch=())
+
+
+def tune(config_file: str | None, overrides: list[str], space_file: str | Path, out_dir: str | Path, trials: int,
+         storage: str | None = None, workers: int = 1, pruner: str = "median", say=print) -> dict:
+    """Run (or continue) the search; returns tune.json's contents with the best trial."""
+    out_dir = Path(out_dir)
+    if trials < 1:
+        raise ConfigError(f"--trials must be >= 1, got {trials}")
+    if pruner not in PRUNERS:
+        raise ConfigError(f"--pruner must be one of {', '.join(PRUNERS)}, got {pruner!r}")
+    config_file = str(Path(config_file).resolve()) if config_file else None  # continued from any folder
+    params = load_space(space_file, overrides, config_file)
+    base = config_module.load(config_file, overrides)
+    saved = read_json(out_dir / TUNE)
+    import yaml
+    space = yaml.safe_load(Path(space_file).read_text())
+    if saved is not None:
+        if saved["space"] != space or saved["overrides"] != overrides or saved["config"] != config_file:
+            raise RunDirectoryError(f"{out_dir} holds a search over another space or config; continue it with the "
+                                    f"same --space, config and overrides, or choose another --out")
+        record = {**saved, "trials": trials}
+        if storage and storage != saved["storage"]:
+            raise RunDirectoryError(f"{out_dir}'s study is stored in {saved['storage']}; drop --storage to continue it")
+    else:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        record = {"name": out_dir.resolve().name, "storage": storage_url(out_dir, storage, workers, say),
+                  "config": config_file, "overrides": list(overrides), "space": space, "trials": trials,
+                  "pruner": pruner, "seed": base.train.seed}
+    if workers > 1 and record["storage"].startswith("sqlite"):
+        raise ConfigError(f"{out_dir}'s study is in SQLite, which locks up under {workers} writers; continue it with "
+                          f"--workers 1, or start a new --out with --workers {workers} (a journal file)")
+    write_json(out_dir / TUNE, record)
+    study = load_study(record, sampler_seed=record["seed"])
+    retry_stale(study, say)
+    done = finished(study)
+    say(f"tune: {done} of {trials} trials finished; {len(params)} keys searched ({', '.join(p.key for p in params)})")
+    if done < trials:
+        if workers <= 1:
+            work(record, str(out_dir), 0, None, say)
+        else:
+            threads = None if base.train.threads is not None else max(1, (os.cpu_count() or 1) // workers)
+            with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
+                futures = [pool.submit(work, record, str(out_dir), index, threads) for index in range(workers)]
+                for future in futures:
+                    future.result()
+    study = load_study(record)
+    return summarize(study, record, out_dir)
+
+
+def summarize(study, record: dict, out_dir: Path) -> dict:
+    from optuna.trial import TrialState
+    complete = sorted(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)),
+                      key=lambda t: -(t.value if t.value is not None else float("-inf")))
+    rows = [{"number": t.number, "value": t.value, "params": t.params, "run_dir": t.user_attrs.get("run_dir"),
+             "test_acc": t.user_attrs.get("test_acc")} for t in complete]
+    counts = {state.name.lower(): len(study.get_trials(deepcopy=False, states=(state,)))
+              for state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL, TrialState.RUNNING)}
+    result = {**record, "counts": counts, "best": rows[0] if rows else None, "ranking": rows}
+    write_json(out_dir / TUNE, result)
+    return result
+
+
+def top_runs(study_dir: str | Path, k: int) -> list[Path]:
+    """The run directories of the k best finished trials of the search in `study_dir`."""
+    study_dir = Path(study_dir)
+    record = read_json(study_dir / TUNE)
+    if record is None:
+        raise RunDirectoryError(f"{study_dir} holds no search ({TUNE}); cnntricks tune --out DIR writes one")
+    ranking = summarize(load_study(record), record, study_dir)["ranking"]
+    if len(ranking) < k:
+        raise ConfigError(f"--top {k}: the search in {study_dir} has {len(ranking)} finished trials; lower --top or "
+                          f"continue the search (cnntricks tune ... --out {study_dir} --trials N)")
+    return [Path(row["run_dir"]) for row in ranking[:k]]
