@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Everything a fresh machine needs: the Fashion-MNIST package, chromium (for the report's browser
-# test), the CPU build of torch (pinned: an unpinned torch pulls several GB of CUDA packages), and
+# test), PostgreSQL (the test of cnntricks tune's shared study starts its own server on loopback), the CPU build of torch (pinned: an unpinned torch pulls several GB of CUDA packages), and
 # cnntricks with its test tools.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -20,6 +20,15 @@ if ! command -v chromium >/dev/null; then  # the report's browser test (tests/re
         $SUDO apt-get install -y -qq chromium >/dev/null
     else
         echo "setup: no apt-get; install chromium to run the report's browser test (skipped without it)" >&2
+    fi
+fi
+if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then  # tests/tune/test_postgres.py starts a server
+    if command -v apt-get >/dev/null; then
+        SUDO=$([ "$(id -u)" = 0 ] && echo "" || echo sudo)
+        $SUDO apt-get update -qq
+        $SUDO apt-get install -y -qq postgresql >/dev/null
+    else
+        echo "setup: no apt-get; install PostgreSQL to run the shared-study test of cnntricks tune (skipped without it)" >&2
     fi
 fi
 # Fonts for data.source=letters (cnntricks/data/letters.py renders A-J from every font under

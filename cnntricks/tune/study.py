@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import datetime
 import os
+import time
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
 from pathlib import Path
@@ -79,17 +80,34 @@ def open_storage(url: str):
         from optuna.storages import JournalStorage
         from optuna.storages.journal import JournalFileBackend
         return JournalStorage(JournalFileBackend(url.removeprefix("journal:")))
-    if url.startswith(("postgresql", "mysql")):
-        return optuna.storages.RDBStorage(url, heartbeat_interval=60, grace_period=180)
+    if url.startswith(("postgresql", "mysql")):  # workers on several machines: Optuna's heartbeat finds the
+        # trials of a killed worker (no beat for grace_period seconds), fails them and tries their parameters again
+        retry = getattr(optuna.storages, "RetryHeartbeatStaleTrialCallback", None) or \
+            optuna.storages.RetryFailedTrialCallback  # the name before Optuna 4.9
+        try:
+            return optuna.storages.RDBStorage(url, heartbeat_interval=60, grace_period=180,
+                                              failed_trial_callback=retry(max_retry=1))
+        except ImportError as err:
+            raise ConfigError(f"--storage {url.split('@')[-1]}: {err} For PostgreSQL: pip install 'psycopg[binary]' "
+                              f"(or cnntricks[postgres])") from None
     return url  # sqlite:///...: optuna builds it
 
 
 def load_study(record: dict, sampler_seed: int | None = None):
+    """The study (created on first use). Workers starting together on an empty database race to create
+    its tables; the loser tries again once they exist."""
     optuna = quiet_optuna()
     sampler = optuna.samplers.TPESampler(seed=sampler_seed) if sampler_seed is not None else None
-    return optuna.create_study(study_name=record["name"], storage=open_storage(record["storage"]),
-                               direction="maximize", load_if_exists=True, sampler=sampler,
-                               pruner=create_pruner(record["pruner"]))
+    shared = record["storage"].startswith(("postgresql", "mysql"))
+    for attempt in range(4):
+        try:
+            return optuna.create_study(study_name=record["name"], storage=open_storage(record["storage"]),
+                                       direction="maximize", load_if_exists=True, sampler=sampler,
+                                       pruner=create_pruner(record["pruner"]))
+        except Exception as err:  # sqlalchemy's IntegrityError / ProgrammingError: "already exists"
+            if not shared or attempt == 3 or "already exists" not in str(err) and "duplicate" not in str(err):
+                raise
+            time.sleep(0.5 + attempt)
 
 
 def finished(study) -> int:
@@ -97,13 +115,17 @@ def finished(study) -> int:
     return len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)))
 
 
-def retry_stale(study, say=print) -> int:
-    """Trials left RUNNING by a killed search: failed, their parameters enqueued again."""
+def retry_stale(study, out_dir: Path, say=print) -> int:
+    """Trials of this folder left RUNNING by a killed search: failed, their parameters enqueued again.
+    (A study in a database server is shared with other machines: Optuna's heartbeat does this there.)"""
     from optuna.trial import TrialState
     now = datetime.datetime.now()
     stale = 0
+    trials_dir = (out_dir / TRIALS).resolve()
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         run = trial.user_attrs.get("run_dir")
+        if run is not None and Path(run).parent != trials_dir:
+            continue  # another folder's (another machine's) trial
         alive = run is not None and Path(run).exists() and lock_holder(run) is not None
         young = run is None and trial.datetime_start and (now - trial.datetime_start).total_seconds() < STALE_SECONDS
         if alive or young:
@@ -195,7 +217,8 @@ def tune(config_file: str | None, overrides: list[str], space_file: str | Path, 
                           f"--workers 1, or start a new --out with --workers {workers} (a journal file)")
     write_json(out_dir / TUNE, record)
     study = load_study(record, sampler_seed=record["seed"])
-    retry_stale(study, say)
+    if not record["storage"].startswith(("postgresql", "mysql")):
+        retry_stale(study, out_dir, say)
     done = finished(study)
     say(f"tune: {done} of {trials} trials finished; {len(params)} keys searched ({', '.join(p.key for p in params)})")
     if done < trials:
