@@ -1,35 +1,27 @@
 #!/usr/bin/env bash
 # Everything a fresh machine needs: the Fashion-MNIST package, chromium (for the report's browser
-# test), PostgreSQL (the test of cnntricks tune's shared study starts its own server on loopback), the CPU build of torch (pinned: an unpinned torch pulls several GB of CUDA packages), and
-# cnntricks with its test tools.
+# test), PostgreSQL (the test of cnntricks tune's shared study starts its own server on loopback), the
+# CPU build of torch (pinned: an unpinned torch pulls several GB of CUDA packages), and cnntricks with its
+# test tools.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-if [ ! -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ]; then
+apt_install() {  # apt_install PACKAGE WHY: install a Debian package, or say what is lost without apt-get
     if command -v apt-get >/dev/null; then
         SUDO=$([ "$(id -u)" = 0 ] && echo "" || echo sudo)
         $SUDO apt-get update -qq
-        $SUDO apt-get install -y -qq dataset-fashion-mnist >/dev/null
+        $SUDO apt-get install -y -qq "$1" >/dev/null
     else
-        echo "setup: no apt-get; cnntricks will download Fashion-MNIST on first use (data.download=true)" >&2
+        echo "setup: no apt-get; $2" >&2
     fi
+}
+if [ ! -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ]; then
+    apt_install dataset-fashion-mnist "cnntricks will download Fashion-MNIST on first use (data.download=true)"
 fi
 if ! command -v chromium >/dev/null; then  # the report's browser test (tests/report/test_html_chromium.py)
-    if command -v apt-get >/dev/null; then
-        SUDO=$([ "$(id -u)" = 0 ] && echo "" || echo sudo)
-        $SUDO apt-get update -qq
-        $SUDO apt-get install -y -qq chromium >/dev/null
-    else
-        echo "setup: no apt-get; install chromium to run the report's browser test (skipped without it)" >&2
-    fi
+    apt_install chromium "install chromium to run the report's browser test (skipped without it)"
 fi
 if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then  # tests/tune/test_postgres.py starts a server
-    if command -v apt-get >/dev/null; then
-        SUDO=$([ "$(id -u)" = 0 ] && echo "" || echo sudo)
-        $SUDO apt-get update -qq
-        $SUDO apt-get install -y -qq postgresql >/dev/null
-    else
-        echo "setup: no apt-get; install PostgreSQL to run the shared-study test of cnntricks tune (skipped without it)" >&2
-    fi
+    apt_install postgresql "install PostgreSQL to run the shared-study test of cnntricks tune (skipped without it)"
 fi
 # Fonts for data.source=letters (cnntricks/data/letters.py renders A-J from every font under
 # /usr/share/fonts): small packages of distinct designs, about 25 MB in all.
