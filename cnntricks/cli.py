@@ -359,8 +359,12 @@ def cmd_ensemble(args, items: list[str]) -> int:
         if args.runs and not args.runs[0].endswith((".yaml", ".yml")):
             raise ConfigError(f"give the members as runs or as --train CONFIG --seeds K, not both ({args.runs})")
         config_file = args.train or (args.runs[0] if args.runs else None)
+        from cnntricks.ensemble.fusion import create_fusion
+        if args.folds and create_fusion(args.fusion).fits_on is not None:
+            raise ConfigError(f"--folds members validate and train on different images, so the {args.fusion} fusion "
+                              f"has no common split to be fitted on; use --fusion mean or vote")
         check_out_dir(Path(args.out), members_inside=True)
-        configs = member_configs(config_file, items, args.seeds, args.workers)
+        configs = member_configs(config_file, items, args.seeds, args.workers, folds=args.folds)
         sources = [(run, None) for run in train_members(configs, args.out, args.workers, say)]
     elif args.study:
         from cnntricks.tune import top_runs

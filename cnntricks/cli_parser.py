@@ -159,6 +159,9 @@ def add_ensemble(sub) -> None:
     ensemble.add_argument("--study", metavar="DIR", help="the members are the best runs of a search (cnntricks tune --out DIR)")
     ensemble.add_argument("--top", type=int, default=5, metavar="K", help="--study: how many of its best runs (default 5)")
     ensemble.add_argument("--seeds", type=int, default=5, metavar="K", help="--train: how many members (default 5)")
+    ensemble.add_argument("--folds", action="store_true",
+                          help="--train: the K members are a K-fold cross-validation (data.folds=K, member i "
+                               "validates on fold i) instead of K seeds on one split")
     ensemble.add_argument("--workers", type=int, default=1, metavar="N",
                           help="--train: members trained in N parallel processes (default 1)")
     ensemble.add_argument("--copy", action="store_true",

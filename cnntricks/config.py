@@ -35,6 +35,8 @@ class DataConfig:
     channels: int | None = None  # 1 (gray) or 3 (RGB); None = what the source has (image-folder: RGB)
     val_fraction: float = 0.1  # share of the training split held out (stratified, seeded) for every decision
     test_fraction: float = 0.2  # share carved out as the test split when the source has none (digits, one-level image folders, npz without x_test)
+    folds: int | None = None  # k-fold cross-validation: the training split dealt into k stratified folds (seeded like the validation split), fold data.fold validates and the rest trains; data.val_fraction is then unused; None = one validation split of data.val_fraction
+    fold: int = 0  # which of data.folds validates (0 to folds - 1)
     split_seed: int | None = None  # seeds the validation split, data.subset and data.imbalance; None = train.seed (an ensemble's members share one: cnntricks ensemble --train sets it)
     subset: int | None = None  # keep N training images (stratified) for quick runs; None = all
     imbalance: float | None = None  # long-tailed training split: the largest class keeps ρ times the images of the smallest (Cui et al. 2019; 100 = CIFAR-10-LT's hardest); validation and test stay as they were; None = as the source gives it
@@ -270,6 +272,8 @@ _RANGES: dict[str, tuple[typing.Callable[[Any], bool], str]] = {
     "imbalance.head_min": (lambda v: v is None or v >= 1, ">= 1 training images"),
     "imbalance.stage2_epochs": (lambda v: v is None or v >= 1, ">= 1"),
     "imbalance.stage2_lr": (lambda v: v > 0, "> 0 (a share of optim.lr)"),
+    "data.folds": (lambda v: v is None or v >= 2, ">= 2 (or null: one validation split)"),
+    "data.fold": (lambda v: v >= 0, ">= 0 (and below data.folds)"),
     "schedule.cycles": (lambda v: v >= 2, ">= 2 (one cycle is the cosine schedule)"),
     "imbalance.stage2_passes": (lambda v: v is None or v >= 1, ">= 1"),
     "imbalance.replay": (lambda v: 0 <= v <= 1, "in [0, 1] (a share of each head class)"),

@@ -5,6 +5,8 @@
   2. a stratified validation split of data.val_fraction is carved from training, seeded with
      data.split_seed, else the run's seed (it is part of the training data, so it may differ per
      seed; an ensemble's members share one split_seed, so they validate on the same images);
+     With data.folds=k the validation split is fold data.fold of k stratified folds instead
+     (k-fold cross-validation: k runs, fold 0 to k-1, see every training image validated once);
   3. data.subset keeps N training images (stratified, seeded, from what step 2 left) and
      shrinks the validation split in the same proportion, so validation stays data.val_fraction
      of the data in use and a quick run stays quick (a subset of 1000 Fashion-MNIST images
@@ -40,7 +42,7 @@ from cnntricks.data.errors import DataError, DataWarning, list_items
 from cnntricks.data.longtail import make_long_tailed
 from cnntricks.data.memory import check_memory, gigabytes
 from cnntricks.data.sources import SOURCES, check_two_classes, class_names, count_images
-from cnntricks.data.split import hold_out, stratified_split
+from cnntricks.data.split import hold_out, stratified_folds, stratified_split
 from cnntricks.data.store import Splits, Store
 
 
@@ -66,6 +68,18 @@ def _check_classes(train: Store, test: Store | None, where: str) -> None:
 
 
 def _carve_val(train: Store, cfg: DataConfig, generator: torch.Generator, where: str) -> tuple[Store, Store]:
+    if cfg.folds is not None:  # k-fold cross-validation: fold data.fold validates, the others train
+        if cfg.fold >= cfg.folds:
+            from cnntricks.config import ConfigError
+            raise ConfigError(f"data.fold={cfg.fold} is not one of the data.folds={cfg.folds} folds "
+                              f"(0 to {cfg.folds - 1})")
+        if cfg.folds > int(train.class_counts().min()):
+            raise DataError(f"{where}: data.folds={cfg.folds} needs at least {cfg.folds} training images of every "
+                            f"class (the smallest has {int(train.class_counts().min())}); use fewer folds")
+        folds = stratified_folds(train.labels, cfg.folds, generator)
+        held = folds[cfg.fold]
+        keep = torch.cat([f for i, f in enumerate(folds) if i != cfg.fold]).sort().values
+        return train.subset(keep), train.subset(held)
     keep, held, asked, cut = hold_out(train.labels, cfg.val_fraction, generator)
     if cut and len(held):
         warnings.warn(DataWarning(

@@ -63,6 +63,20 @@ def stratified_split(labels: torch.Tensor, size: float | int, generator: torch.G
     return torch.from_numpy(np.flatnonzero(~held)), torch.from_numpy(np.flatnonzero(held))
 
 
+def stratified_folds(labels: torch.Tensor, folds: int, generator: torch.Generator) -> list[torch.Tensor]:
+    """k stratified folds (sorted int64 indices) that partition `labels`: each class's items, shuffled,
+    dealt round-robin from a random fold, so every fold gets its share of every class (sizes differ by
+    at most one per class)."""
+    labels = _as_numpy(labels)
+    assigned = np.empty(len(labels), dtype=np.int64)
+    for cls in np.unique(labels):
+        members = np.flatnonzero(labels == cls)
+        order = torch.randperm(len(members), generator=generator).numpy()
+        start = int(torch.randint(folds, (1,), generator=generator))
+        assigned[members[order]] = (start + np.arange(len(members))) % folds
+    return [torch.from_numpy(np.flatnonzero(assigned == fold)) for fold in range(folds)]
+
+
 def hold_out(labels: torch.Tensor, fraction: float, generator: torch.Generator
              ) -> tuple[torch.Tensor, torch.Tensor, int, list[int]]:
     """(keep_idx, held_idx, asked, cut): a stratified part of `fraction` that leaves every class

@@ -59,3 +59,30 @@ def test_edge_sizes(size, held):
 def test_bad_sizes_are_rejected(size, error):
     with pytest.raises(error):
         stratified_split(labels_with_counts([6, 6]), size, torch.Generator())
+
+
+def test_stratified_folds_partition_every_class_evenly():
+    from cnntricks.data.split import stratified_folds
+    labels = torch.tensor([0] * 10 + [1] * 7 + [2] * 3)
+    folds = stratified_folds(labels, 3, torch.Generator().manual_seed(0))
+    assert sorted(torch.cat(folds).tolist()) == list(range(20))  # a partition
+    for cls, count in ((0, 10), (1, 7), (2, 3)):
+        sizes = [int((labels[f] == cls).sum()) for f in folds]
+        assert sum(sizes) == count and max(sizes) - min(sizes) <= 1
+    again = stratified_folds(labels, 3, torch.Generator().manual_seed(0))
+    assert all(torch.equal(a, b) for a, b in zip(folds, again))  # seeded
+
+
+def test_k_fold_validation_splits_cover_the_training_split_once(tmp_path):
+    from cnntricks.config import load
+    from cnntricks.data import load_splits
+    seen, sizes = [], []
+    for fold in range(3):
+        cfg = load(None, ["data.source=digits", "data.folds=3", f"data.fold={fold}", "data.split_seed=4"])
+        splits = load_splits(cfg.data, 0)
+        seen.append(splits.val.images.flatten(1))
+        sizes.append((len(splits.train), len(splits.val)))
+    total = sum(v for _, v in sizes)
+    assert all(t + v == total for t, v in sizes)  # each fold: the rest trains
+    rows = torch.cat(seen)
+    assert len(rows) == total and abs(sizes[0][1] - total / 3) <= 10

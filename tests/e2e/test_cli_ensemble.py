@@ -107,3 +107,18 @@ def test_a_snapshot_run_keeps_one_model_per_cycle_and_they_make_an_ensemble(user
     assert plain.code == 0
     none = user.run("ensemble", "--snapshots", "plain", "--out", "e2")
     assert none.code == 2 and "has 0 snapshots" in none.err and "schedule.name=snapshot" in none.err
+
+
+def test_cross_validation_members_hold_out_one_fold_each(user):
+    made = user.run("ensemble", "--train", "--seeds", "3", "--folds", "--out", "cv", *TINY)
+    assert made.code == 0, made
+    for fold in range(3):
+        config = (user.cwd / "cv" / "members" / f"fold-{fold}" / "config.yaml").read_text()
+        assert "folds: 3" in config and f"  fold: {fold}\n" in config
+    sizes = [read_json(user.cwd / "cv" / "members" / f"fold-{fold}" / "summary.json")["split_sizes"]
+             for fold in range(3)]
+    assert len({s["train"] + s["val"] for s in sizes}) == 1  # the same images, dealt differently
+    refused = user.run("ensemble", "--train", "--seeds", "3", "--folds", "--fusion", "stack", "--out", "cv2", *TINY)
+    assert refused.code == 2 and "use --fusion mean or vote" in refused.err and not (user.cwd / "cv2").exists()
+    wrong = user.run("train", *TINY, "data.folds=3", "data.fold=3", "--run-dir", "w")
+    assert wrong.code == 2 and "data.fold=3 is not one of the data.folds=3 folds" in wrong.err
