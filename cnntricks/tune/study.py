@@ -174,6 +174,10 @@ def print_flush(message: str) -> None:
     print(message, flush=True)
 
 
+def say_nothing(message: str) -> None:
+    pass
+
+
 def work(record: dict, out_dir: str, worker: int, threads: int | None, say=print_flush) -> None:
     """One worker: trials until the study has record["trials"] finished ones."""
     optuna = quiet_optuna()
@@ -187,8 +191,10 @@ def work(record: dict, out_dir: str, worker: int, threads: int | None, say=print
 
 
 def tune(config_file: str | None, overrides: list[str], space_file: str | Path, out_dir: str | Path, trials: int,
-         storage: str | None = None, workers: int = 1, pruner: str = "median", say=print) -> dict:
-    """Run (or continue) the search; returns tune.json's contents with the best trial."""
+         storage: str | None = None, workers: int = 1, pruner: str = "median", say=print,
+         worker_lines: bool = True) -> dict:
+    """Run (or continue) the search; returns tune.json's contents with the best trial. Worker processes
+    print their trials' lines unless `worker_lines` is False."""
     out_dir = Path(out_dir)
     if trials < 1:
         raise ConfigError(f"--trials must be >= 1, got {trials}")
@@ -227,7 +233,8 @@ def tune(config_file: str | None, overrides: list[str], space_file: str | Path, 
         else:
             threads = None if base.train.threads is not None else max(1, (os.cpu_count() or 1) // workers)
             with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
-                futures = [pool.submit(work, record, str(out_dir), index, threads) for index in range(workers)]
+                log = print_flush if worker_lines else say_nothing
+                futures = [pool.submit(work, record, str(out_dir), index, threads, log) for index in range(workers)]
                 for future in futures:
                     future.result()
     study = load_study(record)

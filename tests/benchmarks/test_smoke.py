@@ -320,3 +320,12 @@ def test_ensemble_gain_smoke_prints_members_ensembles_and_the_predict_cost(tmp_p
     figures = json.loads((tmp_path / "gain.json").read_text())
     assert figures["predict_seconds"]["ratio"] == pytest.approx(ratio, abs=0.006) and figures["seeds"] == 2
     assert len(figures["seed_members"]) == 2 and len(figures["snapshot_members"]) == 2
+
+
+def test_tune_workers_smoke_prints_both_searches_and_the_ratio():
+    text = run_script(str(BENCHMARKS / "tune_workers.py"), "--smoke", timeout=300, checkout=True)
+    one = find(rf"^1 worker:  {NUMBER} s \((\d+) trials\)$", text)
+    two = find(rf"^2 workers: {NUMBER} s \((\d+) trials\)$", text)
+    assert int(one[1]) == 2 and int(two[1]) >= 2
+    ratio = float(find(rf"^2 workers / 1 worker: {NUMBER}x the time", text)[0])
+    assert ratio == pytest.approx(float(two[0]) / float(one[0]), abs=0.02)
