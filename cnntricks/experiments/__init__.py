@@ -36,7 +36,7 @@ def check_budget(budget: str) -> str:
 
 # importing a study registers it
 from cnntricks.experiments import init_stats  # noqa: E402
-from cnntricks.experiments import (activations, augmentation, imbalance, init_depth,  # noqa: E402
+from cnntricks.experiments import (activations, augmentation, ensemble, imbalance, init_depth,  # noqa: E402
                                    learning_rate, preprocessing, regularization, transfer)
 
 __all__ = ["BUDGETS", "EXPERIMENTS", "describe", "init_stats", "activations", "augmentation", "imbalance",
