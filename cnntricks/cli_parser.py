@@ -26,16 +26,20 @@ def add_train(sub) -> None:
 
 def add_evaluate(sub) -> None:
     evaluate = sub.add_parser("evaluate", usage="cnntricks evaluate RUN_DIR [section.key=value ...] "
-                              "[--data.root DIR ...] [--split {test,val,train}] [--json]", help="accuracy and a per-class table for a trained run",
+                              "[--data.root DIR ...] [--split {test,val,train}] [--json]", help="accuracy and a per-class table for a trained run or ensemble",
                               description="Evaluate a run's newest checkpoint. Data keys can be "
-                                          "changed, e.g. --data.root other/ or data.root=other/.")
+                                          "changed, e.g. --data.root other/ or data.root=other/. An ensemble "
+                                          "directory (cnntricks ensemble) is evaluated on its members' data, "
+                                          "with each member's figures beside the ensemble's.")
     evaluate.add_argument("--split", choices=["test", "val", "train"], default="test")
     evaluate.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
 
 def add_predict(sub) -> None:
-    predict = sub.add_parser("predict", help="label and probability for image files")
-    predict.add_argument("run_dir")
+    predict = sub.add_parser("predict", help="label and probability for image files",
+                             description="Predict image files with a run's newest checkpoint, or with an ensemble "
+                                         "directory (each member reads the files at its own input size).")
+    predict.add_argument("run_dir", metavar="RUN_OR_ENSEMBLE_DIR")
     predict.add_argument("images", nargs="+", help="image files (JPEG, PNG, BMP)")
     predict.add_argument("--top", type=int, default=3, help="how many labels to list per image")
     predict.add_argument("--json", action="store_true", help="print JSON instead of a table")
@@ -132,7 +136,8 @@ def add_ensemble(sub) -> None:
         "ensemble", help="combine trained runs into one classifier (seed §8)",
         usage="cnntricks ensemble RUN_DIR RUN_DIR [...] --out DIR [--fusion NAME] [--copy] [--json]\n"
               "       cnntricks ensemble --train [CONFIG.yaml] --seeds K --out DIR [--workers N] [--fusion NAME] "
-              "[section.key=value ...]\n       cnntricks ensemble --snapshots RUN_DIR --out DIR [--fusion NAME]",
+              "[--folds] [section.key=value ...]\n       cnntricks ensemble --snapshots RUN_DIR --out DIR [--fusion NAME | --swa]\n"
+              "       cnntricks ensemble --study TUNE_DIR --top K --out DIR [--fusion NAME]",
         description="Build an ensemble directory: members (the runs named, --seeds runs of one config trained "
                     "now, or the snapshots of one run trained with schedule.name=snapshot) and a fusion: mean (of the probabilities), vote (majority), weighted (weights fitted on the "
                     "validation split for the lowest NLL), stack (a logistic regression on the members' validation "
