@@ -77,6 +77,7 @@ def test_trials_are_runs_and_a_killed_search_continues(tmp_path, space):
         top_runs(out, 4)
 
 
+@pytest.mark.slow  # benchmarks/tune_workers.py --smoke runs two workers on a journal file in the default set
 def test_two_workers_share_a_journal_file(tmp_path, space):
     said = []
     result = tune(None, TINY, space, tmp_path / "two", 3, workers=2, pruner="none", say=said.append)
