@@ -16,6 +16,7 @@ Exit codes (scripts may rely on them); every one but 1 comes with one line of me
 from __future__ import annotations
 
 import json
+import re
 import sys
 import time
 import warnings
@@ -343,6 +344,29 @@ def cmd_tune(args, items: list[str]) -> int:
     return EXIT_OK
 
 
+def _checkpoint_members(args, items: list[str]) -> list[tuple[str, str]]:
+    """--snapshots RUN (snapshots/cycle-NN) or --checkpoints RUN (checkpoints/epoch-NNNN), the newest --last K."""
+    from cnntricks.config import ConfigError
+    from cnntricks.rundir import CHECKPOINTS, SNAPSHOTS
+    if args.snapshots and args.checkpoints:
+        raise ConfigError("give --snapshots RUN or --checkpoints RUN, not both")
+    run, folder = (args.snapshots, SNAPSHOTS) if args.snapshots else (args.checkpoints, CHECKPOINTS)
+    if args.runs or items:
+        raise ConfigError(f"--{folder} takes the members from one run; drop {args.runs + items}")
+    pattern = re.compile(r"cycle-\d+" if args.snapshots else r"epoch-\d{4,}")  # complete epochs, not mid-epoch
+    kept = sorted(p.name for p in (Path(run) / folder).glob("*") if p.is_dir() and pattern.fullmatch(p.name))
+    if args.last is not None:
+        if args.last < 2:
+            raise ConfigError(f"--last must be 2 or more, got {args.last}")
+        kept = kept[-args.last:]
+    if len(kept) < 2:
+        how = ("train a run with schedule.name=snapshot schedule.cycles=5 to keep one per cycle" if args.snapshots
+               else "train a run with train.keep_checkpoints=0 to keep one per epoch")
+        raise ConfigError(f"{run} has {len(kept)} {'snapshot' if args.snapshots else 'checkpoint'}"
+                          f"{'s' if len(kept) != 1 else ''} ({Path(run) / folder}); {how}")
+    return [(run, f"{folder}/{name}") for name in kept]
+
+
 def cmd_ensemble(args, items: list[str]) -> int:
     from cnntricks.config import ConfigError
     from cnntricks.ensemble import build_ensemble
@@ -371,16 +395,8 @@ def cmd_ensemble(args, items: list[str]) -> int:
         if args.runs or items:
             raise ConfigError(f"--study takes the members from a search; drop {args.runs + items}")
         sources = [(run, None) for run in top_runs(args.study, args.top)]
-    elif args.snapshots:
-        from cnntricks.rundir import SNAPSHOTS
-        if args.runs or items:
-            raise ConfigError(f"--snapshots takes the members from one run; drop {args.runs + items}")
-        kept = sorted(p.name for p in (Path(args.snapshots) / SNAPSHOTS).glob("cycle-*") if p.is_dir())
-        if len(kept) < 2:
-            raise ConfigError(f"{args.snapshots} has {len(kept)} snapshot{'s' if len(kept) != 1 else ''} "
-                              f"({Path(args.snapshots) / SNAPSHOTS}); train a run with schedule.name=snapshot "
-                              f"schedule.cycles=5 to keep one per cycle")
-        sources = [(args.snapshots, f"{SNAPSHOTS}/{name}") for name in kept]
+    elif args.snapshots or args.checkpoints:
+        sources = _checkpoint_members(args, items)
     else:
         if items:
             raise ConfigError(f"section.key=value overrides {items} are for --train")

@@ -137,6 +137,7 @@ def add_ensemble(sub) -> None:
         usage="cnntricks ensemble RUN_DIR RUN_DIR [...] --out DIR [--fusion NAME] [--copy] [--json]\n"
               "       cnntricks ensemble --train [CONFIG.yaml] --seeds K --out DIR [--workers N] [--fusion NAME] "
               "[--folds] [section.key=value ...]\n       cnntricks ensemble --snapshots RUN_DIR --out DIR [--fusion NAME | --swa]\n"
+              "       cnntricks ensemble --checkpoints RUN_DIR [--last K] --out DIR [--fusion NAME | --swa]\n"
               "       cnntricks ensemble --study TUNE_DIR --top K --out DIR [--fusion NAME]",
         description="Build an ensemble directory: members (the runs named, --seeds runs of one config trained "
                     "now, or the snapshots of one run trained with schedule.name=snapshot) and a fusion: mean (of the probabilities), vote (majority), weighted (weights fitted on the "
@@ -159,6 +160,11 @@ def add_ensemble(sub) -> None:
     ensemble.add_argument("--train", nargs="?", const="", default=None, metavar="CONFIG.yaml",
                           help="train the members now: --seeds runs of this config (none: the default recipe) "
                                "with train.seed = S, S+1, ... and one validation split, in DIR/members/")
+    ensemble.add_argument("--checkpoints", metavar="RUN_DIR",
+                          help="the members are this run's kept checkpoints, one per epoch with "
+                               "train.keep_checkpoints=0 (the newest --last K)")
+    ensemble.add_argument("--last", type=int, default=None, metavar="K",
+                          help="--checkpoints, --snapshots: only the newest K")
     ensemble.add_argument("--snapshots", metavar="RUN_DIR",
                           help="the members are this run's snapshots (one per cycle of schedule.name=snapshot)")
     ensemble.add_argument("--study", metavar="DIR", help="the members are the best runs of a search (cnntricks tune --out DIR)")

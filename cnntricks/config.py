@@ -146,6 +146,7 @@ class TrainConfig:
     tta: bool = True  # flip test-time augmentation: average logits of the image and its mirror
     eval_batch_size: int = 1024  # images per step when evaluating
     checkpoint_every: int = 1  # epochs between checkpoints (the last epoch always writes one)
+    keep_checkpoints: int = 2  # complete checkpoints kept, the newest; 0 = every one (checkpoints of one run as an ensemble: cnntricks ensemble --checkpoints RUN)
     log_every: int = 1  # steps between per-batch lines in history.jsonl
     name: str = "run"  # run name, used in the default run directory runs/<timestamp>-<name>
     monitor: str = "every:50"  # layer statistics into stats.jsonl (activations, dead units, saturation, gradients, updates): off, or every:N steps
@@ -260,6 +261,8 @@ _RANGES: dict[str, tuple[typing.Callable[[Any], bool], str]] = {
     "train.epochs": (lambda v: v >= 1, ">= 1"),
     "train.target_accuracy": (lambda v: v is None or 0 < v <= 1, "in (0, 1] (a fraction, not a percent)"),
     "train.checkpoint_every": (lambda v: v >= 1, ">= 1"),
+    "train.keep_checkpoints": (lambda v: v == 0 or v >= 2, "0 (every checkpoint) or >= 2 (the doctor's rollback "
+                               "may need the one before the newest)"),
     "train.log_every": (lambda v: v >= 1, ">= 1"),
     "train.eval_batch_size": (lambda v: v >= 1, ">= 1"),
     "train.threads": (lambda v: v is None or v >= 1, ">= 1"),

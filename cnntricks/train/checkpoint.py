@@ -24,7 +24,7 @@ import torch
 
 from cnntricks.rundir import CHECKPOINTS, checkpoint_files, fsync_dir, load_tensors, save_tensors, write_atomic
 
-KEEP = 2  # complete checkpoints kept; older ones are deleted after a newer one is in place
+KEEP = 2  # complete checkpoints kept (train.keep_checkpoints); older ones are deleted after a newer one is in place
 
 
 def _optimizer_split(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict]:
@@ -55,9 +55,9 @@ def model_tensors(model: torch.nn.Module) -> dict[str, torch.Tensor]:
 
 def save_checkpoint(run_dir: str | Path, epoch: int, model: torch.nn.Module,
                     optimizer: torch.optim.Optimizer, rng: dict[str, torch.Tensor],
-                    state: dict, step: int | None = None) -> Path:
+                    state: dict, step: int | None = None, keep: int = KEEP) -> Path:
     """Write checkpoint `epoch` (with `step`: one inside the next epoch) atomically and point `latest`
-    at it; returns its folder."""
+    at it; returns its folder. The `keep` newest complete checkpoints stay (0: every one)."""
     root = Path(run_dir) / CHECKPOINTS
     root.mkdir(parents=True, exist_ok=True)
     for stale in root.glob(".tmp-*"):  # a checkpoint folder a kill left half written
@@ -85,7 +85,7 @@ def save_checkpoint(run_dir: str | Path, epoch: int, model: torch.nn.Module,
     fsync_dir(root)
     write_atomic(root / "latest", final.name + "\n")
     done = sorted(p for p in root.glob("epoch-*") if p.is_dir())
-    for old in done[:-KEEP]:
+    for old in (done[:-keep] if keep else []):
         shutil.rmtree(old, ignore_errors=True)
     return final
 

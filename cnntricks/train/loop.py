@@ -442,7 +442,8 @@ class Trainer:
         return ckpt.save_checkpoint(self.run_dir, self.state.epoch, self.model, self.optimizer, rng,
                                     {"schedule": self.schedule.state_dict(), **extra,
                                      "scaler": self.scaler.state_dict(), "trainer": self.state.__dict__},
-                                    step=self.state.step if self.epoch is not None else None)
+                                    step=self.state.step if self.epoch is not None else None,
+                                    keep=self.cfg.train.keep_checkpoints)
 
     def restore(self, folder: Path) -> TrainerState:
         """Everything back to checkpoint `folder`: weights, optimizer, RNG, schedule, plug-ins and their files."""

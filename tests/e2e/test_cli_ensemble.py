@@ -122,3 +122,19 @@ def test_cross_validation_members_hold_out_one_fold_each(user):
     assert refused.code == 2 and "use --fusion mean or vote" in refused.err and not (user.cwd / "cv2").exists()
     wrong = user.run("train", *TINY, "data.folds=3", "data.fold=3", "--run-dir", "w")
     assert wrong.code == 2 and "data.fold=3 is not one of the data.folds=3 folds" in wrong.err
+
+
+def test_every_epochs_checkpoint_kept_makes_an_ensemble(user):
+    assert user.run("train", *TINY, "train.epochs=3", "train.keep_checkpoints=0", "--run-dir", "all",
+                    "--quiet").code == 0
+    assert sorted(p.name for p in (user.cwd / "all" / "checkpoints").glob("epoch-*")) == [
+        "epoch-0001", "epoch-0002", "epoch-0003"]
+    made = user.run("ensemble", "--checkpoints", "all", "--last", "2", "--out", "ens", "--json")
+    assert made.code == 0, made
+    assert [m["name"] for m in json.loads(made.out)["ensemble"]["members"]] == ["all@epoch-0002", "all@epoch-0003"]
+    assert user.run("train", *TINY, "train.epochs=3", "--run-dir", "two", "--quiet").code == 0
+    assert sorted(p.name for p in (user.cwd / "two" / "checkpoints").glob("epoch-*")) == ["epoch-0002", "epoch-0003"]
+    one = user.run("ensemble", "--checkpoints", "two", "--last", "1", "--out", "e1")
+    assert one.code == 2 and "--last must be 2 or more" in one.err
+    bad = user.run("train", *TINY, "train.keep_checkpoints=1", "--run-dir", "bad")
+    assert bad.code == 2 and "train.keep_checkpoints" in bad.err
