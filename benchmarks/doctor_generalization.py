@@ -14,7 +14,8 @@ different kinds, and takes the ground truth from measurement, not from the docto
   truth      every base run is trained again with each standard change (CHANGES: LR x3, /3, x10, /10,
              twice the epochs, more and less weight decay, twice the width, another augmentation
              policy); the base run is *improvable by X* when X raises its final validation accuracy by
-             IMPROVE (2) points or more (mean over the seeds), and *healthy* when no change does
+             IMPROVE (2) points or more (mean over the seeds), and *healthy* when no change does and
+             it is not at chance (a run at chance is judged in its own row)
   doctor     each base run (monitor on, as the library's default) is diagnosed from its run directory;
              every warning or error's `try:` change is trained too (the same seeds) and its gain measured
 
@@ -348,13 +349,15 @@ def figures(rows: list[dict], store: RunStore, seeds: range) -> dict:
         after = store.accuracy(merged(row["overrides"], alarm["change"]), seeds, row["classes"])
         return None if after is None else after - row["base_acc"]
 
-    healthy = [r for r in rows if max(r["gains"].values()) < IMPROVE]
+    chance = [r for r in rows if r["epochs"] >= 2 and r["val_acc"] < 100 * CHANCE_SHARE / r["classes"]]
+    # a run at chance is never healthy, even where no standard change rescues it (the issue: a doctor that
+    # calls such a run healthy is wrong); it is judged in the at-chance row instead
+    healthy = [r for r in rows if max(r["gains"].values()) < IMPROVE and r not in chance]
     improvable = [r for r in rows if max(r["gains"].values()) >= IMPROVE]
     flagged = [r for r in improvable if r["alarms"]]
     first = [advice_gain(r, next((a for a in r["alarms"] if a["change"]), r["alarms"][0])) for r in flagged]
     every = [advice_gain(r, a) for r in rows for a in r["alarms"]]
     measured = [g for g in every if g is not None]
-    chance = [r for r in rows if r["epochs"] >= 2 and r["val_acc"] < 100 * CHANCE_SHARE / r["classes"]]
     ids: dict[str, dict] = {}
     for row in rows:
         for alarm in row["alarms"]:

@@ -147,8 +147,12 @@ def test_a_big_gap_is_overfitting_and_no_gap_at_low_accuracy_is_underfitting(tmp
              "val_acc": 0.7} for e in range(1, 7)]
     found = {f.id: f for f in diagnose(write_run(tmp_path / "over", epochs=over))}
     assert found["overfitting"].figure == "accuracy.png"
-    # four times the recipe's weight decay and a cropping policy (no dropout 0.5: README, the doctor)
-    assert found["overfitting"].change == {"optim.weight_decay": 0.002, "augment.policy": "standard"}
+    # four times the recipe's weight decay (no cropping policy, no dropout 0.5: README, the doctor)
+    assert found["overfitting"].change == {"optim.weight_decay": 0.002} and found["overfitting"].severity == "warning"
+    strong = {f.id: f for f in diagnose(write_run(tmp_path / "strong", epochs=over,
+                                                  overrides=["optim.weight_decay=5e-3"]))}
+    assert strong["overfitting"].severity == "info" and strong["overfitting"].change == {}  # nothing left to raise
+    assert "already 0.005" in strong["overfitting"].advice
     under = [{"epoch": e, "train_loss": 1.5, "train_acc": 0.45, "val_loss": 1.5, "val_acc": 0.44} for e in range(1, 7)]
     found = {f.id: f for f in diagnose(write_run(tmp_path / "under", epochs=under))}
     assert found["underfitting"].severity == "warning"

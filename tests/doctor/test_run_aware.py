@@ -247,5 +247,10 @@ def test_a_gap_in_a_run_stopped_while_learning_is_too_short_first(tmp_path):
     (run / "config.yaml").write_text(config.dump(config.load(None, ["train.epochs=5", "optim.weight_decay=5e-3"])))
     found = {f.id: f for f in diagnose(run)}
     assert found["too_short"].severity == "warning"
+    assert found["overfitting"].severity == "info"  # 5e-3 is above the 4e-3 cap already: nothing left to raise
+    assert found["overfitting"].change == {}
+    weaker = write(tmp_path / "weaker", losses, epochs=rows)
+    (weaker / "config.yaml").write_text(config.dump(config.load(None, ["train.epochs=5", "optim.weight_decay=5e-4"])))
+    found = {f.id: f for f in diagnose(weaker)}
+    assert found["too_short"].severity == "warning"
     assert found["overfitting"].severity == "info" and "consequence of too_short" in found["overfitting"].title
-    assert found["overfitting"].change == {"augment.policy": "standard"}  # 5e-3 is above the 4e-3 cap already
