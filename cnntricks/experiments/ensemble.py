@@ -19,10 +19,12 @@ from __future__ import annotations
 import math
 import shutil
 import time
+import warnings
 from pathlib import Path
 
 from cnntricks import config as config_module
 from cnntricks.experiments import EXPERIMENTS
+from cnntricks.nn.models import ImageSizeWarning
 from cnntricks.experiments.common import (Budget, budget_overrides, format_mean_std, mean_std, prepare, stderr_log,
                                           write_results)
 
@@ -101,13 +103,22 @@ def run(out_dir: Path, *, seed: int = 0, seeds: int = 1, budget: str = "small", 
     out_dir, size = prepare(out_dir, budget, BUDGETS)
     k = MEMBERS[budget]
     base = budget_overrides(size, data) + ["doctor.mode=off", "train.monitor=off"]
+    (out_dir / "configs").mkdir(exist_ok=True)  # the first seed's configs of the trained rows
+    for name, extra in {"member": [], "long": [f"train.epochs={k * size.epochs}"],
+                        "snapshot": [f"train.epochs={k * size.epochs}", "schedule.name=snapshot",
+                                     f"schedule.cycles={k}"]}.items():
+        config_module.save(config_module.load(None, [*base, f"train.seed={100 * seed}",
+                                                     f"data.split_seed={100 * seed}", *extra]),
+                           out_dir / "configs" / f"{name}.yaml")
     per_seed = []
     for s in range(seed, seed + seeds):
         root = out_dir / "runs" / f"seed{s}"
         if root.exists():  # a study re-run into the same folder replaces its runs
             shutil.rmtree(root)
         started = time.perf_counter()
-        per_seed.append(run_seed(root, base, k, size.epochs, s, stderr_log))
+        with warnings.catch_warnings():  # the study chose 28x28 on purpose: no power-of-2 warning per run
+            warnings.simplefilter("ignore", ImageSizeWarning)
+            per_seed.append(run_seed(root, base, k, size.epochs, s, stderr_log))
         stderr_log(f"ensemble study: seed {s} took {time.perf_counter() - started:.0f} s")
     header = ["members / training", "test acc. %", "test NLL", "gain over its best member (points)",
               "training (E-epoch runs)", "seconds", "papers (acc. %)"]
@@ -125,7 +136,9 @@ def run(out_dir: Path, *, seed: int = 0, seeds: int = 1, budget: str = "small", 
              f"{f', {size.subset} training images' if size.subset else ''}, `fastnet` width {size.width}.",
              f"Best of the seed ensembles: {LABELS[best_seed]}, {means[best_seed]:.2f}% against a single run's "
              f"{means['single']:.2f}% and one k-times-longer run's {means['long']:.2f}%.",
-             "Gain: the ensemble's test accuracy minus its best member's (the single run is member 0 of the seeds)."]
+             "Gain: the ensemble's test accuracy minus its best member's (the single run is member 0 of the seeds).",
+             "Runs: `runs/seed<k>/` (seeds/members/, long/, snap/, search/trials/, and each ensemble's directory); "
+             "configs: member, long and snapshot of the first seed."]
     return write_results(out_dir, name="ensemble", title="Ensembles (seed §8)", notes=notes, header=header,
                          rows=table, results={}, budget=budget, seed=seed, seeds=seeds, data=data, figures={},
                          extra={"per_seed": [{key: list(v) for key, v in rows.items()} for rows in per_seed],

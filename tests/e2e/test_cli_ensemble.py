@@ -46,6 +46,7 @@ def test_train_seeds_then_evaluate_predict_and_report(user):
     assert again.code != 0 and "already an ensemble" in again.err
 
 
+@pytest.mark.slow  # named checkpoints: tests/ensemble/test_directory.py in the default set
 def test_named_runs_with_a_checkpoint_and_overrides_refused(user):
     for seed in (0, 1):
         assert user.run("train", *TINY, f"train.seed={seed}", "data.split_seed=0", "--run-dir", f"r{seed}",
@@ -109,6 +110,7 @@ def test_a_snapshot_run_keeps_one_model_per_cycle_and_they_make_an_ensemble(user
     assert none.code == 2 and "has 0 snapshots" in none.err and "schedule.name=snapshot" in none.err
 
 
+@pytest.mark.slow  # the folds themselves: tests/data/test_stratified_split.py in the default set
 def test_cross_validation_members_hold_out_one_fold_each(user):
     made = user.run("ensemble", "--train", "--seeds", "3", "--folds", "--out", "cv", *TINY)
     assert made.code == 0, made

@@ -106,7 +106,8 @@ def test_weights_are_fitted_on_the_validation_split_only(runs, tmp_path, monkeyp
     assert (tmp_path / "w" / "fusion.safetensors").is_file() and summary["fusion"] == "weighted"
 
 
-@pytest.mark.parametrize("fusion", ["vote", "stack", "features"])
+@pytest.mark.parametrize("fusion", [pytest.param("vote", marks=pytest.mark.slow), "stack",
+                                    pytest.param("features", marks=pytest.mark.slow)])
 def test_every_fusion_builds_and_reloads(runs, tmp_path, fusion):
     summary = build_ensemble([(runs["a"], None), (runs["b"], None), (runs["wide"], None)], tmp_path / fusion, fusion,
                              **QUIET)

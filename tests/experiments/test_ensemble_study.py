@@ -18,6 +18,7 @@ def test_the_ensemble_study_measures_every_row(tmp_path):
     assert rows["seeds-mean"][2] is not None and rows["long"][2] is None  # a gain only where there are members
     assert rows["search-top"][3] >= k  # 2k trials of E epochs, less what pruning saved
     assert "93.25 → 93.64" in (out / "results.md").read_text()
+    assert sorted(p.name for p in (out / "configs").iterdir()) == ["long.yaml", "member.yaml", "snapshot.yaml"]
     assert sorted(p.name for p in (out / "runs" / "seed0").iterdir()) == [
         "long", "search", "search-top", "seeds", *(f"seeds-{f}" for f in sorted(ensemble.FUSED)), "snap",
         "snap-mean", "snap-swa", "space.yaml"]
