@@ -70,9 +70,17 @@ from typing import Callable
 CONFIG, DATA, PREPROCESS, FANCY_PCA = "config.yaml", "data.json", "preprocess.json", "fancy_pca.json"
 HISTORY, STATS, SUMMARY, MISCLASSIFIED = "history.jsonl", "stats.jsonl", "summary.json", "misclassified.npz"
 CHECKPOINTS, ATTEMPTS, LOCK, TRANSFER = "checkpoints", "attempts", ".lock", "transfer.json"
+ENSEMBLE, SWA = "ensemble.json", "swa.json"  # an ensemble directory's record; a weight average's record
 SNAPSHOTS = "snapshots"  # schedule.name=snapshot: snapshots/cycle-NN/ (model.safetensors, state.json) per cycle
 # what a copy of a run needs beside one checkpoint to predict and be diagnosed as the run (rebalance, ensembles)
 RUN_FILES = (CONFIG, DATA, PREPROCESS, "preprocess.safetensors", FANCY_PCA, HISTORY, STATS)
+
+
+def copy_run_files(source: Path, target: Path) -> None:
+    """The RUN_FILES `source` has, copied into `target`."""
+    for name in RUN_FILES:
+        if (Path(source) / name).is_file():
+            shutil.copy2(Path(source) / name, Path(target) / name)
 CHECKPOINT_FILES = ("model.safetensors", "state.safetensors")  # their size and SHA-256 are in state.json
 CHECKPOINT_NAME = re.compile(r"epoch-\d{4,}(-step-\d{8,})?")  # what checkpoints/latest may name
 SUMMARY_KEYS = ("test_acc", "test_loss", "test_balanced_acc", "test_macro_f1", "test_shot_acc", "best_val_acc",

@@ -8,9 +8,8 @@ from pathlib import Path
 
 from cnntricks.doctor.diagnose import diagnose
 from cnntricks.doctor.findings import Finding
-from cnntricks.rundir import SUMMARY, RunDirectoryError, read_json
+from cnntricks.rundir import ENSEMBLE, SUMMARY, RunDirectoryError, read_json
 
-ENSEMBLE = "ensemble.json"  # cnntricks.ensemble.directory's name (the doctor sits below that layer)
 ALIKE = 0.25  # members that disagree on under a quarter of the images each gets wrong make the same mistakes
 SEED_ENSEMBLE = ("Seed §8: \"an ensemble is usually significantly more accurate than a single learner\" — when its "
                  "members err on different images.")

@@ -25,11 +25,11 @@ import torch
 from cnntricks.config import ConfigError
 from cnntricks.ensemble.fusion import FUSIONS, Fusion, Outputs, calibration_error, create_fusion, disagreement
 from cnntricks.ensemble.members import Member, MemberData, check_classes, file_outputs, load_member
-from cnntricks.rundir import (CHECKPOINTS, RUN_FILES, SUMMARY, RunDirectoryError, load_tensors, read_json,
+from cnntricks.rundir import (CHECKPOINTS, ENSEMBLE, SUMMARY, copy_run_files, RunDirectoryError, load_tensors, read_json,
                               save_tensors, write_atomic, write_json)
 from cnntricks.train.inference import metrics
 
-ENSEMBLE, FUSION_FILE, MEMBERS = "ensemble.json", "fusion.safetensors", "members"
+FUSION_FILE, MEMBERS = "fusion.safetensors", "members"
 FORMAT = 1
 
 
@@ -90,9 +90,7 @@ def reference(run_dir: Path, out_dir: Path) -> str:
 def copy_member(member: Member, target: Path) -> None:
     """The member's run files and its one checkpoint, as a run directory that predicts the same."""
     target.mkdir(parents=True)
-    for name in RUN_FILES:
-        if (member.run_dir / name).is_file():
-            shutil.copy2(member.run_dir / name, target / name)
+    copy_run_files(member.run_dir, target)
     inside = Path(member.checkpoint)
     if inside.is_absolute():  # a checkpoint outside its run: kept under checkpoints/ by its name
         inside = Path(CHECKPOINTS) / inside.name

@@ -18,6 +18,7 @@ training split only, never the test split; `state()` is what the ensemble direct
 """
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
 import numpy as np
@@ -38,7 +39,7 @@ class Outputs:
     features: list[torch.Tensor] | None = None
 
 
-class Fusion:
+class Fusion(ABC):
     """A fusion: `fit` on the validation (and for early fusion the training) outputs, then `log_probs`."""
     name = ""
     reads_features = False   # early fusion: the members' features, not their logits
@@ -47,8 +48,9 @@ class Fusion:
     def fit(self, val: Outputs | None, train: Outputs | None, seed: int = 0) -> None:
         """Nothing to fit by default."""
 
+    @abstractmethod
     def log_probs(self, outputs: Outputs) -> torch.Tensor:
-        raise NotImplementedError
+        """(N, classes) log-probabilities of the fused prediction."""
 
     def state(self) -> dict[str, torch.Tensor]:
         """The fitted tensors (saved in fusion.safetensors); `load` reads them back."""
@@ -138,8 +140,9 @@ class LinearOn(Fusion):
         self.weight: torch.Tensor | None = None
         self.bias: torch.Tensor | None = None
 
+    @abstractmethod
     def inputs(self, outputs: Outputs) -> torch.Tensor:
-        raise NotImplementedError
+        """(N, F) what the logistic regression reads."""
 
     def fit(self, val: Outputs | None, train: Outputs | None, seed: int = 0) -> None:
         source = val if self.fits_on == "validation" else train

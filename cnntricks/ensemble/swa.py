@@ -19,11 +19,10 @@ import torch
 
 from cnntricks.config import ConfigError
 from cnntricks.ensemble.members import MemberData, load_member
-from cnntricks.rundir import (CHECKPOINTS, RUN_FILES, SUMMARY, RunDirectoryError, checkpoint_files, read_json,
+from cnntricks.rundir import (CHECKPOINTS, SUMMARY, SWA, copy_run_files, RunDirectoryError, checkpoint_files, read_json,
                               save_tensors, write_atomic, write_json)
 from cnntricks.train.checkpoint import model_tensors
 
-SWA = "swa.json"
 
 
 def averaged_state(states: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
@@ -86,9 +85,7 @@ def average_weights(sources: list[tuple[str | Path, str | None]], out_dir: str |
     partial = out_dir.with_name(out_dir.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)
-    for name in RUN_FILES:
-        if (last.run_dir / name).is_file():
-            shutil.copy2(last.run_dir / name, partial / name)
+    copy_run_files(last.run_dir, partial)
     epoch = (read_json(last.loaded.checkpoint / "state.json") or {}).get("epoch", 0)
     folder = partial / CHECKPOINTS / f"epoch-{epoch:04d}"
     folder.mkdir(parents=True)

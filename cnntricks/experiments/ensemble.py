@@ -80,14 +80,13 @@ def run_seed(root: Path, base: list[str], k: int, epochs: int, seed: int, log) -
     import yaml
     (root / "space.yaml").write_text(yaml.safe_dump(SEARCH_SPACE))
     started = time.perf_counter()
-    searched = tune(None, common, root / "space.yaml", root / "search", 2 * k, say=quiet)
+    tune(None, common, root / "space.yaml", root / "search", 2 * k, say=quiet)
     search_seconds = time.perf_counter() - started
     trained = sum((read_json(summary) or {}).get("epochs", 0)  # pruned trials too: they stopped early
                   for summary in (root / "search" / "trials").glob("*/summary.json"))
     top = build_ensemble([(run, None) for run in top_runs(root / "search", k)], root / "search-top", "mean", say=quiet)
     rows["search-top"] = (top["test_acc"], top["test_loss"], top["ensemble"]["gain"], trained / epochs,
                           search_seconds)
-    del searched
     return rows
 
 

@@ -14,8 +14,7 @@ import numpy as np
 from cnntricks.report import model_figures
 from cnntricks.report.figures import new_figure, plain, save_png
 from cnntricks.report.html import CSS, esc, percent, per_class_html
-from cnntricks.ensemble.directory import ENSEMBLE
-from cnntricks.rundir import SUMMARY, read_json, write_atomic
+from cnntricks.rundir import ENSEMBLE, SUMMARY, read_json, write_atomic
 
 
 def members_figure(summary: dict, title: str):

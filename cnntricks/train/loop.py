@@ -32,9 +32,9 @@ from cnntricks.data.store import Splits
 from cnntricks.nn.init import lsuv_
 from cnntricks.nn.regularize import apply_max_norm, l1_active, penalty
 from cnntricks.preprocess.pipeline import load_preprocess
-from cnntricks.rundir import (CONFIG, DATA, FANCY_PCA, MISCLASSIFIED, PREPROCESS, SUMMARY, TRANSFER, DamagedFileError,
-                              RunDirectoryError, archive_attempt, checkpoint_folders, find_checkpoint, hold_run_dir,
-                              in_use_error, latest_checkpoint, lock_holder, read_json, read_restarts, write_atomic,
+from cnntricks.rundir import (CONFIG, DATA, FANCY_PCA, MISCLASSIFIED, PREPROCESS, SUMMARY, SWA, TRANSFER,
+                              DamagedFileError, RunDirectoryError, archive_attempt, checkpoint_folders, find_checkpoint,
+                              hold_run_dir, in_use_error, latest_checkpoint, lock_holder, read_json, read_restarts, write_atomic,
                               write_json)
 from cnntricks.train import checkpoint as ckpt
 from cnntricks.transfer import input_preprocess, load_pretrained, plan_transfer, transfer_plugins
@@ -103,7 +103,7 @@ def open_run_dir(run_dir: Path, resume: bool) -> Config | None:
         if not (run_dir / CONFIG).exists():
             raise RunDirectoryError(f"--resume {run_dir}: no config.yaml there, so no run to continue; "
                                     f"check the path (runs are in runs/ by default)")
-        if (run_dir / "swa.json").is_file():
+        if (run_dir / SWA).is_file():
             raise RunDirectoryError(f"--resume {run_dir}: it holds averaged weights (cnntricks ensemble --swa) "
                                     f"without an optimizer's state; evaluate, predict or diagnose it, or resume "
                                     f"the run it was averaged from")

@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 
 from cnntricks.config import ConfigError
-from cnntricks.rundir import (CHECKPOINTS, RUN_FILES, SUMMARY, RunDirectoryError, checkpoint_files, read_json,
+from cnntricks.rundir import (CHECKPOINTS, SUMMARY, copy_run_files, RunDirectoryError, checkpoint_files, read_json,
                               save_tensors, write_atomic, write_json)
 from cnntricks.train.checkpoint import model_tensors
 from cnntricks.transfer.head import fit_classifier
@@ -107,9 +107,7 @@ def rebalance(run_dir: str | Path, out_dir: str | Path, method: str, tau: float 
         head.bias.copy_(new_bias.to(head.bias))
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    for name in RUN_FILES:
-        if (run_dir / name).is_file():
-            shutil.copy2(run_dir / name, out_dir / name)
+    copy_run_files(run_dir, out_dir)
     folder = out_dir / CHECKPOINTS / loaded.checkpoint.name
     folder.mkdir(parents=True)
     save_tensors(model_tensors(predictor.model), folder / "model.safetensors")
