@@ -51,9 +51,9 @@ def main(argv: list[str] | None = None) -> int:
         (root / "space.yaml").write_text(SPACE)
         print(f"cpu {cpu_name()}; {trials} trials of {' '.join(overrides)}, no pruning")
         one, done_one = timed_search(root, overrides, trials, 1)
-        print(f"1 worker:  {one:.1f} s ({done_one} trials)")
+        print(f"1 worker:  {one:.2f} s ({done_one} trials)")
         two, done_two = timed_search(root, overrides, trials, 2)
-        print(f"2 workers: {two:.1f} s ({done_two} trials)")
+        print(f"2 workers: {two:.2f} s ({done_two} trials)")
     finally:
         shutil.rmtree(root, ignore_errors=True)
     per_trial = (two / done_two) / (one / done_one)

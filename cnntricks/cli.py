@@ -330,7 +330,7 @@ def cmd_tune(args, items: list[str]) -> int:
     config_file, overrides = _split_overrides(items)
     say = (lambda message: None) if args.json else (lambda message: print(message, file=sys.stderr, flush=True))
     result = tune(config_file, overrides, args.space, args.out, args.trials, args.storage, args.workers, args.pruner,
-                  say=say)
+                  say=say, folds=args.folds)
     if args.json:
         print(json.dumps(result, indent=2))
         return EXIT_OK
@@ -384,9 +384,10 @@ def cmd_ensemble(args, items: list[str]) -> int:
             raise ConfigError(f"give the members as runs or as --train CONFIG --seeds K, not both ({args.runs})")
         config_file = args.train or (args.runs[0] if args.runs else None)
         from cnntricks.ensemble.fusion import create_fusion
-        if args.folds and create_fusion(args.fusion).fits_on is not None:
-            raise ConfigError(f"--folds members validate and train on different images, so the {args.fusion} fusion "
-                              f"has no common split to be fitted on; use --fusion mean or vote")
+        if args.folds and create_fusion(args.fusion).fits_on == "training":
+            raise ConfigError(f"--folds members train on different images, so the {args.fusion} fusion (fitted on the "
+                              f"training split) has nothing common to fit on; use --fusion stack or weighted "
+                              f"(fitted out of fold), or mean or vote")
         check_out_dir(Path(args.out), members_inside=True)
         configs = member_configs(config_file, items, args.seeds, args.workers, folds=args.folds)
         sources = [(run, None) for run in train_members(configs, args.out, args.workers, say)]

@@ -172,7 +172,8 @@ def add_ensemble(sub) -> None:
     ensemble.add_argument("--seeds", type=int, default=5, metavar="K", help="--train: how many members (default 5)")
     ensemble.add_argument("--folds", action="store_true",
                           help="--train: the K members are a K-fold cross-validation (data.folds=K, member i "
-                               "validates on fold i) instead of K seeds on one split")
+                               "validates on fold i) instead of K seeds on one split; stack and weighted then fit "
+                               "on their out-of-fold predictions")
     ensemble.add_argument("--workers", type=int, default=1, metavar="N",
                           help="--train: members trained in N parallel processes (default 1)")
     ensemble.add_argument("--copy", action="store_true",
@@ -187,7 +188,7 @@ def add_tune(sub) -> None:
     tune = sub.add_parser(
         "tune", help="hyper-parameter search on Optuna; every trial a run",
         usage="cnntricks tune [CONFIG.yaml] --space SPACE.yaml --trials N --out DIR [--storage URL] [--workers N] "
-              "[--pruner {median,halving,none}] [section.key=value ...]",
+              "[--pruner {median,halving,none}] [--folds K] [section.key=value ...]",
         description="Search the config keys of SPACE.yaml (types log, uniform, int, categorical) with Optuna's TPE "
                     "sampler for the best validation accuracy; each trial is a run directory in DIR/trials/, pruned "
                     "when its per-epoch validation accuracy falls behind. Storage: SQLite for one worker, a journal "
@@ -197,7 +198,9 @@ def add_tune(sub) -> None:
                "  model.width: {type: int, low: 16, high: 64, step: 16}\n"
                "  augment.policy: {type: categorical, choices: [flip, standard]}\n\nexamples:\n"
                "  cnntricks tune --space space.yaml --trials 40 --out tunes/lr train.epochs=6\n"
-               "  cnntricks ensemble --study tunes/lr --top 5 --out ens/top5",
+               "  cnntricks ensemble --study tunes/lr --top 5 --out ens/top5\n"
+               "  cnntricks tune --space space.yaml --trials 20 --folds 5 --out tunes/cv\n"
+               "  cnntricks ensemble --study tunes/cv --top 3 --fusion stack --out ens/cv-stack",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     tune.add_argument("--space", required=True, metavar="SPACE.yaml", help="the keys to search and their ranges")
     tune.add_argument("--trials", type=int, required=True, metavar="N", help="finished (complete or pruned) trials wanted")
@@ -207,6 +210,9 @@ def add_tune(sub) -> None:
     tune.add_argument("--workers", type=int, default=1, metavar="N", help="trials in N parallel processes (default 1)")
     tune.add_argument("--pruner", choices=["median", "halving", "none"], default="median",
                       help="stop trials whose validation accuracy falls behind (default median)")
+    tune.add_argument("--folds", type=int, default=None, metavar="K",
+                      help="every trial a K-fold cross-validation (K runs, data.folds=K), valued by the folds' mean "
+                           "validation accuracy; its top trials stack on their out-of-fold predictions")
     tune.add_argument("--json", action="store_true", help="print tune.json instead of a table")
 
 

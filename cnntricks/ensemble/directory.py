@@ -3,7 +3,7 @@
     ens/
       ensemble.json        format, the fusion and what its fit found, the members (the run directory
                            of each, relative to ens/ where it can be, and its checkpoint)
-      fusion.safetensors   the fitted tensors (weighted, stack, features)
+      fusion.safetensors   the fitted tensors (weighted, stack, features; with k-fold members, their groups)
       summary.json         the ensemble's test figures under the run's keys (test_acc, test_loss,
                            per_class, ...), test_ece, and "ensemble": each member's figures, the best
                            member, the gain, the pairwise disagreement
@@ -24,7 +24,7 @@ import torch
 
 from cnntricks.config import ConfigError
 from cnntricks.ensemble.fusion import FUSIONS, Fusion, Outputs, calibration_error, create_fusion, disagreement
-from cnntricks.ensemble.members import Member, MemberData, check_classes, file_outputs, load_member
+from cnntricks.ensemble.members import Member, MemberData, check_classes, file_outputs, fold_groups, load_member
 from cnntricks.rundir import (CHECKPOINTS, ENSEMBLE, SUMMARY, copy_run_files, RunDirectoryError, load_tensors, read_json,
                               save_tensors, write_atomic, write_json)
 from cnntricks.train.inference import metrics
@@ -121,7 +121,8 @@ def build_ensemble(sources: list[tuple[str | Path, str | None]], out_dir: str | 
                    copy: bool = False, seed: int = 0, say=print, members_inside: bool = False) -> dict:
     """Write the ensemble of `sources` ([(run directory, checkpoint or None for the newest)]) with
     `fusion` to `out_dir`; returns its summary.json. Fusion is fitted on the validation (or, for
-    `features`, the training) split; the test split only scores. `members_inside`: the members are
+    `features`, the training) split, or for k-fold members on their out-of-fold outputs; the test split
+    only scores. `members_inside`: the members are
     out_dir/members/* (cnntricks ensemble --train); the files are then written beside them, ensemble.json
     last, instead of in a folder renamed when complete."""
     out_dir = Path(out_dir)
@@ -136,8 +137,20 @@ def build_ensemble(sources: list[tuple[str | Path, str | None]], out_dir: str | 
     unique_names(members)
     check_classes(members)
     method, data = create_fusion(fusion), MemberData()
-    fitted = None
-    if method.fits_on is not None:
+    groups = fold_groups(members) if method.fits_on is not None else None
+    fitted, fitted_on = None, method.fits_on
+    if groups is not None:
+        if method.fits_on != "validation":
+            raise ConfigError(f"k-fold members train on different images, so the {fusion} fusion (fitted on the "
+                              f"training split) has nothing common to fit on; use --fusion stack or weighted (fitted "
+                              f"out of fold), or mean or vote")
+        count = len(set(groups))
+        say(f"ensemble: {len(members)} k-fold members in {count} group{'s' if count != 1 else ''}: their out-of-fold "
+            f"outputs, to fit the {fusion} fusion")
+        fitted, fitted_on = data.out_of_fold(members, groups), "out-of-fold validation"
+        method.groups = groups
+        method.fit(fitted, None, seed)
+    elif method.fits_on is not None:
         split = "val" if method.fits_on == "validation" else "train"
         say(f"ensemble: {len(members)} members' {method.fits_on} outputs, to fit the {fusion} fusion")
         fitted = data.outputs(members, split, method.reads_features)
@@ -162,10 +175,12 @@ def build_ensemble(sources: list[tuple[str | Path, str | None]], out_dir: str | 
         records.append({"name": member.name, "run": reference(run, out_dir) if not copy else f"{MEMBERS}/{member.name}",
                         "checkpoint": checkpoint, "copied": copy,
                         "model": member.loaded.cfg.model.name, "input": list(member.input_shape)})
-    record = {"format": FORMAT, "fusion": fusion, "fitted_on": method.fits_on, "fit": method.describe(),
+    record = {"format": FORMAT, "fusion": fusion, "fitted_on": fitted_on, "fit": method.describe(),
               "classes": members[0].classes, "members": records}
     if fitted is not None:
         record["fit"]["fitted_images"] = len(fitted.labels)
+    if groups is not None:
+        record["fit"]["groups"] = groups
     if method.state():
         write_atomic(partial / FUSION_FILE, lambda path: save_tensors(method.state(), path))
     summary = {"kind": "ensemble", "fusion": fusion, "members": len(members), "classes": members[0].classes,

@@ -15,6 +15,13 @@ Early fusion reads the members' penultimate features:
 
 Every fusion gives log-probabilities (N, classes). What is fitted is fitted on the validation or the
 training split only, never the test split; `state()` is what the ensemble directory keeps of it.
+
+Out-of-fold fitting. Members that are the k runs of a k-fold cross-validation (data.folds=k, one per
+fold) form a group; several groups (other configs, the top trials of a cross-validated search) may be
+fused. Their validation images differ, but together a group has seen every training image exactly
+once as validation: its out-of-fold prediction. `weighted` and `stack` then fit on the groups'
+out-of-fold outputs (one "member" per group), and at prediction a group is the mean of its members'
+probabilities (stacking on out-of-fold predictions, Wolpert 1992; Breiman 1996).
 """
 from __future__ import annotations
 
@@ -39,25 +46,50 @@ class Outputs:
     features: list[torch.Tensor] | None = None
 
 
+def group_mean(outputs: Outputs, groups: list[int]) -> Outputs:
+    """One "member" per group: the log of its members' mean probability (a k-fold group at prediction)."""
+    if len(groups) != len(outputs.logits):
+        raise ValueError(f"{len(outputs.logits)} members but {len(groups)} group labels")
+    fused = [safe_log(mean_probabilities([m for m, g in zip(outputs.logits, groups) if g == group]))
+             for group in sorted(set(groups))]
+    return Outputs(fused, outputs.labels, None)
+
+
 class Fusion(ABC):
-    """A fusion: `fit` on the validation (and for early fusion the training) outputs, then `log_probs`."""
+    """A fusion: `fit` on the validation (and for early fusion the training) outputs, then `log_probs`.
+    With `groups` (one label per member, set before an out-of-fold fit) the fitted fusions read one
+    output per group: what `fit` is given, and what `log_probs` makes of the members' outputs."""
     name = ""
     reads_features = False   # early fusion: the members' features, not their logits
     fits_on: str | None = None  # "validation", "training" or None (nothing fitted)
+    groups: list[int] | None = None
 
     def fit(self, val: Outputs | None, train: Outputs | None, seed: int = 0) -> None:
         """Nothing to fit by default."""
 
-    @abstractmethod
     def log_probs(self, outputs: Outputs) -> torch.Tensor:
         """(N, classes) log-probabilities of the fused prediction."""
+        return self.fused(group_mean(outputs, self.groups) if self.groups else outputs)
+
+    @abstractmethod
+    def fused(self, outputs: Outputs) -> torch.Tensor:
+        """(N, classes) log-probabilities of the fused prediction of these (per-group) outputs."""
 
     def state(self) -> dict[str, torch.Tensor]:
-        """The fitted tensors (saved in fusion.safetensors); `load` reads them back."""
-        return {}
+        """The fitted tensors (saved in fusion.safetensors), with the groups; `load` reads them back."""
+        groups = {"groups": torch.tensor(self.groups, dtype=torch.int64)} if self.groups else {}
+        return {**self.fitted(), **groups}
 
     def load(self, tensors: dict[str, torch.Tensor]) -> None:
-        """Nothing to read back by default."""
+        self.groups = tensors["groups"].tolist() if "groups" in tensors else None
+        self.restore(tensors)
+
+    def fitted(self) -> dict[str, torch.Tensor]:
+        """The tensors the fit found; none by default."""
+        return {}
+
+    def restore(self, tensors: dict[str, torch.Tensor]) -> None:
+        """Read back what `fitted` gave; nothing by default."""
 
     def describe(self) -> dict:
         """What the fit found, for ensemble.json and the report (JSON)."""
@@ -76,7 +108,7 @@ def safe_log(probabilities: torch.Tensor) -> torch.Tensor:
 class Mean(Fusion):
     name = "mean"
 
-    def log_probs(self, outputs: Outputs) -> torch.Tensor:
+    def fused(self, outputs: Outputs) -> torch.Tensor:
         return safe_log(mean_probabilities(outputs.logits))
 
 
@@ -84,7 +116,7 @@ class Mean(Fusion):
 class Vote(Fusion):
     name = "vote"
 
-    def log_probs(self, outputs: Outputs) -> torch.Tensor:
+    def fused(self, outputs: Outputs) -> torch.Tensor:
         members = len(outputs.logits)
         classes = outputs.logits[0].shape[1]
         votes = torch.stack([torch.nn.functional.one_hot(m.argmax(1), classes) for m in outputs.logits]).double()
@@ -119,14 +151,14 @@ class Weighted(Fusion):
         optimizer.step(closure)
         self.weights = torch.softmax(a.detach(), 0)
 
-    def log_probs(self, outputs: Outputs) -> torch.Tensor:
+    def fused(self, outputs: Outputs) -> torch.Tensor:
         probabilities = torch.stack([torch.softmax(m.double(), 1) for m in outputs.logits])
         return safe_log(torch.einsum("m,mnc->nc", self.weights.double(), probabilities))
 
-    def state(self) -> dict[str, torch.Tensor]:
+    def fitted(self) -> dict[str, torch.Tensor]:
         return {"weights": self.weights.float()}
 
-    def load(self, tensors: dict[str, torch.Tensor]) -> None:
+    def restore(self, tensors: dict[str, torch.Tensor]) -> None:
         self.weights = tensors["weights"].double()
 
     def describe(self) -> dict:
@@ -151,14 +183,14 @@ class LinearOn(Fusion):
                                       seed)
         self.weight, self.bias = torch.as_tensor(weight), torch.as_tensor(bias)
 
-    def log_probs(self, outputs: Outputs) -> torch.Tensor:
+    def fused(self, outputs: Outputs) -> torch.Tensor:
         scores = self.inputs(outputs).double() @ self.weight.double().T + self.bias.double()
         return torch.log_softmax(scores, 1).float()
 
-    def state(self) -> dict[str, torch.Tensor]:
+    def fitted(self) -> dict[str, torch.Tensor]:
         return {"weight": self.weight.float(), "bias": self.bias.float()}
 
-    def load(self, tensors: dict[str, torch.Tensor]) -> None:
+    def restore(self, tensors: dict[str, torch.Tensor]) -> None:
         self.weight, self.bias = tensors["weight"].double(), tensors["bias"].double()
 
     def describe(self) -> dict:

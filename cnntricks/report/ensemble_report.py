@@ -107,7 +107,8 @@ def write_ensemble_report(path: str | Path) -> Path:
         f"<tr><td>{esc(m['name'])}</td><td>{esc(r['model'])}</td><td>{esc('x'.join(map(str, r['input'])))}</td>"
         f"<td>{esc(r['run'])}@{esc(r['checkpoint'])}</td><td class='number'>{percent(m['acc'])}</td>"
         f"<td class='number'>{m['loss']:.4f}</td><td class='number'>{percent(m['ece'])}</td>"
-        + (f"<td class='number'>{fit['weights'][i]:.3f}</td>" if "weights" in fit else "") + "</tr>"
+        + (f"<td class='number'>{fit['weights'][fit['groups'][i] if 'groups' in fit else i]:.3f}</td>"
+           if "weights" in fit else "") + "</tr>"
         for i, (m, r) in enumerate(zip(info["members"], record["members"])))
     fitted = (f"fitted on the {record['fitted_on']} split ({fit.get('fitted_images', '?')} images); the test split "
               "only scores" if record.get("fitted_on") else "nothing fitted")
@@ -125,7 +126,7 @@ def write_ensemble_report(path: str | Path) -> Path:
 </header>
 <section id="members"><h2>Members</h2>
 <table><thead><tr><th>member</th><th>model</th><th>input</th><th>run@checkpoint</th><th>test accuracy</th><th>NLL</th>
-<th>calibration error</th>{"<th>weight</th>" if "weights" in fit else ""}</tr></thead><tbody>{rows}</tbody></table></section>
+<th>calibration error</th>{("<th>its group's weight</th>" if "groups" in fit else "<th>weight</th>") if "weights" in fit else ""}</tr></thead><tbody>{rows}</tbody></table></section>
 <section id="figures"><h2>Figures</h2>{"".join(figures_html)}</section>
 <section id="per-class"><h2>Test accuracy per class</h2>{per_class_html(_Table(summary))}</section>
 </main></body></html>

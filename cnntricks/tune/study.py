@@ -1,7 +1,10 @@
 """`cnntricks tune`: a hyper-parameter search on Optuna over any config keys (tune/space.py).
 
 Every trial is a normal run directory (OUT/trials/trial-NNNN) trained by `session.train`; its value
-is the run's best validation accuracy (maximized), never the test split's. The TPE sampler
+is the run's best validation accuracy (maximized), never the test split's. With `--folds k` a trial
+is a k-fold cross-validation instead (OUT/trials/trial-NNNN/fold-i, data.folds=k, data.fold=i, one
+split seed for every trial) and its value the folds' mean: the seed's "top models discovered during
+cross-validation", whose out-of-fold predictions `cnntricks ensemble --study OUT --fusion stack` fits on. The TPE sampler
 proposes; the pruner (median, or successive halving) stops a trial whose per-epoch validation
 accuracy falls behind (a `TrialReporter` plug-in reports each epoch and stops the run when told).
 A trial that diverges is worth 0.
@@ -35,16 +38,17 @@ STALE_SECONDS = 120  # a RUNNING trial without a run directory this long after i
 
 
 class TrialReporter:
-    """Loop plug-in: reports each epoch's validation accuracy to the trial; stops the run when pruned."""
+    """Loop plug-in: reports each epoch's validation accuracy to the trial (at step `offset` + epoch: a
+    cross-validated trial's fold i reports after fold i - 1's epochs); stops the run when pruned."""
 
-    def __init__(self, trial):
-        self.trial = trial
+    def __init__(self, trial, offset: int = 0):
+        self.trial, self.offset = trial, offset
 
     def on_epoch_end(self, trainer):
         value = trainer.state.last_epoch.get("val_acc")
         if value is None:
             return None
-        self.trial.report(float(value), trainer.state.epoch)
+        self.trial.report(float(value), self.offset + trainer.state.epoch)
         return Stop("pruned") if self.trial.should_prune() else None
 
 
@@ -138,8 +142,18 @@ def retry_stale(study, out_dir: Path, say=print) -> int:
     return stale
 
 
+def trial_runs(record: dict, overrides: list[str], run_dir: Path) -> list[tuple[list[str], Path]]:
+    """The runs of one trial: its config, or with record["folds"] = k one run per fold (run_dir/fold-i)."""
+    folds = record.get("folds")
+    if not folds:
+        return [(overrides, run_dir)]
+    return [([*overrides, f"data.folds={folds}", f"data.fold={fold}"], run_dir / f"fold-{fold}")
+            for fold in range(folds)]
+
+
 def objective_for(record: dict, out_dir: Path, say=print):
-    """The study's objective: train the trial's config, return its best validation accuracy."""
+    """The study's objective: train the trial's config, return its best validation accuracy (with
+    folds, the mean over the folds of each fold run's best validation accuracy)."""
     from cnntricks.session import train
     from cnntricks.train.loop import TrainingDiverged
     from cnntricks.tune.space import parse_param
@@ -148,25 +162,35 @@ def objective_for(record: dict, out_dir: Path, say=print):
     def objective(trial):
         optuna = quiet_optuna()
         overrides = [*record["overrides"], *overrides_of(params, trial)]
-        cfg = config_module.load(record["config"], overrides)
-        run_dir = out_dir / TRIALS / f"trial-{trial.number:04d}"
-        trial.set_user_attr("run_dir", str(run_dir.resolve()))
-        try:
-            summary = train(cfg, run_dir, progress=False, callbacks=(TrialReporter(trial),))
-        except TrainingDiverged:
-            trial.set_user_attr("diverged", True)
-            say(f"tune: trial {trial.number} diverged: value 0")
-            return 0.0
-        trial.set_user_attr("test_acc", summary.get("test_acc"))
-        if summary.get("stop_reason") == "pruned":
-            say(f"tune: trial {trial.number} pruned at epoch {summary['epochs']}")
-            raise optuna.TrialPruned()
-        value = summary.get("best_val_acc")
-        if value is None:
-            raise ConfigError("tune maximizes the validation accuracy: keep data.val_fraction above 0")
-        say(f"tune: trial {trial.number} finished: validation accuracy {100 * value:.2f}% "
+        runs = trial_runs(record, overrides, out_dir / TRIALS / f"trial-{trial.number:04d}")
+        trial.set_user_attr("run_dir", str(runs[0][1].resolve()))
+        trial.set_user_attr("run_dirs", [str(run.resolve()) for _, run in runs])
+        values, tests, offset = [], [], 0
+        for words, run_dir in runs:
+            cfg = config_module.load(record["config"], words)
+            try:
+                summary = train(cfg, run_dir, progress=False, callbacks=(TrialReporter(trial, offset),))
+            except TrainingDiverged:
+                trial.set_user_attr("diverged", True)
+                say(f"tune: trial {trial.number} diverged: value 0")
+                return 0.0
+            offset += cfg.train.epochs
+            if summary.get("stop_reason") == "pruned":
+                say(f"tune: trial {trial.number} pruned at epoch {summary['epochs']}"
+                    + (f" of fold {cfg.data.fold}" if record.get("folds") else ""))
+                raise optuna.TrialPruned()
+            if summary.get("best_val_acc") is None:
+                raise ConfigError("tune maximizes the validation accuracy: keep data.val_fraction above 0")
+            values.append(float(summary["best_val_acc"]))
+            tests.append(summary.get("test_acc"))
+        value = sum(values) / len(values)
+        trial.set_user_attr("test_acc", sum(tests) / len(tests) if None not in tests else None)
+        if len(values) > 1:
+            trial.set_user_attr("fold_values", values)
+        said = f"{len(values)}-fold mean " if len(values) > 1 else ""
+        say(f"tune: trial {trial.number} finished: {said}validation accuracy {100 * value:.2f}% "
             f"({' '.join(overrides_of(params, trial))})")
-        return float(value)
+        return value
     return objective
 
 
@@ -192,12 +216,17 @@ def work(record: dict, out_dir: str, worker: int, threads: int | None, say=print
 
 def tune(config_file: str | None, overrides: list[str], space_file: str | Path, out_dir: str | Path, trials: int,
          storage: str | None = None, workers: int = 1, pruner: str = "median", say=print,
-         worker_lines: bool = True) -> dict:
+         worker_lines: bool = True, folds: int | None = None) -> dict:
     """Run (or continue) the search; returns tune.json's contents with the best trial. Worker processes
-    print their trials' lines unless `worker_lines` is False."""
+    print their trials' lines unless `worker_lines` is False. `folds` = k: every trial is a k-fold
+    cross-validation (k runs, data.folds=k), its value the folds' mean validation accuracy."""
     out_dir = Path(out_dir)
     if trials < 1:
         raise ConfigError(f"--trials must be >= 1, got {trials}")
+    if folds is not None and folds < 2:
+        raise ConfigError(f"--folds must be 2 or more (a cross-validation of one fold is one run), got {folds}")
+    if folds is not None and any(word.startswith(("data.folds=", "data.fold=")) for word in overrides):
+        raise ConfigError("--folds sets data.folds and data.fold of each trial's runs; drop them from the overrides")
     if pruner not in PRUNERS:
         raise ConfigError(f"--pruner must be one of {', '.join(PRUNERS)}, got {pruner!r}")
     config_file = str(Path(config_file).resolve()) if config_file else None  # continued from any folder
@@ -210,6 +239,10 @@ def tune(config_file: str | None, overrides: list[str], space_file: str | Path, 
         if saved["space"] != space or saved["overrides"] != overrides or saved["config"] != config_file:
             raise RunDirectoryError(f"{out_dir} holds a search over another space or config; continue it with the "
                                     f"same --space, config and overrides, or choose another --out")
+        if saved.get("folds") != folds:
+            was = f"--folds {saved['folds']}" if saved.get("folds") else "no --folds"
+            raise RunDirectoryError(f"{out_dir}'s search was started with {was}; continue it the same way, or choose "
+                                    f"another --out")
         record = {**saved, "trials": trials}
         if storage and storage != saved["storage"]:
             raise RunDirectoryError(f"{out_dir}'s study is stored in {saved['storage']}; drop --storage to continue it")
@@ -217,7 +250,7 @@ def tune(config_file: str | None, overrides: list[str], space_file: str | Path, 
         out_dir.mkdir(parents=True, exist_ok=True)
         record = {"name": out_dir.resolve().name, "storage": storage_url(out_dir, storage, workers, say),
                   "config": config_file, "overrides": list(overrides), "space": space, "trials": trials,
-                  "pruner": pruner, "seed": base.train.seed}
+                  "pruner": pruner, "seed": base.train.seed, "folds": folds}
     if workers > 1 and record["storage"].startswith("sqlite"):
         raise ConfigError(f"{out_dir}'s study is in SQLite, which locks up under {workers} writers; continue it with "
                           f"--workers 1, or start a new --out with --workers {workers} (a journal file)")
@@ -246,6 +279,7 @@ def summarize(study, record: dict, out_dir: Path) -> dict:
     complete = sorted(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)),
                       key=lambda t: -(t.value if t.value is not None else float("-inf")))
     rows = [{"number": t.number, "value": t.value, "params": t.params, "run_dir": t.user_attrs.get("run_dir"),
+             "run_dirs": t.user_attrs.get("run_dirs", [t.user_attrs.get("run_dir")]),
              "test_acc": t.user_attrs.get("test_acc")} for t in complete]
     counts = {state.name.lower(): len(study.get_trials(deepcopy=False, states=(state,)))
               for state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL, TrialState.RUNNING)}
@@ -255,7 +289,8 @@ def summarize(study, record: dict, out_dir: Path) -> dict:
 
 
 def top_runs(study_dir: str | Path, k: int) -> list[Path]:
-    """The run directories of the k best finished trials of the search in `study_dir`."""
+    """The run directories of the k best finished trials of the search in `study_dir` (of a
+    cross-validated search, every fold run of each: k groups of k-fold members)."""
     study_dir = Path(study_dir)
     record = read_json(study_dir / TUNE)
     if record is None:
@@ -264,4 +299,4 @@ def top_runs(study_dir: str | Path, k: int) -> list[Path]:
     if len(ranking) < k:
         raise ConfigError(f"--top {k}: the search in {study_dir} has {len(ranking)} finished trials; lower --top or "
                           f"continue the search (cnntricks tune ... --out {study_dir} --trials N)")
-    return [Path(row["run_dir"]) for row in ranking[:k]]
+    return [Path(run) for row in ranking[:k] for run in row["run_dirs"]]

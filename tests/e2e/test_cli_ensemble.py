@@ -120,8 +120,12 @@ def test_cross_validation_members_hold_out_one_fold_each(user):
     sizes = [read_json(user.cwd / "cv" / "members" / f"fold-{fold}" / "summary.json")["split_sizes"]
              for fold in range(3)]
     assert len({s["train"] + s["val"] for s in sizes}) == 1  # the same images, dealt differently
-    refused = user.run("ensemble", "--train", "--seeds", "3", "--folds", "--fusion", "stack", "--out", "cv2", *TINY)
-    assert refused.code == 2 and "use --fusion mean or vote" in refused.err and not (user.cwd / "cv2").exists()
+    refused = user.run("ensemble", "--train", "--seeds", "3", "--folds", "--fusion", "features", "--out", "cv2", *TINY)
+    assert refused.code == 2 and "--fusion stack or weighted" in refused.err and not (user.cwd / "cv2").exists()
+    members = [str(user.cwd / "cv" / "members" / f"fold-{fold}") for fold in range(3)]
+    stacked = user.run("ensemble", *members, "--fusion", "stack", "--out", "cvs", "--json")
+    assert stacked.code == 0, stacked
+    assert read_json(user.cwd / "cvs" / "ensemble.json")["fitted_on"] == "out-of-fold validation"
     wrong = user.run("train", *TINY, "data.folds=3", "data.fold=3", "--run-dir", "w")
     assert wrong.code == 2 and "data.fold=3 is not one of the data.folds=3 folds" in wrong.err
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 from PIL import Image
 
-from cnntricks.config import load
+from cnntricks.config import ConfigError, load
 from cnntricks.ensemble import build_ensemble, is_ensemble, load_ensemble
 from cnntricks.ensemble.directory import ENSEMBLE
 from cnntricks.rundir import RunDirectoryError, read_json
@@ -179,3 +179,58 @@ def test_a_named_checkpoint_is_the_member(runs, tmp_path):
     record = json.loads((tmp_path / "ens" / ENSEMBLE).read_text())
     assert record["members"][0]["checkpoint"] == "checkpoints/epoch-0001" and record["members"][0]["name"] == "a@epoch-0001"
     assert summary["members"] == 2
+
+
+@pytest.fixture(scope="module")
+def fold_runs(tmp_path_factory):
+    """Two configs (widths 4 and 6), each a 2-fold cross-validation on one split seed."""
+    root = tmp_path_factory.mktemp("folds")
+    made = {}
+    for width in (4, 6):
+        for fold in (0, 1):
+            name = f"w{width}-fold-{fold}"
+            fit(load(None, [*BASE, f"model.width={width}", "data.folds=2", f"data.fold={fold}", f"train.seed={fold}",
+                            "data.split_seed=3", f"data.cache_dir={root / 'cache'}"]), root / name, progress=False)
+            made[name] = root / name
+    return made
+
+
+def test_stacking_fits_on_out_of_fold_outputs_and_predicts_with_each_groups_mean(fold_runs, tmp_path, monkeypatch):
+    from cnntricks.data import load_splits
+    from cnntricks.ensemble.fusion import Stack
+    seen = []
+    original = Stack.fit
+    monkeypatch.setattr(Stack, "fit", lambda self, val, train, seed=0: (seen.append((val, train)),
+                                                                          original(self, val, train, seed)))
+    names = ["w4-fold-0", "w4-fold-1", "w6-fold-1", "w6-fold-0"]
+    summary = build_ensemble([(fold_runs[n], None) for n in names], tmp_path / "s", "stack", **QUIET)
+    (val, train), = seen
+    folds = [load_splits(load_predictor(fold_runs[f"w4-fold-{i}"]).cfg.data, i) for i in (0, 1)]
+    assert train is None and len(val.logits) == 2  # one output per group
+    assert torch.equal(val.labels, torch.cat([f.val.labels for f in folds]))  # every training image, once
+    assert len(val.labels) == len(folds[0].train) + len(folds[0].val)
+    first = load_predictor(fold_runs["w4-fold-0"]).predictor.logits(folds[0].val.images)
+    assert torch.allclose(val.logits[0][:len(first)], first, atol=1e-5)  # fold 0's member on fold 0
+    record = read_json(tmp_path / "s" / ENSEMBLE)
+    assert record["fitted_on"] == "out-of-fold validation" and record["fit"]["groups"] == [0, 0, 1, 1]
+    assert record["fit"]["fitted_images"] == len(val.labels)
+    again = load_ensemble(tmp_path / "s").evaluate("test")
+    assert again["acc"] == pytest.approx(summary["test_acc"])
+    weighted = build_ensemble([(fold_runs[n], None) for n in names], tmp_path / "w", "weighted", **QUIET)
+    assert len(read_json(tmp_path / "w" / ENSEMBLE)["fit"]["weights"]) == 2 and 0 < weighted["test_acc"] <= 1
+
+
+def test_k_fold_members_must_make_whole_groups(fold_runs, runs, tmp_path):
+    with pytest.raises(RunDirectoryError, match=r"folds \[0\] of data.folds=2"):
+        build_ensemble([(fold_runs["w4-fold-0"], None), (fold_runs["w6-fold-0"], None), (fold_runs["w6-fold-1"], None)],
+                       tmp_path / "s", "stack", **QUIET)
+    with pytest.raises(RunDirectoryError, match="are not k-fold members"):
+        build_ensemble([(fold_runs["w4-fold-0"], None), (fold_runs["w4-fold-1"], None), (runs["a"], None)],
+                       tmp_path / "s", "stack", **QUIET)
+    with pytest.raises(ConfigError, match="features"):
+        build_ensemble([(fold_runs["w4-fold-0"], None), (fold_runs["w4-fold-1"], None)], tmp_path / "s", "features",
+                       **QUIET)
+    assert not (tmp_path / "s").exists()
+    summary = build_ensemble([(fold_runs["w4-fold-0"], None), (fold_runs["w6-fold-0"], None)], tmp_path / "m", "mean",
+                             **QUIET)
+    assert summary["members"] == 2  # mean fits nothing: any members with one test split

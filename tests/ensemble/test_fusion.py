@@ -120,3 +120,23 @@ def test_disagreement_is_the_share_of_different_predictions():
     matrix = disagreement([a, b, a])
     assert matrix.tolist() == [[0, 0.5, 0], [0.5, 0, 0.5], [0, 0.5, 0]]
     assert not math.isnan(matrix.sum())
+
+
+def test_a_group_of_k_fold_members_is_their_mean_probability_and_its_fit_reads_one_output_per_group():
+    from cnntricks.ensemble.fusion import group_mean
+    torch.manual_seed(4)
+    labels = torch.randint(0, 3, (40,))
+    a, b, c = torch.randn(40, 3), torch.randn(40, 3), torch.randn(40, 3)
+    grouped = group_mean(Outputs([a, b, c], labels), [0, 0, 1])
+    expected = ((torch.softmax(a.double(), 1) + torch.softmax(b.double(), 1)) / 2).log()
+    assert len(grouped.logits) == 2 and torch.allclose(grouped.logits[0].double(), expected, atol=1e-6)
+    assert torch.allclose(torch.softmax(grouped.logits[1], 1), torch.softmax(c, 1), atol=1e-6)
+    for name in ("weighted", "stack"):
+        fusion = create_fusion(name)
+        fusion.fit(Outputs([torch.randn(40, 3), torch.randn(40, 3)], labels), None)  # out of fold: one per group
+        fusion.groups = [0, 0, 1]
+        members = Outputs([a, b, c], labels)
+        assert torch.allclose(fusion.log_probs(members), fusion.fused(grouped), atol=1e-6)
+        again = create_fusion(name)
+        again.load(fusion.state())
+        assert again.groups == [0, 0, 1] and torch.allclose(again.log_probs(members), fusion.log_probs(members))

@@ -46,6 +46,9 @@ def test_the_reporter_reports_each_epoch_and_stops_a_pruned_run():
     going, pruned = FakeTrial(False), FakeTrial(True)
     assert TrialReporter(going).on_epoch_end(FakeTrainer) is None and going.reports == [(0.75, 3)]
     assert TrialReporter(pruned).on_epoch_end(FakeTrainer) == Stop("pruned")
+    later = FakeTrial(False)
+    TrialReporter(later, offset=5).on_epoch_end(FakeTrainer)  # a cross-validated trial's second fold
+    assert later.reports == [(0.75, 8)]
 
 
 def test_trials_are_runs_and_a_killed_search_continues(tmp_path, space):
@@ -100,3 +103,26 @@ def test_the_cli_tunes_and_ensembles_the_best(user, space):
         r["run_dir"].rsplit("/", 1)[1] for r in read_json(user.cwd / "search" / "tune.json")["ranking"][:2]]
     bad = user.run("tune", "--space", str(space), "--trials", "0", "--out", "x")
     assert bad.code == 2 and "--trials must be >= 1" in bad.err
+
+
+def test_cross_validated_trials_are_valued_by_their_folds_mean_and_stack_out_of_fold(tmp_path, space):
+    from cnntricks.ensemble import build_ensemble
+    out = tmp_path / "cv"
+    result = tune(None, TINY, space, out, 2, pruner="none", folds=2, **QUIET)
+    assert result["folds"] == 2 and result["counts"]["complete"] == 2
+    for row in result["ranking"]:
+        summaries = [read_json(f"{run}/summary.json") for run in row["run_dirs"]]
+        assert [load(f"{run}/config.yaml").data.fold for run in row["run_dirs"]] == [0, 1]
+        assert row["value"] == pytest.approx(sum(s["best_val_acc"] for s in summaries) / 2)
+        assert row["test_acc"] == pytest.approx(sum(s["test_acc"] for s in summaries) / 2)
+    runs = top_runs(out, 2)
+    assert [f"{p.parent.name}/{p.name}" for p in runs] == [
+        f"trial-{row['number']:04d}/fold-{fold}" for row in result["ranking"] for fold in (0, 1)]
+    summary = build_ensemble([(run, None) for run in runs], tmp_path / "stack", "stack", **QUIET)
+    record = read_json(tmp_path / "stack" / "ensemble.json")
+    assert record["fitted_on"] == "out-of-fold validation" and record["fit"]["groups"] == [0, 0, 1, 1]
+    assert [m["name"] for m in summary["ensemble"]["members"]] == [f"{p.parent.name}-{p.name}" for p in runs]
+    with pytest.raises(RunDirectoryError, match="started with --folds 2"):
+        tune(None, TINY, space, out, 3, **QUIET)
+    with pytest.raises(ConfigError, match="--folds must be 2 or more"):
+        tune(None, TINY, space, tmp_path / "x", 1, folds=1, **QUIET)
