@@ -321,12 +321,20 @@ SYMPTOMS = {"diverged": symptom_diverged, "slow_loss": symptom_slow_loss, "symme
 
 # ---- one run (in a worker process) ----
 
+# ABCCBA: a drift in the machine's speed hits every arm alike. on = the benchmark's monitor (every
+# planned // MONITOR_SAMPLES steps: every:10 here, 5x the default rate) and doctor.mode=warn;
+# default = the library's defaults (train.monitor=every:50, doctor.mode=warn): what the target is judged on
+OVERHEAD_ORDER = ("off", "on", "default", "default", "on", "off") * 2  # one pass: +-5% between passes
+SMOKE_OVERHEAD_ORDER = ("off", "on", "default")  # --smoke: each arm once (the figures printed, not judged)
+
+
 class Job(NamedTuple):
     case: str
     overrides: tuple[str, ...]
     seed: int
     run_dir: str
     role: str = "detect"  # detect (doctor.mode=warn), fix (doctor.mode=fix), twin (--fix's reference), overhead
+    order: tuple[str, ...] = OVERHEAD_ORDER  # overhead: the arms' order
 
 
 def planned_steps(cfg) -> int:
@@ -415,10 +423,6 @@ def run_case(job: Job) -> dict:
     return result
 
 
-# ABCCBA: a drift in the machine's speed hits every arm alike. on = the benchmark's monitor (every
-# planned // MONITOR_SAMPLES steps: every:10 here, 5x the default rate) and doctor.mode=warn;
-# default = the library's defaults (train.monitor=every:50, doctor.mode=warn): what the target is judged on
-OVERHEAD_ORDER = ("off", "on", "default", "default", "on", "off") * 2  # one pass: +-5% between passes
 OVERHEAD_OFF = ("train.monitor=off", "doctor.mode=off")
 
 
@@ -436,15 +440,15 @@ def time_doctor_cost(job: Job) -> dict:
     warm_up = config_module.load(None, list(job.overrides) + list(OVERHEAD_OFF) + ["train.epochs=1"])
     train(warm_up, Path(job.run_dir) / "warm-up", progress=False)  # imports, first kernels, the data cache: untimed
     in_order, train_seconds = [], []
-    for index, arm in enumerate(OVERHEAD_ORDER):
+    for index, arm in enumerate(job.order):
         started = time.perf_counter()
         summary = train(arms[arm], Path(job.run_dir) / f"{index}-{arm}", progress=False)
         in_order.append(time.perf_counter() - started)
         train_seconds.append(summary["train_seconds"])
-    on, off, default = (statistics.median(t for a, t in zip(OVERHEAD_ORDER, in_order) if a == arm)
+    on, off, default = (statistics.median(t for a, t in zip(job.order, in_order) if a == arm)
                         for arm in ("on", "off", "default"))
     return {"case": job.case, "seed": job.seed, "role": job.role, "seconds": sum(in_order), "error": None,
-            "order": list(OVERHEAD_ORDER), "monitor": cfg_on.train.monitor, "fit_seconds_in_order": in_order,
+            "order": list(job.order), "monitor": cfg_on.train.monitor, "fit_seconds_in_order": in_order,
             "train_seconds_in_order": train_seconds, "on": on, "off": off, "default": default,
             "default_monitor": cfg_default.train.monitor, "cost": default / off - 1, "cost_dense": on / off - 1}
 
@@ -622,8 +626,9 @@ def print_tables(summary: dict, fixes: dict | None, cost: dict | None) -> None:
         print(f"monitor + live doctor cost: {100 * cost['cost']:+.1f}% of fit() wall time at the defaults "
               f"(monitor {cost['default_monitor']}, doctor.mode=warn: {cost['default']:.2f} s), "
               f"{100 * cost['cost_dense']:+.1f}% at this benchmark's monitor {cost['monitor']} ({cost['on']:.2f} s), "
-              f"against {cost['off']:.2f} s with train.monitor=off doctor.mode=off (medians of 4 runs each, "
-              f"order {' '.join(OVERHEAD_ORDER)})")
+              f"against {cost['off']:.2f} s with train.monitor=off doctor.mode=off ("
+              + (f"medians of {cost['order'].count('off')} runs each" if cost['order'].count('off') > 1 else
+                 "one run each") + f", order {' '.join(cost['order'])})")
 
 
 def print_fixes(fixes: dict) -> None:
@@ -747,6 +752,8 @@ def jobs_for(args: argparse.Namespace, scratch: Path) -> list[Job]:
     names = [case.name for case in args.cases]
     twins = list(dict.fromkeys(TWIN[case.name] for case in args.fix_cases if TWIN[case.name] not in names))
     jobs = [job(CASES["default"], 0, "overhead")] if "default" in names else []
+    if args.smoke:
+        jobs = [timed._replace(order=SMOKE_OVERHEAD_ORDER) for timed in jobs]
     jobs += [job(case, seed, "detect") for case in args.cases for seed in range(args.seeds)]
     jobs += [job(CASES[name], seed, "twin") for name in twins for seed in range(args.seeds)]
     jobs += [job(case, seed, "fix", ("doctor.mode=fix",)) for case in args.fix_cases for seed in range(args.seeds)]

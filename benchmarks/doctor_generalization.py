@@ -23,7 +23,9 @@ The (dataset, model) pairs are split once (HALVES) into a calibration half and a
 doctor's thresholds may be tuned on the first only, and the figures are printed side by side:
 false alarms on healthy runs, improvable runs flagged, flagged runs whose advice helps (raises
 validation accuracy by HELPS points or more), advice that makes a run worse by more than 1 point,
-runs at chance accuracy (below CHANCE_SHARE x 1/classes after 2+ epochs) flagged.
+runs at chance accuracy (below CHANCE_SHARE x 1/classes after 2+ epochs) flagged. Beside them, how
+far apart the halves are on each figure, with a 90% interval from a cluster bootstrap over the base
+configs (is a difference over 5 points beyond what other draws of configs would give?).
 
 Every finished training is one line of OUT/runs.jsonl (a run killed mid-way is trained again), and
 the base runs' directories are kept (without checkpoints) in OUT/base/: a rerun continues, and
@@ -382,6 +384,46 @@ def figures(rows: list[dict], store: RunStore, seeds: range) -> dict:
             if rows else {}}
 
 
+COMPARED = ("false_alarms", "flagged_improvable", "advice_helps", "advice_improves", "advice_worse", "chance_flagged")
+RESAMPLES = 1000
+HALVES_APART = 0.05  # the issue: the halves may differ by at most 5 points on each figure
+
+
+def halves_apart(rows: list[dict], store: RunStore, seeds: range, resamples: int = RESAMPLES) -> dict:
+    """Per figure: held-out minus calibration, and a 90% interval for it from a cluster bootstrap (the base
+    configs of each half drawn again with replacement, each with all its seeds: the seeds of one config
+    are not independent). An interval that holds 0 says the halves' difference is within what drawing
+    other configs of the same kinds would give."""
+    def clusters(half: str) -> list[list[dict]]:
+        groups: dict[str, list[dict]] = {}
+        for row in rows:
+            if row["half"] == half:
+                groups.setdefault(key_of(row["overrides"]), []).append(row)
+        return list(groups.values())
+
+    cal, held = clusters("calibration"), clusters("held-out")
+    observed = {half: figures([r for r in rows if r["half"] == half], store, seeds) for half in ("calibration",
+                                                                                               "held-out")}
+    draws = random.Random(0)
+    samples: dict[str, list[float]] = {key: [] for key in COMPARED}
+    for _ in range(resamples):
+        one = figures([r for group in draws.choices(cal, k=len(cal)) for r in group], store, seeds)
+        two = figures([r for group in draws.choices(held, k=len(held)) for r in group], store, seeds)
+        for key in COMPARED:
+            if one[key] is not None and two[key] is not None:
+                samples[key].append(two[key] - one[key])
+    result = {}
+    for key in COMPARED:
+        a, b = observed["calibration"][key], observed["held-out"][key]
+        if a is None or b is None or not samples[key]:
+            continue
+        values = sorted(samples[key])
+        low, high = values[int(0.05 * (len(values) - 1))], values[int(0.95 * (len(values) - 1))]
+        result[key] = {"difference": b - a, "low": low, "high": high, "resamples": len(values),
+                       "over_bar": abs(b - a) > HALVES_APART, "holds_zero": low <= 0 <= high}
+    return result
+
+
 def percent(value: float | None) -> str:
     return "-" if value is None else f"{100 * value:.0f}%"
 
@@ -411,6 +453,16 @@ def print_report(result: dict) -> None:
             for finding, entry in ids.items():
                 gain = "-" if entry["mean_gain"] is None else f"{entry['mean_gain']:+.2f}"
                 print(f"  {finding:<20} {entry['fired']:>4} {entry['on_healthy']:>4} {gain:>8}")
+    apart = result.get("apart") or {}
+    if apart:
+        print(f"\nhalves apart (held-out - calibration, points; 90% interval of a cluster bootstrap over base "
+              f"configs, {RESAMPLES} resamples)")
+        for key, entry in apart.items():
+            verdict = ("within 5 points" if not entry["over_bar"] else
+                       "over 5 points, inside the noise (interval holds 0)" if entry["holds_zero"] else
+                       "over 5 points, beyond the noise")
+            print(f"  {key:<20} {100 * entry['difference']:+6.1f}  [{100 * entry['low']:+6.1f}, "
+                  f"{100 * entry['high']:+6.1f}]  {verdict}")
     print(f"\n{result['trained']} runs trained now, {result['stored']} stored; {result['seconds'] / 60:.1f} min")
 
 
@@ -453,6 +505,7 @@ def main(argv: list[str] | None = None) -> int:
     trained += train_all(advice_jobs(rows, seeds), store, args.workers, None)
     result = {"seeds": args.seeds, "halves": {half: figures([r for r in rows if r["half"] == half], store, seeds)
                                              for half in ("calibration", "held-out")},
+              "apart": halves_apart(rows, store, seeds, 100 if args.smoke else RESAMPLES),
               "trained": trained, "stored": len(store.done), "seconds": time.perf_counter() - started,
               "cpu": cpu_name()}
     print_report(result)

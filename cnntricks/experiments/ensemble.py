@@ -4,6 +4,8 @@ their weight average, the top k of a small search; late fusion against stacking 
 Per study seed s (members trained with one validation split, data.split_seed):
   - k runs of E epochs with train.seed = 100 s, ..., 100 s + k - 1: the first is "a single run", the k
     are the members of the seed ensembles, fused by mean, vote, weighted, stack and features;
+  - the k runs of a k-fold cross-validation (data.folds=k, each trains on (k-1)/k of the training
+    images): their mean, and a stack fitted on their out-of-fold predictions (every training image);
   - one run of k·E epochs (the same training as the k members): "one model k times longer";
   - one run of k·E epochs with schedule.name=snapshot schedule.cycles=k: the snapshot ensemble of its
     cycles (mean), and their weight average (SWA, batch-norm statistics recomputed);
@@ -60,6 +62,15 @@ def run_seed(root: Path, base: list[str], k: int, epochs: int, seed: int, log) -
         rows[f"seeds-{fusion}"] = (summary["test_acc"], summary["test_loss"], summary["ensemble"]["gain"], k,
                                    members_seconds)
 
+    log(f"ensemble study: a {k}-fold cross-validation")
+    started = time.perf_counter()
+    folds = train_members(member_configs(None, common, k, folds=True), root / "folds", say=log)
+    folds_seconds = time.perf_counter() - started
+    for fusion in ("mean", "stack"):
+        summary = build_ensemble([(run, None) for run in folds], root / f"folds-{fusion}", fusion, say=quiet)
+        rows[f"folds-{fusion}"] = (summary["test_acc"], summary["test_loss"], summary["ensemble"]["gain"], k,
+                                   folds_seconds)
+
     log(f"ensemble study: one run of {k * epochs} epochs")
     started = time.perf_counter()
     long = train(config_module.load(None, [*common, f"train.epochs={k * epochs}"]), root / "long", progress=False)
@@ -92,6 +103,8 @@ def run_seed(root: Path, base: list[str], k: int, epochs: int, seed: int, log) -
 
 LABELS = {"single": "a single run (E epochs)", "long": "one model, k x E epochs",
           **{f"seeds-{f}": f"k seeds, {f} fusion" for f in FUSED},
+          "folds-mean": "k-fold cross-validation members, mean",
+          "folds-stack": "k-fold members, stacked on out-of-fold predictions",
           "snapshots": "snapshot ensemble, k cycles in k x E epochs", "SWA": "SWA of those snapshots (one model)",
           "search-top": "top k of a search of 2k trials (mean)"}
 
@@ -130,13 +143,14 @@ def run(out_dir: Path, *, seed: int = 0, seeds: int = 1, budget: str = "small", 
                       f"{mean_std([v[3] for v in values])[0]:.1f}", f"{mean_std([v[4] for v in values])[0]:.0f}",
                       PAPERS.get(key, "—")])
     means = {key: mean_std([100 * rows[key][0] for rows in per_seed])[0] for key in LABELS}
-    best_seed = max((key for key in LABELS if key.startswith("seeds-")), key=lambda key: means[key])
+    best_seed = max((key for key in LABELS if key.startswith(("seeds-", "folds-"))), key=lambda key: means[key])
     notes = [f"k = {k} members, E = {size.epochs} epochs; {data or size.source}"
              f"{f', {size.subset} training images' if size.subset else ''}, `fastnet` width {size.width}.",
-             f"Best of the seed ensembles: {LABELS[best_seed]}, {means[best_seed]:.2f}% against a single run's "
+             f"Best of the seed and fold ensembles: {LABELS[best_seed]}, {means[best_seed]:.2f}% against a single run's "
              f"{means['single']:.2f}% and one k-times-longer run's {means['long']:.2f}%.",
              "Gain: the ensemble's test accuracy minus its best member's (the single run is member 0 of the seeds).",
-             "Runs: `runs/seed<k>/` (seeds/members/, long/, snap/, search/trials/, and each ensemble's directory); "
+             "Runs: `runs/seed<k>/` (seeds/members/, folds/members/, long/, snap/, search/trials/, and each "
+             "ensemble's directory); "
              "configs: member, long and snapshot of the first seed."]
     return write_results(out_dir, name="ensemble", title="Ensembles (seed §8)", notes=notes, header=header,
                          rows=table, results={}, budget=budget, seed=seed, seeds=seeds, data=data, figures={},

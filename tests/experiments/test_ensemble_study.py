@@ -19,6 +19,9 @@ def test_the_ensemble_study_measures_every_row(tmp_path):
     assert rows["search-top"][3] >= k  # 2k trials of E epochs, less what pruning saved
     assert "93.25 → 93.64" in (out / "results.md").read_text()
     assert sorted(p.name for p in (out / "configs").iterdir()) == ["long.yaml", "member.yaml", "snapshot.yaml"]
+    assert rows["folds-stack"][3] == k and rows["folds-mean"][2] is not None
+    stacked = json.loads((out / "runs" / "seed0" / "folds-stack" / "ensemble.json").read_text())
+    assert stacked["fitted_on"] == "out-of-fold validation" and stacked["fit"]["groups"] == [0] * k
     assert sorted(p.name for p in (out / "runs" / "seed0").iterdir()) == [
-        "long", "search", "search-top", "seeds", *(f"seeds-{f}" for f in sorted(ensemble.FUSED)), "snap",
-        "snap-mean", "snap-swa", "space.yaml"]
+        "folds", "folds-mean", "folds-stack", "long", "search", "search-top", "seeds",
+        *(f"seeds-{f}" for f in sorted(ensemble.FUSED)), "snap", "snap-mean", "snap-swa", "space.yaml"]

@@ -31,7 +31,7 @@ def postgres_url():
     binaries = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
     if not binaries:
         pytest.skip("PostgreSQL is not installed: bash scripts/setup.sh installs Debian's postgresql")
-    pytest.importorskip("psycopg2", reason="psycopg2-binary is a test dependency: pip install -e '.[test]'")
+    pytest.importorskip("psycopg", reason="psycopg[binary] is a test dependency: pip install -e '.[test]'")
     bin_dir = Path(binaries[-1]).parent
     as_postgres = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []  # initdb refuses root
     data = Path(tempfile.mkdtemp(prefix="cnntricks-pg-"))
