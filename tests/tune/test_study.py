@@ -103,6 +103,8 @@ def test_the_cli_tunes_and_ensembles_the_best(user, space):
         r["run_dir"].rsplit("/", 1)[1] for r in read_json(user.cwd / "search" / "tune.json")["ranking"][:2]]
     bad = user.run("tune", "--space", str(space), "--trials", "0", "--out", "x")
     assert bad.code == 2 and "--trials must be >= 1" in bad.err
+    one_fold = user.run("tune", "--space", str(space), "--trials", "2", "--folds", "1", "--out", "y")
+    assert one_fold.code == 2 and "--folds must be 2 or more" in one_fold.err
 
 
 def test_cross_validated_trials_are_valued_by_their_folds_mean_and_stack_out_of_fold(tmp_path, space):
