@@ -16,6 +16,7 @@ Exit codes (scripts may rely on them); every one but 1 comes with one line of me
 from __future__ import annotations
 
 import json
+import os
 import re
 import sys
 import time
@@ -27,6 +28,7 @@ from cnntricks.cli_parser import build_parser
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_DATA, EXIT_TRAINING, EXIT_INTERRUPTED = 0, 1, 2, 3, 4, 130
 EXIT_FINDINGS = 5  # cnntricks doctor --fail-on: a finding at that severity or worse
 EXIT_ENVIRONMENT = 6  # disk full, permission denied, out of memory
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, as a program killed by it: the reader of stdout left (`| head`)
 
 
 def _split_overrides(items: list[str]) -> tuple[str | None, list[str]]:
@@ -522,11 +524,47 @@ def cmd_config(args) -> int:
         raise config.ConfigError(f"unknown section '{args.section}'{closest(args.section, config.SECTIONS)}; "
                                  f"sections: {', '.join(config.SECTIONS)}")
     if args.yaml:
-        print(config.dump(config.Config()), end="")
+        defaults = config.Config().to_dict()
+        import yaml
+        print(yaml.safe_dump({args.section: defaults[args.section]} if args.section else defaults, sort_keys=False),
+              end="")
         return EXIT_OK
     rows = [list(r) for r in config.describe() if not args.section or r[0].startswith(args.section + ".")]
-    print(_table(rows, ["key", "default", "values", "meaning"]))
+    import shutil
+    print(_wrapped_table(rows, ["key", "default", "values", "meaning"], shutil.get_terminal_size((100, 24)).columns))
     return EXIT_OK
+
+
+def _wrap_choices(text: str, width: int) -> list[str]:
+    """Lines of at most `width` (unless one piece is longer), broken after a '|' or at a space."""
+    import re
+    lines = [""]
+    for piece in re.split(r"(?<=\|)| ", text):
+        if not piece:
+            continue
+        joiner = "" if not lines[-1] or lines[-1].endswith("|") else " "
+        if lines[-1] and len(lines[-1]) + len(joiner) + len(piece) > width:
+            lines.append(piece)
+        else:
+            lines[-1] += joiner + piece
+    return lines
+
+
+def _wrapped_table(rows: list[list[str]], header: list[str], width: int) -> str:
+    """`_table` fitted to `width` columns: the last two columns wrapped (each at least 24 wide)."""
+    import textwrap
+    fixed = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header) - 2)]
+    room = max(48, width - sum(fixed) - 2 * (len(header) - 1) - 1)
+    values = min(max(len(str(r[-2])) for r in [header, *rows]), max(24, room // 3))
+    widths = [*fixed, values, max(24, room - values)]
+    lines = [header, ["-" * w for w in widths]]
+    for row in rows:
+        wrapped = [_wrap_choices(str(row[-2]), widths[-2]),
+                   textwrap.wrap(str(row[-1]), widths[-1], break_on_hyphens=False, break_long_words=False) or [""]]
+        for index in range(max(map(len, wrapped))):
+            first = [str(c) for c in row[:-2]] if index == 0 else [""] * len(fixed)
+            lines.append([*first, *(part[index] if index < len(part) else "" for part in wrapped)])
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(line, widths)).rstrip() for line in lines)
 
 
 def cmd_experiment(args) -> int:
@@ -575,13 +613,23 @@ def main(argv: list[str] | None = None) -> int:
         return _dispatch(argv)
     except Interrupted as stop:
         saved = f"checkpoint {stop.checkpoint} written; " if stop.checkpoint else ""
-        print(f"\ncnntricks: stopped by {stop.name}; {saved}a training run continues with "
-              f"cnntricks train --resume RUN_DIR", file=sys.stderr)
+        print(f"\ncnntricks: stopped by {stop.name}; {saved}{_continue_with(stop)}", file=sys.stderr)
         return stop.exit_code
-    except KeyboardInterrupt:
-        print("\ncnntricks: interrupted; a training run continues with cnntricks train --resume RUN_DIR",
-              file=sys.stderr)
+    except KeyboardInterrupt as stop:
+        print(f"\ncnntricks: interrupted; {_continue_with(stop)}", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except BrokenPipeError:  # `cnntricks config | head`: the reader left; nothing to say to it
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # the interpreter's last flush would fail again
+        return EXIT_BROKEN_PIPE
+
+
+def _continue_with(stop: KeyboardInterrupt) -> str:
+    """How the interrupted run continues: its directory when training had begun (fit sets run_dir)."""
+    run_dir = getattr(stop, "run_dir", None)
+    if run_dir is None:
+        return "a training run continues with cnntricks train --resume RUN_DIR"
+    return f"the run continues with cnntricks train --resume {run_dir}"
 
 
 def _dispatch(argv: list[str] | None) -> int:
@@ -641,6 +689,8 @@ def _dispatch(argv: list[str] | None) -> int:
         print(f"cnntricks: environment error: out of memory ({str(err).splitlines()[0][:120]}); lower "
               f"optim.batch_size or data.image_size, or use data.subset", file=sys.stderr)
         return EXIT_ENVIRONMENT
+    except BrokenPipeError:  # the reader of stdout left (`| head`): main ends quietly
+        raise
     except OSError as err:  # disk full, permission denied, a vanished file system
         print(f"cnntricks: environment error: {_describe_os_error(err)}", file=sys.stderr)
         return EXIT_ENVIRONMENT

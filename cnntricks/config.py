@@ -143,6 +143,7 @@ class TrainConfig:
     channels_last: bool = True  # memory format for conv nets (faster with oneDNN and cuDNN)
     threads: int | None = None  # CPU threads for torch; None = torch's default
     target_accuracy: float | None = None  # stop once validation accuracy reaches this (0-1)
+    patience: int | None = None  # early stopping: stop once validation accuracy has not improved for this many epochs; None = never
     tta: bool = True  # flip test-time augmentation: average logits of the image and its mirror
     eval_batch_size: int = 1024  # images per step when evaluating
     checkpoint_every: int = 1  # epochs between checkpoints (the last epoch always writes one)
@@ -261,6 +262,7 @@ _RANGES: dict[str, tuple[typing.Callable[[Any], bool], str]] = {
     "train.epochs": (lambda v: v >= 1, ">= 1"),
     "train.target_accuracy": (lambda v: v is None or 0 < v <= 1, "in (0, 1] (a fraction, not a percent)"),
     "train.checkpoint_every": (lambda v: v >= 1, ">= 1"),
+    "train.patience": (lambda v: v is None or v >= 1, ">= 1 (or null: no early stopping)"),
     "train.keep_checkpoints": (lambda v: v == 0 or v >= 2, "0 (every checkpoint) or >= 2 (the doctor's rollback "
                                "may need the one before the newest)"),
     "train.log_every": (lambda v: v >= 1, ">= 1"),

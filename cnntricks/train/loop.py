@@ -48,6 +48,7 @@ from cnntricks.train.plugins import EVENTS, History, Progress, Restart, Rollback
 from cnntricks.train.race import choose
 from cnntricks.train.resolve import resolve
 from cnntricks.train.schedule import create_schedule
+from cnntricks.train.habits import habit_plugins
 from cnntricks.train.snapshots import snapshot_plugins
 from cnntricks.train.stages import stage_plugins
 
@@ -84,10 +85,19 @@ def fit(cfg: Config, run_dir: str | Path, *, resume: bool = False, progress: boo
     run_dir = Path(run_dir)
     if resume:
         open_run_dir(run_dir, resume)  # before the lock creates the folder
+    over = killed_before_first_checkpoint(run_dir)
     with hold_run_dir(run_dir):  # one process at a time; a second one stops here, naming the holder
         while True:
             trainer = Trainer(cfg, run_dir, resume=resume, progress=progress, callbacks=callbacks, splits=splits)
-            outcome = trainer.run()
+            if over:
+                trainer.say(f"{run_dir} holds a run stopped before its first checkpoint: nothing to continue, so it "
+                            f"starts over{' (--resume)' if resume else ''}")
+                over = False
+            try:
+                outcome = trainer.run()
+            except KeyboardInterrupt as stop:  # Ctrl-C or a signal: the message names this run
+                stop.run_dir = run_dir
+                raise
             if not isinstance(outcome, Restart):
                 return outcome
             kept = archive_attempt(run_dir, outcome.event)
@@ -112,6 +122,11 @@ def open_run_dir(run_dir: Path, resume: bool) -> Config | None:
         raise RunDirectoryError(f"{run_dir} already holds a run; continue it with --resume {run_dir} "
                                 f"or choose another --run-dir")
     return None
+
+
+def killed_before_first_checkpoint(run_dir: Path) -> bool:
+    """A run started in `run_dir` (config.yaml) and stopped before writing any checkpoint or summary."""
+    return (run_dir / CONFIG).is_file() and not checkpoint_folders(run_dir) and not (run_dir / SUMMARY).exists()
 
 
 class Trainer:
@@ -167,7 +182,7 @@ class Trainer:
                                               self.device, self.precision)
         self.history = History(self.run_dir, cfg.train.log_every)
         self.plugins = [self.history, *([Progress()] if progress else []), *transfer_plugins(self.transfer),
-                        *stage_plugins(cfg, self.sampler), *snapshot_plugins(cfg), *callbacks]
+                        *stage_plugins(cfg, self.sampler), *snapshot_plugins(cfg), *habit_plugins(cfg), *callbacks]
         self.hooks = {event: [getattr(p, event) for p in self.plugins if hasattr(p, event)] for event in EVENTS}
         # Reading a loss back to the host waits for the device. On a CPU that costs nothing, so every
         # step is checked; on CUDA the losses are read every few steps to keep the GPU queue full.
@@ -228,6 +243,9 @@ class Trainer:
             except (KeyError, TypeError, IndexError) as err:  # intact files, but not a state this trainer wrote
                 raise DamagedFileError(f"{last}/state.json lacks what a checkpoint holds ({err!r}); "
                                        f"start the run again") from None
+            within = " (inside the next one)" if self.epoch is not None else ""
+            self.say(f"resuming {self.run_dir} from {last.name}: epoch {self.state.epoch} of "
+                     f"{self.cfg.train.epochs} done{within}, step {self.state.step}")
         else:  # a new run, or one killed before its first checkpoint: start over
             self.call("on_restore", {})
             if self.transfer is not None:  # fine-tuning (seed §4): the new head, the rest from the source

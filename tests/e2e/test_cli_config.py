@@ -6,10 +6,32 @@ import yaml
 from cnntricks import config
 
 
-def keys_listed(out: str) -> list[str]:
+def entries(out: str) -> dict[str, list[str]]:
+    """Each key's cells (key, default, values, meaning), wrapped continuation lines joined by spaces;
+    the columns are where the dashes under the header are."""
+    import re
     lines = out.splitlines()
     assert lines[0].split() == ["key", "default", "values", "meaning"]
-    return [line.split()[0] for line in lines[2:]]
+    spans = [m.span() for m in re.finditer(r"-+", lines[1])]
+    spans[-1] = (spans[-1][0], None)
+    rows: dict[str, list[str]] = {}
+    for line in lines[2:]:
+        cells = [line[a:b].strip() for a, b in spans]
+        if cells[0]:
+            rows[cells[0]] = cells
+        else:
+            last = rows[list(rows)[-1]]
+            for i, cell in enumerate(cells):
+                last[i] = f"{last[i]} {cell}".strip() if cell else last[i]
+    return rows
+
+
+def keys_listed(out: str) -> list[str]:
+    return list(entries(out))
+
+
+def words(text: str) -> list[str]:
+    return text.split()
 
 
 def test_config_lists_every_key_with_its_default_and_meaning(user):
@@ -18,17 +40,34 @@ def test_config_lists_every_key_with_its_default_and_meaning(user):
     rows = config.describe()
     assert keys_listed(result.out) == [key for key, *_ in rows]
     assert len(rows) == sum(len(config._section_fields(s)) for s in config.SECTIONS)
-    lines = {line.split()[0]: line for line in result.out.splitlines()[2:]}
-    for key, default, _, meaning in rows:
+    lines = entries(result.out)
+    for key, default, values, meaning in rows:
         assert meaning, f"{key} has no meaning (a trailing comment in config.py)"
-        assert default in lines[key] and meaning in lines[key]
-    assert "seed §4" in lines["optim.lr"]
+        cells = lines[key]
+        assert cells[1] == default and words(cells[3]) == words(meaning)
+        assert cells[2].replace(" ", "") == values.replace(" ", "")
+    assert "seed §4" in lines["optim.lr"][3]
+
+
+def test_config_fits_the_terminal_and_a_closed_pipe_is_no_error(user, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "100")
+    result = user.run("config", "optim")
+    assert result.code == 0 and max(len(line) for line in result.out.splitlines()) <= 100, result.out
+    import subprocess
+    import sys
+    piped = subprocess.run(f"{sys.executable} -m cnntricks.cli config | head -1; echo \"${{PIPESTATUS[0]}}\"",
+                           shell=True, executable="/bin/bash", capture_output=True, text=True, timeout=60)
+    assert piped.stdout.startswith("key") and piped.stderr == "", piped.stderr
+    assert piped.stdout.splitlines()[-1] == "141"  # as a program killed by SIGPIPE, without a traceback
 
 
 def test_config_section_lists_only_that_section(user):
     result = user.run("config", "optim")
     assert result.code == 0, result
     assert keys_listed(result.out) == [key for key, *_ in config.describe() if key.startswith("optim.")]
+
+    section = yaml.safe_load(user.run("config", "optim", "--yaml").out)
+    assert list(section) == ["optim"] and section["optim"] == config.Config().to_dict()["optim"]
 
     typo = user.run("config", "optimm")
     assert typo.code == 2, typo

@@ -88,7 +88,7 @@ def test_ctrl_c_exits_130_and_resume_finishes_the_same_run(user, reference):
     run = user.cwd / "run"
     interrupted = kill_during_epoch(user, [*KILL, "--run-dir", run], 3, 0.02, sig=signal.SIGINT)
     assert interrupted.code == 130, interrupted
-    assert "--resume" in interrupted.err and "Traceback" not in interrupted.err
+    assert f"--resume {run}" in interrupted.err and "Traceback" not in interrupted.err  # the run, by its path
     assert_survived_kill(run)
     resume_in_process(user, run)
     assert_runs_equal(run, reference)

@@ -60,6 +60,8 @@ def test_train_writes_the_documented_run_directory_and_refuses_to_overwrite_it(u
                                                                           "state.json"}
     for figure in ("loss.png", "accuracy.png", "lr.png"):
         assert (run / "report" / figure).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", figure
+    table = (run / "metrics.csv").read_text().splitlines()  # one row per epoch, for a spreadsheet
+    assert table[0].split(",")[:5] == ["epoch", "train_loss", "train_acc", "val_loss", "val_acc"] and len(table) == 3
 
     before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
     again = user.run("train", *SMALL, "optim.lr=0.01", "--run-dir", run)
@@ -150,3 +152,16 @@ def test_the_same_command_twice_gives_the_same_numbers(user):
         assert user.run("train", *SMALL, "--run-dir", name, "--quiet").code == 0
     a, b = read_json(user.cwd / "a" / "summary.json"), read_json(user.cwd / "b" / "summary.json")
     assert (a["test_loss"], a["best_val_acc"]) == (b["test_loss"], b["best_val_acc"])
+
+
+def test_a_resume_says_from_where_and_a_run_stopped_before_its_first_checkpoint_says_it_starts_over(user):
+    assert user.run("train", *SMALL, "train.epochs=1", "--run-dir", "r", "--quiet").code == 0
+    resumed = user.run("train", "--resume", "r", "train.epochs=2")
+    assert resumed.code == 0, resumed
+    assert "resuming r from epoch-0001: epoch 1 of 2 done, step" in resumed.out
+    early = user.cwd / "early"  # a run killed while loading its data: config.yaml, no checkpoint
+    early.mkdir()
+    (early / "config.yaml").write_text((user.cwd / "r" / "config.yaml").read_text())
+    again = user.run("train", *SMALL, "train.epochs=1", "--run-dir", "early")
+    assert again.code == 0, again
+    assert "early holds a run stopped before its first checkpoint: nothing to continue, so it starts over" in again.out
