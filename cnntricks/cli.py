@@ -280,32 +280,96 @@ def _print_evaluation(args, result: dict, images: int, counts: list[int] | None)
     return EXIT_OK
 
 
+PREDICT_CHUNK = 512  # image files decoded and predicted at a time: memory stays bounded on big folders
+
+
 def cmd_predict(args) -> int:
+    import warnings as warnings_module
     import torch
+    from cnntricks.data import DataError, DataWarning
+    from cnntricks.data.decode import far_from_training
+    from cnntricks.data.load import image_files, read_images
     from cnntricks.ensemble import is_ensemble, load_ensemble
+    paths = image_files(args.images)
     if is_ensemble(args.run_dir):
         ensemble = load_ensemble(args.run_dir)
-        classes, probabilities = ensemble.classes, ensemble.predict_files(args.images)
+        classes, first = ensemble.classes, ensemble.members[0].loaded.data
+
+        def predict(chunk):
+            _, kept, problems = read_images(chunk, first["channels"], (first["height"], first["width"]))
+            readable = [chunk[i] for i in kept]
+            return (ensemble.predict_files(readable) if readable else None), kept, problems
     else:
-        from cnntricks.data import load_images
         from cnntricks.train.inference import load_predictor
         loaded = load_predictor(Path(args.run_dir))
-        data, predictor = loaded.data, loaded.predictor
-        images = load_images(args.images, data["channels"], (data["height"], data["width"]))
-        classes, probabilities = data["classes"], torch.softmax(predictor.logits(images), dim=1)
+        first, predictor = loaded.data, loaded.predictor
+        classes = first["classes"]
+
+        def predict(chunk):
+            images, kept, problems = read_images(chunk, first["channels"], (first["height"], first["width"]))
+            return (torch.softmax(predictor.logits(images), dim=1) if kept else None), kept, problems
+    for line in far_from_training(paths, first["channels"], (first["height"], first["width"])):
+        warnings_module.warn(DataWarning(line), stacklevel=1)
+    predicted, probabilities, problems = [], [], []
+    bar = _progress(len(paths), "images") if len(paths) > PREDICT_CHUNK and not args.json else None
+    for start in range(0, len(paths), PREDICT_CHUNK):
+        chunk = paths[start:start + PREDICT_CHUNK]
+        chunk_probabilities, kept, chunk_problems = predict(chunk)
+        problems += chunk_problems
+        if chunk_probabilities is not None:
+            predicted += [chunk[i] for i in kept]
+            probabilities.append(chunk_probabilities)
+        if bar is not None:
+            bar.update(len(chunk))
+    if bar is not None:
+        bar.close()
+    if not predicted:
+        from cnntricks.data.errors import list_items
+        raise DataError(f"none of the {len(paths)} image files could be read:\n{list_items(problems)}")
+    if problems:
+        from cnntricks.data.errors import list_items
+        warnings_module.warn(DataWarning(f"{len(problems)} of {len(paths)} image files could not be read and are "
+                                         f"left out:\n{list_items(problems)}"), stacklevel=1)
+    probabilities = torch.cat(probabilities)
     top = probabilities.topk(min(args.top, probabilities.shape[1]), dim=1)
     results = [{"image": str(path),
                 "predictions": [{"label": classes[i], "probability": float(p)}
                                 for p, i in zip(top.values[n], top.indices[n])]}
-               for n, path in enumerate(args.images)]
+               for n, path in enumerate(predicted)]
+    if args.csv:
+        _write_predictions_csv(Path(args.csv), predicted, probabilities, classes)
     if args.json:
         print(json.dumps(results, indent=2))
+        return EXIT_OK
+    if args.csv and len(results) > 20:
+        print(f"{len(results)} images predicted: {args.csv}")
         return EXIT_OK
     rows = [[r["image"], r["predictions"][0]["label"], f"{r['predictions'][0]['probability']:.3f}",
              ", ".join(f"{q['label']} {q['probability']:.3f}" for q in r["predictions"][1:])]
             for r in results]
     print(_table(rows, ["image", "label", "probability", "next"]))
+    if args.csv:
+        print(f"\nwritten to {args.csv}")
     return EXIT_OK
+
+
+def _write_predictions_csv(path: Path, images: list, probabilities, classes: list[str]) -> None:
+    """image, label, probability, then one probability column per class; written atomically."""
+    import csv
+    import io
+    from cnntricks.rundir import write_atomic
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(["image", "label", "probability", *classes])
+    best = probabilities.argmax(1)
+    for image, row, label in zip(images, probabilities.tolist(), best.tolist()):
+        writer.writerow([str(image), classes[label], f"{row[label]:.6f}", *(f"{p:.6f}" for p in row)])
+    write_atomic(path, out.getvalue())
+
+
+def _progress(total: int, unit: str):
+    from tqdm import tqdm
+    return tqdm(total=total, unit=unit, leave=False, dynamic_ncols=True, file=sys.stderr)
 
 
 def _average_weights(args, sources, say) -> int:

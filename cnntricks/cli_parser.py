@@ -40,9 +40,12 @@ def add_predict(sub) -> None:
                              description="Predict image files with a run's newest checkpoint, or with an ensemble "
                                          "directory (each member reads the files at its own input size).")
     predict.add_argument("run_dir", metavar="RUN_OR_ENSEMBLE_DIR")
-    predict.add_argument("images", nargs="+", help="image files (JPEG, PNG, BMP)")
+    predict.add_argument("images", nargs="+", help="image files (JPEG, PNG, BMP, ...), folders (every image under "
+                                                   "them) or patterns ('photos/*.jpg', quoted)")
     predict.add_argument("--top", type=int, default=3, help="how many labels to list per image")
     predict.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    predict.add_argument("--csv", metavar="FILE", help="also write image, label, probability and every class's "
+                                                       "probability to FILE (one row per image)")
 
 
 def add_augment(sub) -> None:

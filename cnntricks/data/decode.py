@@ -61,3 +61,45 @@ def decode_image(path: str | Path, channels: int, size: tuple[int, int] | None =
             image = image.resize((size[1], size[0]), Image.Resampling.BILINEAR, box=box)
         pixels = np.asarray(image, dtype=np.uint8)
     return pixels[None] if pixels.ndim == 2 else pixels.transpose(2, 0, 1)
+
+
+GRAY_MODES = ("1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F")
+SMALLER, LARGER = 0.5, 8.0  # an image side under half, or over 8x, the training images' is far from them
+
+
+def far_from_training(paths: list[str | Path], channels: int, size: tuple[int, int]) -> list[str]:
+    """Lines saying how the images at `paths` differ much from the training images (`channels`, `size` =
+    (H, W)): far smaller or larger, or gray for a colour model and colour for a gray one. Reads each
+    file's header only; files that cannot be opened are left to the decoder to report."""
+    small, large, gray, colour = [], [], [], []
+    height, width = size
+    for path in paths:
+        try:
+            with Image.open(path) as image:
+                w, h, mode = *image.size, image.mode
+        except DECODE_ERRORS:
+            continue
+        described = f"{Path(path).name} {w}x{h}"
+        if min(w / width, h / height) < SMALLER:
+            small.append(described)
+        elif max(w / width, h / height) > LARGER:
+            large.append(described)
+        if channels == 3 and mode in GRAY_MODES:
+            gray.append(f"{Path(path).name} ({mode})")
+        elif channels == 1 and mode not in GRAY_MODES:
+            colour.append(f"{Path(path).name} ({mode})")
+    trained = f"the training images ({width}x{height}, {'colour' if channels == 3 else 'gray'})"
+
+    def line(items: list[str], what: str) -> str:
+        more = f" and {len(items) - 3} more" if len(items) > 3 else ""
+        return f"{len(items)} of {len(paths)} images are {what} {trained}: {', '.join(items[:3])}{more}"
+    lines = []
+    if small:
+        lines.append(line(small, f"under half the size of") + "; enlarged, they are blurred")
+    if large:
+        lines.append(line(large, f"over {LARGER:g}x the size of") + "; shrunk, small details are lost")
+    if gray:
+        lines.append(line(gray, "gray, unlike") + "; each gray value becomes a colour")
+    if colour:
+        lines.append(line(colour, "in colour, unlike") + "; they are converted to gray")
+    return lines

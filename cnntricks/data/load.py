@@ -171,27 +171,62 @@ def load_splits(cfg: DataConfig, seed: int) -> Splits:
     return Splits(train=train, val=val, test=test, source=cfg.source)
 
 
-def load_images(paths: list[str | Path], channels: int, size: tuple[int, int]) -> torch.Tensor:
-    """uint8 (N, channels, H, W) of image files, decoded as the image-folder source decodes them.
+def image_files(inputs: list[str | Path]) -> list[Path]:
+    """The image files `inputs` name, in order: a file as it is; a folder, every image file under it
+    (recursively, sorted, hidden ones left out); a pattern with * ? or [ ] (`photos/*.jpg`,
+    `photos/**/*.png`), its matches (sorted). A folder or pattern that holds no image is an error."""
+    import glob
+    from cnntricks.data.image_folder import IMAGE_SUFFIXES
+    files: list[Path] = []
+    for entry in map(str, inputs):
+        path = Path(entry)
+        if path.is_dir():
+            found = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
+                           and not any(part.startswith(".") for part in p.relative_to(path).parts))
+            what = f"the folder {path}"
+        elif not path.exists() and glob.has_magic(entry):
+            found = sorted(Path(p) for p in glob.glob(entry, recursive=True) if Path(p).is_file())
+            what = f"the pattern {entry}"
+        else:
+            files.append(path)
+            continue
+        if not found:
+            raise DataError(f"{what} holds no image file ({' '.join(IMAGE_SUFFIXES)})")
+        files += found
+    return files
 
-    For `cnntricks predict`: `size` = (H, W) of the training images. Every file is tried; the
-    DataError lists each one that could not be read, with the reason.
-    """
+
+def read_images(paths: list[str | Path], channels: int, size: tuple[int, int]
+                ) -> tuple[torch.Tensor, list[int], list[str]]:
+    """(uint8 (K, channels, H, W) of the readable files, their indices in `paths`, a line per file that
+    could not be read, with the reason): `cnntricks predict` predicts the others."""
     if channels not in (1, 3):
         raise DataError(f"load_images: channels must be 1 or 3, got {channels}")
     height, width = size
     images = np.empty((len(paths), channels, height, width), dtype=np.uint8)
-    problems = []
+    kept, problems = [], []
     for index, path in enumerate(paths):
         path = Path(path)
         if not path.is_file():
             problems.append(f"{path}: {'is a folder' if path.is_dir() else 'no such file'}")
             continue
         try:
-            images[index] = decode_image(path, channels, (height, width))
+            images[len(kept)] = decode_image(path, channels, (height, width))
         except DECODE_ERRORS as err:
             problems.append(f"{path}: not an image Pillow can read ({err})")
+            continue
+        kept.append(index)
+    return torch.from_numpy(images[:len(kept)]), kept, problems
+
+
+def load_images(paths: list[str | Path], channels: int, size: tuple[int, int]) -> torch.Tensor:
+    """uint8 (N, channels, H, W) of image files, decoded as the image-folder source decodes them.
+
+    `size` = (H, W) of the training images. Every file is tried; the DataError lists each one that
+    could not be read, with the reason.
+    """
+    images, _, problems = read_images(paths, channels, size)
     if problems:
         raise DataError(f"could not read {len(problems)} of {len(paths)} image files; fix or leave them out:\n"
                         f"{list_items(problems)}")
-    return torch.from_numpy(images)
+    return images

@@ -1,4 +1,5 @@
-"""`cnntricks predict RUN a.png b.jpg [--top 3] [--json]` on a run trained on an image folder."""
+"""`cnntricks predict RUN a.png b.jpg photos/ '*.jpg' [--top 3] [--json] [--csv FILE]` on a run trained on an
+image folder."""
 from __future__ import annotations
 
 import json
@@ -61,18 +62,52 @@ def test_predict_json_lists_class_names_with_probabilities(user, folder_run, tmp
     assert sum(p["probability"] for p in everything) == pytest.approx(1, abs=1e-5)
 
 
-def test_predict_names_the_file_it_cannot_read(user, folder_run, tmp_path):
+def test_predict_leaves_out_the_files_it_cannot_read_and_names_them(user, folder_run, tmp_path):
     picture("red", 104).save(tmp_path / "good.png")
     (tmp_path / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
-    result = user.run("predict", folder_run, tmp_path / "good.png", tmp_path / "broken.jpg")
-    assert result.code == 3, result
-    assert "broken.jpg" in result.err and "good.png" not in result.err and "Traceback" not in result.err
+    result = user.run("predict", folder_run, tmp_path / "good.png", tmp_path / "broken.jpg", "--json")
+    assert result.code == 0, result  # one bad file does not cost the others their answer
+    assert [a["image"] for a in json.loads(result.out)] == [str(tmp_path / "good.png")]
+    assert "1 of 2 image files could not be read" in result.err and "broken.jpg" in result.err
+    assert "Traceback" not in result.err
 
-    missing = user.run("predict", folder_run, tmp_path / "good.png", tmp_path / "missing.png")
-    assert missing.code == 3, missing
-    assert "missing.png" in missing.err and "no such file" in missing.err
+    none = user.run("predict", folder_run, tmp_path / "broken.jpg", tmp_path / "missing.png")
+    assert none.code == 3, none
+    assert "none of the 2 image files could be read" in none.err and "no such file" in none.err
 
     assert user.run("predict", tmp_path / "photos", tmp_path / "good.png").code == 4  # not a run
+
+
+def test_predict_reads_folders_and_patterns_and_writes_a_csv(user, folder_run, tmp_path):
+    import csv
+    album = tmp_path / "album"
+    (album / "deeper").mkdir(parents=True)
+    (album / ".hidden").mkdir()
+    picture("red", 110).save(album / "one.png")
+    picture("green", 111).save(album / "deeper" / "two.jpg")
+    picture("blue", 112).save(album / ".hidden" / "skip.png")
+    (album / "notes.txt").write_text("not an image")
+    result = user.run("predict", folder_run, album, "--csv", "out.csv", "--top", "1")
+    assert result.code == 0, result
+    with (user.cwd / "out.csv").open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [row["image"] for row in rows] == [str(album / "deeper" / "two.jpg"), str(album / "one.png")]
+    for row in rows:
+        assert sum(float(row[c]) for c in CLASSES) == pytest.approx(1, abs=1e-4)
+        assert row["label"] == max(CLASSES, key=lambda c: float(row[c]))
+    pattern = user.run("predict", folder_run, str(album / "**" / "*.jpg"), "--json")
+    assert [a["image"] for a in json.loads(pattern.out)] == [str(album / "deeper" / "two.jpg")]
+    empty = user.run("predict", folder_run, str(album / "*.gif"))
+    assert empty.code == 3 and "holds no image file" in empty.err
+
+
+def test_predict_says_when_the_images_are_far_from_the_training_images(user, folder_run, tmp_path):
+    picture("red", 120).resize((400, 400)).save(tmp_path / "huge.png")  # the run trained on 16x16 colour
+    picture("red", 121).convert("L").save(tmp_path / "gray.png")
+    result = user.run("predict", folder_run, tmp_path / "huge.png", tmp_path / "gray.png")
+    assert result.code == 0, result
+    assert "1 of 2 images are over 8x the size of the training images (16x16, colour): huge.png 400x400" in result.err
+    assert "1 of 2 images are gray, unlike the training images" in result.err and "gray.png (L)" in result.err
 
 
 def test_predict_needs_no_training_data(user, folder_run, tmp_path):
