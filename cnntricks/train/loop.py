@@ -158,7 +158,9 @@ class Trainer:
         self.preprocess_notice = ""  # fine-tuning: where the input preprocessing came from
         self.preprocess = self._fit_preprocess()
         write_json(self.run_dir / DATA, self.data)
-        self.model = build_model(cfg, self.data, self.device, warn_size=not resume)
+        # seed §4's power-of-2 advice when the user chose a size (data.image_size); a source's own size
+        # (Fashion-MNIST's 28x28, the default recipe's, measured) is not a choice to warn about every run
+        self.model = build_model(cfg, self.data, self.device, warn_size=not resume and cfg.data.image_size is not None)
         # fine-tuning (seed §4): frozen stages and per-stage LR scales, before the optimizer sees the parameters
         self.transfer = plan_transfer(cfg.transfer, self.model) if cfg.model.pretrained else None
         self.optimizer = create_optimizer(cfg.optim, self.model, cfg.regularize.penalize,

@@ -165,3 +165,14 @@ def test_a_resume_says_from_where_and_a_run_stopped_before_its_first_checkpoint_
     again = user.run("train", *SMALL, "train.epochs=1", "--run-dir", "early")
     assert again.code == 0, again
     assert "early holds a run stopped before its first checkpoint: nothing to continue, so it starts over" in again.out
+
+
+def test_the_power_of_2_advice_is_for_a_size_the_user_chose(user):
+    import numpy as np
+    rng = np.random.default_rng(0)
+    np.savez(user.cwd / "twelve.npz", x=rng.integers(0, 256, (120, 12, 12), dtype=np.uint8), y=np.arange(120) % 3)
+    native = user.run("train", *SMALL, "data.source=npz", f"data.root={user.cwd / 'twelve.npz'}", "train.epochs=1",
+                      "--run-dir", "native", "--quiet")
+    assert native.code == 0 and "power-of-2" not in native.err, native.err  # the data's own 12x12: not a choice
+    chosen = user.run("train", *SMALL, "data.image_size=12", "train.epochs=1", "--run-dir", "twelve", "--quiet")
+    assert chosen.code == 0 and "image size 12x12" in chosen.err and "data.image_size=16" in chosen.err
