@@ -89,9 +89,10 @@ def add_experiment(sub) -> None:
                                  "for a GPU")
     experiment.add_argument("--seeds", type=int, default=1, metavar="N", help="repeat over N seeds and report means (default 1)")
     experiment.add_argument("--seed", type=int, default=0, metavar="S", help="first seed (default 0)")
-    experiment.add_argument("--data", metavar="SOURCE",
+    experiment.add_argument("--data", metavar="SOURCE[:ROOT]",
                             help="a data.source (fashion-mnist, digits, ...) for experiments that read "
-                                 "images; default: the experiment's own inputs")
+                                 "images, with its data.root after a colon where it needs one "
+                                 "(image-folder:photos/, npz:arrays.npz); default: the experiment's own inputs")
 
 
 def add_doctor(sub) -> None:

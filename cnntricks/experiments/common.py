@@ -94,9 +94,15 @@ def _number(value: float) -> float | None:
     return None if value is None or not math.isfinite(value) else float(value)
 
 
+def data_overrides(data: str) -> list[str]:
+    """`--data SOURCE` or `--data SOURCE:ROOT` (image-folder:photos/, npz:arrays.npz) as overrides."""
+    source, _, root = data.partition(":")
+    return [f"data.source={source}", *([f"data.root={root}"] if root else [])]
+
+
 def budget_overrides(budget: Budget, data: str | None) -> list[str]:
     """The overrides every run of a study gets at `budget`: data, size, threads, quiet monitoring."""
-    overrides = [f"data.source={data or budget.source}", f"train.epochs={budget.epochs}",
+    overrides = [*data_overrides(data or budget.source), f"train.epochs={budget.epochs}",
                  f"model.width={budget.width}"]
     if budget.threads is not None:
         overrides.append(f"train.threads={budget.threads}")

@@ -17,8 +17,8 @@ import shutil
 from pathlib import Path
 
 from cnntricks.experiments import EXPERIMENTS
-from cnntricks.experiments.common import (Budget, format_mean_std, mean_std, prepare, run_grid, stderr_log,
-                                          write_results)
+from cnntricks.experiments.common import (Budget, data_overrides, format_mean_std, mean_std, prepare, run_grid,
+                                          stderr_log, write_results)
 
 BUDGETS = {"smoke": Budget("digits", subset=None, epochs=2, width=4),  # two-stage needs an epoch a stage
            # 1,000 images a class before the tail (ρ = 100: 1,000 down to 10, 2,298 images; ρ = 10: 3,871):
@@ -55,7 +55,7 @@ def balanced_size(size: Budget, data: str | None, ratio: float) -> int:
     from cnntricks import config as config_module
     from cnntricks.data import load_splits
     from cnntricks.data.longtail import long_tail_counts
-    cfg = config_module.load(None, [f"data.source={data or size.source}"]
+    cfg = config_module.load(None, [*data_overrides(data or size.source)]
                              + ([f"data.subset={size.subset}"] if size.subset else []))
     counts = load_splits(cfg.data, 0).train.class_counts().tolist()
     return sum(long_tail_counts(counts, ratio))

@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from cnntricks.experiments import EXPERIMENTS, check_budget
+from cnntricks.experiments.common import data_overrides
 from cnntricks.nn.init import initialize
 
 ACTIVATIONS = {"tanh": torch.tanh, "relu": torch.relu}
@@ -49,7 +50,7 @@ def standardized_images(source: str, count: int, seed: int) -> torch.Tensor:
     divided by their std per pixel (seed §2), so the first layer sees unit-variance inputs."""
     from cnntricks import config
     from cnntricks.data import load_splits
-    cfg = config.load(None, [f"data.source={source}"])
+    cfg = config.load(None, data_overrides(source))
     images = load_splits(cfg.data, seed).train.images
     chosen = torch.randperm(len(images), generator=torch.Generator().manual_seed(seed))[:count]
     x = images[chosen].flatten(1).float()
@@ -168,11 +169,11 @@ def run(out_dir: Path, *, seed: int = 0, seeds: int = 1, budget: str = "small", 
     title = (f"Activations per layer: {size.depth} layers of {size.width} units, no normalization, "
              f"{size.batch} {inputs}")
     figure = draw_histograms(samples, stats, out_dir / "init_stats.png", title)
-    numbers = out_dir / "init_stats.json"
+    numbers = out_dir / "results.json"  # the names every study writes (README: "The seed's claims, measured")
     numbers.write_text(json.dumps({"seed": seed, "seeds": seeds, "budget": budget, "data": data,
                                    "width": size.width, "batch": size.batch, "depth": size.depth,
                                    "stats": stats}, indent=1))
-    table = out_dir / "init_stats.md"
+    table = out_dir / "results.md"
     table.write_text(f"Std of each layer's activations ({title}; mean over {seeds} seed(s)).\n\n"
                      + markdown_table(stats))
     rows = [[*key.split("/"), f"{rows[0]['std']:.3g}", f"{rows[-1]['std']:.3g}"] for key, rows in stats.items()]

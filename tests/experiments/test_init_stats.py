@@ -28,11 +28,11 @@ def test_the_run_writes_the_figure_the_numbers_and_the_table(smoke):
     assert set(result["files"]) == {"figure", "numbers", "table"}
     with Image.open(result["files"]["figure"]) as image:
         assert image.format == "PNG" and image.size[0] > image.size[1]  # 10 layers across, 6 rows down
-    numbers = json.loads((out / "init_stats.json").read_text())
+    numbers = json.loads((out / "results.json").read_text())
     assert numbers["stats"] == result["stats"] and numbers["depth"] == 10
     assert set(numbers["stats"]) == {f"{a}/{s}" for a in ("tanh", "relu")
                                      for s in ("small_normal", "calibrated", "he_normal")}
-    assert "| tanh/calibrated |" in (out / "init_stats.md").read_text()
+    assert "| tanh/calibrated |" in (out / "results.md").read_text()
 
 
 def test_the_numbers_show_what_the_seed_says(smoke):
@@ -72,7 +72,7 @@ def test_the_command_writes_to_results_by_default_and_prints_the_table(tmp_path,
 
 def test_the_command_reads_real_data_when_given(tmp_path, capsys):
     assert main(["experiment", "init-stats", "--budget", "smoke", "--data", "digits", "--out", str(tmp_path)]) == 0
-    assert json.loads((tmp_path / "init_stats.json").read_text())["data"] == "digits"
+    assert json.loads((tmp_path / "results.json").read_text())["data"] == "digits"
 
 
 def test_an_unknown_experiment_is_a_usage_error_with_a_suggestion(capsys):
@@ -93,3 +93,16 @@ def test_help_lists_the_experiments(capsys):
         main(["experiment", "--help"])
     assert exit.value.code == 0
     assert "init-stats" in capsys.readouterr().out
+
+
+def test_data_with_a_root_reads_the_users_own_images(tmp_path):
+    import numpy as np
+    rng = np.random.default_rng(0)
+    arrays = tmp_path / "mine.npz"
+    np.savez(arrays, x=rng.integers(0, 256, (300, 8, 8), dtype=np.uint8), y=np.arange(300) % 3)
+    out = tmp_path / "out"
+    assert main(["experiment", "init-stats", "--budget", "smoke", "--data", f"npz:{arrays}", "--out", str(out)]) == 0
+    assert json.loads((out / "results.json").read_text())["data"] == f"npz:{arrays}"
+    from cnntricks.experiments.common import data_overrides
+    assert data_overrides("image-folder:photos/") == ["data.source=image-folder", "data.root=photos/"]
+    assert data_overrides("digits") == ["data.source=digits"]
