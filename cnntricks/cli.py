@@ -23,7 +23,7 @@ import time
 import warnings
 from pathlib import Path
 
-from cnntricks.cli_parser import build_parser
+from cnntricks.cli_parser import build_parser, device_overrides
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_DATA, EXIT_TRAINING, EXIT_INTERRUPTED = 0, 1, 2, 3, 4, 130
 EXIT_FINDINGS = 5  # cnntricks doctor --fail-on: a finding at that severity or worse
@@ -301,7 +301,7 @@ def cmd_predict(args) -> int:
             return (ensemble.predict_files(readable) if readable else None), kept, problems
     else:
         from cnntricks.train.inference import load_predictor
-        loaded = load_predictor(Path(args.run_dir))
+        loaded = load_predictor(Path(args.run_dir), device_overrides(args))
         first, predictor = loaded.data, loaded.predictor
         classes = first["classes"]
 
@@ -715,10 +715,10 @@ def _dispatch(argv: list[str] | None) -> int:
             if args.command == "preprocess":
                 return cmd_preprocess(args, words + overrides)
             if args.command == "train":
-                return cmd_train(args, words + overrides)
+                return cmd_train(args, words + overrides + device_overrides(args))
             if len(words) < 1:
                 raise ConfigError("evaluate needs a run directory: cnntricks evaluate RUN_DIR")
-            return cmd_evaluate(args, words[0], words[1:] + overrides)
+            return cmd_evaluate(args, words[0], words[1:] + overrides + device_overrides(args))
         if args.command == "predict":
             return cmd_predict(args)
         if args.command == "tune":

@@ -22,6 +22,19 @@ def add_train(sub) -> None:
     train.add_argument("--run-dir", help="where to write the run (default runs/<timestamp>-<train.name>)")
     train.add_argument("--resume", metavar="RUN_DIR", help="continue a killed or finished run from its newest checkpoint")
     train.add_argument("--quiet", action="store_true", help="no progress bars or per-epoch lines")
+    add_device_flags(train)
+
+
+def add_device_flags(parser) -> None:
+    """--device and --precision: the shortcuts for train.device= and train.precision=."""
+    parser.add_argument("--device", choices=["auto", "cpu", "cuda"], help="train.device (default auto: CUDA when present)")
+    parser.add_argument("--precision", choices=["auto", "bf16", "fp16", "fp32"],
+                        help="train.precision (default auto: bf16 where the hardware has it, else fp32)")
+
+
+def device_overrides(args) -> list[str]:
+    """The overrides --device and --precision stand for."""
+    return [f"train.{key}={value}" for key in ("device", "precision") if (value := getattr(args, key, None))]
 
 
 def add_evaluate(sub) -> None:
@@ -33,6 +46,7 @@ def add_evaluate(sub) -> None:
                                           "with each member's figures beside the ensemble's.")
     evaluate.add_argument("--split", choices=["test", "val", "train"], default="test")
     evaluate.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    add_device_flags(evaluate)
 
 
 def add_predict(sub) -> None:
@@ -46,6 +60,7 @@ def add_predict(sub) -> None:
     predict.add_argument("--json", action="store_true", help="print JSON instead of a table")
     predict.add_argument("--csv", metavar="FILE", help="also write image, label, probability and every class's "
                                                        "probability to FILE (one row per image)")
+    add_device_flags(predict)
 
 
 def add_augment(sub) -> None:

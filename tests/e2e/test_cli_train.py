@@ -176,3 +176,16 @@ def test_the_power_of_2_advice_is_for_a_size_the_user_chose(user):
     assert native.code == 0 and "power-of-2" not in native.err, native.err  # the data's own 12x12: not a choice
     chosen = user.run("train", *SMALL, "data.image_size=12", "train.epochs=1", "--run-dir", "twelve", "--quiet")
     assert chosen.code == 0 and "image size 12x12" in chosen.err and "data.image_size=16" in chosen.err
+
+
+def test_device_and_precision_flags_are_the_config_keys(user):
+    made = user.run("train", *SMALL, "train.epochs=1", "--device", "cpu", "--precision", "fp32", "--run-dir", "flags",
+                    "--quiet")
+    assert made.code == 0, made
+    cfg = config.load(user.cwd / "flags" / "config.yaml")
+    assert (cfg.train.device, cfg.train.precision) == ("cpu", "fp32")
+    assert read_json(user.cwd / "flags" / "summary.json")["precision"] == "fp32"
+    evaluated = user.run("evaluate", "flags", "--precision", "fp32", "--json")
+    assert evaluated.code == 0, evaluated
+    wrong = user.run("train", *SMALL, "--precision", "fp8")
+    assert wrong.code == 2 and "invalid choice: 'fp8'" in wrong.err
