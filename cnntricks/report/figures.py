@@ -157,10 +157,20 @@ def label_epochs_on_top(axes, batches: list[dict], epochs: list[dict]) -> None:
     top.tick_params(labelsize=8)
 
 
-def loss_figure(batches: list[dict], epochs: list[dict], title: str, events: list[dict] = ()) -> Figure:
+def smoothed_loss_floor(smoothing: float, classes: int) -> float:
+    """The lowest cross-entropy against label-smoothed targets (1 - ε + ε/C on the true class, ε/C on each
+    other): their entropy, which a perfect model still pays."""
+    true, other = 1 - smoothing + smoothing / classes, smoothing / classes
+    return float(-true * math.log(true) - (classes - 1) * (other * math.log(other) if other > 0 else 0.0))
+
+
+def loss_figure(batches: list[dict], epochs: list[dict], title: str, events: list[dict] = (),
+                smoothing: tuple[float, int] | None = None) -> Figure:
     """Seed Fig. 2 and Fig. 1 in one: the per-batch loss (thin) with its rolling median and a band of the
     10-90% quantiles of the batches around it, whose width is the batch-to-batch variance; per-epoch train and
-    validation loss on top, at the step each epoch ended; non-finite losses marked in red."""
+    validation loss on top, at the step each epoch ended; non-finite losses marked in red. `smoothing` =
+    (ε, classes) of label smoothing: the training loss's floor drawn, since the validation loss (plain
+    cross-entropy) may then sit below the training loss."""
     figure, (axes,) = new_figure(size=WIDE)
     figure.suptitle(f"loss: {plain(title)}", fontsize=12)
     axes.set_title("trend too straight: LR too low; stalls high: LR too high; wide band: batch too small (seed §7)",
@@ -194,6 +204,12 @@ def loss_figure(batches: list[dict], epochs: list[dict], title: str, events: lis
             axes.set_xlabel("epoch")
     if not batches and not epochs:
         say_no_data(axes, "losses")
+    if smoothing is not None and smoothing[0] > 0 and (batches or epochs):
+        floor = smoothed_loss_floor(*smoothing)
+        axes.axhline(floor, color="dimgray", linestyle=":", linewidth=1.2,
+                     label=f"floor of the training loss: label smoothing {smoothing[0]:g} (validation: plain "
+                           f"cross-entropy, may sit below)")
+        everything.append(np.array([floor]))
     mark_events(axes, list(events), batches, on_steps, kinds=("nonfinite",))
     if batches and "nonfinite" not in {e.get("event") for e in events}:  # a loop that wrote nulls without events
         steps, broken = column(batches, "step"), np.flatnonzero(~np.isfinite(column(batches, "loss")))

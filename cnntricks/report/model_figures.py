@@ -217,13 +217,13 @@ def confusion_figure(matrix: np.ndarray, classes: list[str], title: str) -> Figu
     axes.set_xticks(range(k), names, rotation=45 if k > 4 else 0, ha="right" if k > 4 else "center", fontsize=9)
     axes.set_yticks(range(k), names, fontsize=9)
     axes.set(xlabel="predicted class", ylabel="true class")
-    axes.set_title("share of each true class (row) given each prediction; off the diagonal: confusions",
-                   fontsize=9, color="dimgray")
+    axes.set_title("% of each true class (row) given each prediction; off the diagonal: confusions; "
+                   "blank: no image", fontsize=9, color="dimgray")
     if k <= 20:
         for (i, j), share in np.ndenumerate(shares):
-            if np.isfinite(share) and counts[i, j] > 0:
-                axes.text(j, i, f"{100 * share:.0f}", ha="center", va="center", fontsize=8 if k > 10 else 9,
-                          color="white" if share > 0.55 else "black")
+            if np.isfinite(share) and counts[i, j] > 0:  # a cell with images is never "0": under 1% says "<1"
+                axes.text(j, i, f"{100 * share:.0f}" if share >= 0.005 else "<1", ha="center", va="center",
+                          fontsize=8 if k > 10 else 9, color="white" if share > 0.55 else "black")
     figure.colorbar(image, ax=axes, shrink=0.8, format=PercentFormatter(1, decimals=0))
     return figure
 

@@ -36,7 +36,10 @@ def stats_of(run: Run) -> list[dict]:
 
 def draw_loss(run: Run):
     batches, epochs, events = history_of(run)
-    return figures.loss_figure(batches, epochs, run.name, events)
+    smoothing = ((run.config or {}).get("optim") or {}).get("label_smoothing")
+    classes = len(run.classes) if run.classes else 0
+    return figures.loss_figure(batches, epochs, run.name, events,
+                               (float(smoothing), classes) if smoothing and classes > 1 else None)
 
 
 def draw_accuracy(run: Run):
@@ -122,7 +125,9 @@ class FigureSpec:
 FIGURES = (
     FigureSpec("loss.png", "Loss", "Seed Fig. 1 and 2. A trend that is too straight means the learning rate is too "
                "low; one that barely falls or jumps means it is too high. The shaded band is the batch-to-batch "
-               "spread: too wide means the batch is too small.", draw_loss),
+               "spread: too wide means the batch is too small. With label smoothing the training loss cannot "
+               "fall below the dotted floor, and the validation loss (plain cross-entropy) may sit below the "
+               "training loss: that is the smoothing, not a bug.", draw_loss),
     FigureSpec("accuracy.png", "Accuracy", "Seed Fig. 3. A wide gap between train and validation is overfitting "
                "(regularize more); no gap at a low accuracy is too little capacity (a bigger model).", draw_accuracy),
     FigureSpec("lr.png", "Learning rate", "The schedule behind the loss curve, with the moments the LR was "

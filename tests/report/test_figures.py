@@ -110,3 +110,16 @@ def test_drawing_leaves_pyplot_and_the_backend_alone():
             "figures.save_png(figures.accuracy_figure([], 'x'), pathlib.Path(tempfile.mkdtemp()) / 'a.png'); "
             "assert 'matplotlib.pyplot' not in sys.modules")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_the_label_smoothing_floor_is_the_entropy_of_the_smoothed_target_and_drawn():
+    from cnntricks.report import figures
+    # eps 0.1 over 10 classes: 0.91 on the true class, 0.01 on each other
+    expected = -0.91 * math.log(0.91) - 9 * 0.01 * math.log(0.01)
+    assert figures.smoothed_loss_floor(0.1, 10) == pytest.approx(expected) and expected == pytest.approx(0.5003, abs=1e-4)
+    assert figures.smoothed_loss_floor(0.0, 10) == 0
+    epochs = [{"epoch": 1, "train_loss": 0.9, "val_loss": 0.4}, {"epoch": 2, "train_loss": 0.7, "val_loss": 0.35}]
+    drawn = figures.loss_figure([], epochs, "t", smoothing=(0.1, 10))
+    labels = drawn.axes[0].get_legend_handles_labels()[1]
+    assert any(label.startswith("floor of the training loss: label smoothing 0.1") for label in labels)
+    assert not any("floor" in label for label in figures.loss_figure([], epochs, "t").axes[0].get_legend_handles_labels()[1])

@@ -299,6 +299,9 @@ def test_the_confusion_matrix_is_normalized_per_true_class():
     np.testing.assert_allclose(image[:2].sum(axis=1), 1)
     np.testing.assert_allclose(image[0], [0.8, 0.2, 0])
     assert np.isnan(image[2]).all()  # a class with no test image: no share
+    rare = np.array([[999, 1], [0, 10]])  # 0.1% confused: "<1", never a printed 0 beside blank empty cells
+    texts = {t.get_text() for t in model_figures.confusion_figure(rare, ["a", "b"], "t").axes[0].texts}
+    assert texts == {"100", "<1"}
 
 
 def test_misclassified_are_titled_true_to_predicted_most_confident_first():
