@@ -220,7 +220,7 @@ def cmd_evaluate(args, run_dir: str, items: list[str]) -> int:
         return _evaluate_ensemble(args, Path(run_dir), items)
     from cnntricks.data import DataError, load_splits
     from cnntricks.train.inference import load_predictor
-    loaded = load_predictor(Path(run_dir), items)
+    loaded = load_predictor(Path(run_dir), items, checkpoint=args.checkpoint)
     cfg, data = loaded.cfg, loaded.data
     splits = load_splits(cfg.data, cfg.train.seed)
     shape = list(splits.train.images.shape[1:])
@@ -243,8 +243,11 @@ def cmd_evaluate(args, run_dir: str, items: list[str]) -> int:
 def _evaluate_ensemble(args, path: Path, items: list[str]) -> int:
     from cnntricks.config import ConfigError
     from cnntricks.ensemble import load_ensemble
+    items = [i for i in items if not i.startswith(("train.device=", "train.precision="))]  # members keep theirs
     if items:
         raise ConfigError(f"an ensemble is evaluated on its members' own data; overrides {items} are for runs")
+    if args.checkpoint:
+        raise ConfigError("--checkpoint names a run's weights; an ensemble's members are fixed when it is built")
     ensemble = load_ensemble(path)
     result = ensemble.evaluate(args.split)
     images = len(result["confusion"]) and sum(map(sum, result["confusion"]))
@@ -301,7 +304,7 @@ def cmd_predict(args) -> int:
             return (ensemble.predict_files(readable) if readable else None), kept, problems
     else:
         from cnntricks.train.inference import load_predictor
-        loaded = load_predictor(Path(args.run_dir), device_overrides(args))
+        loaded = load_predictor(Path(args.run_dir), device_overrides(args), checkpoint=args.checkpoint)
         first, predictor = loaded.data, loaded.predictor
         classes = first["classes"]
 

@@ -25,6 +25,12 @@ def add_train(sub) -> None:
     add_device_flags(train)
 
 
+def add_checkpoint_flag(parser) -> None:
+    parser.add_argument("--checkpoint", metavar="NAME",
+                        help="which weights: best (train.keep=best|both), last, epoch-NNNN, snapshots/cycle-NN "
+                             "(default: the run's own model, best with train.keep=best, else the newest checkpoint)")
+
+
 def add_device_flags(parser) -> None:
     """--device and --precision: the shortcuts for train.device= and train.precision=."""
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], help="train.device (default auto: CUDA when present)")
@@ -46,6 +52,7 @@ def add_evaluate(sub) -> None:
                                           "with each member's figures beside the ensemble's.")
     evaluate.add_argument("--split", choices=["test", "val", "train"], default="test")
     evaluate.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    add_checkpoint_flag(evaluate)
     add_device_flags(evaluate)
 
 
@@ -60,6 +67,7 @@ def add_predict(sub) -> None:
     predict.add_argument("--json", action="store_true", help="print JSON instead of a table")
     predict.add_argument("--csv", metavar="FILE", help="also write image, label, probability and every class's "
                                                        "probability to FILE (one row per image)")
+    add_checkpoint_flag(predict)
     add_device_flags(predict)
 
 

@@ -26,6 +26,9 @@ nothing else. It sits at the bottom of the package and imports nothing else of c
                            when a signal stops the run (state.json's "mid_epoch" says where)
       snapshots/cycle-NN/  schedule.name=snapshot: the weights at the end of each cosine cycle
                            (model.safetensors, state.json with the epoch and its checksum)
+      best/                train.keep=best or both: the weights of the epoch with the best validation
+                           accuracy so far (model.safetensors, state.json with the epoch and val_acc)
+      metrics.csv          one row per epoch: the history's epoch lines as a table
       .lock                the lock a process holds while it writes the run (`hold_run_dir`)
       attempts/<n>/        doctor.mode=fix only: an attempt abandoned to start again with a corrected
                            config (config.yaml, history.jsonl, stats.jsonl, restart.json: the ids,
@@ -72,6 +75,7 @@ HISTORY, STATS, SUMMARY, MISCLASSIFIED = "history.jsonl", "stats.jsonl", "summar
 CHECKPOINTS, ATTEMPTS, LOCK, TRANSFER = "checkpoints", "attempts", ".lock", "transfer.json"
 ENSEMBLE, SWA = "ensemble.json", "swa.json"  # an ensemble directory's record; a weight average's record
 SNAPSHOTS = "snapshots"  # schedule.name=snapshot: snapshots/cycle-NN/ (model.safetensors, state.json) per cycle
+BEST = "best"  # train.keep=best|both: the best validation epoch's weights (model.safetensors, state.json)
 # what a copy of a run needs beside one checkpoint to predict and be diagnosed as the run (rebalance, ensembles)
 RUN_FILES = (CONFIG, DATA, PREPROCESS, "preprocess.safetensors", FANCY_PCA, HISTORY, STATS)
 

@@ -7,14 +7,17 @@
   EarlyStopping   train.patience=N: the run stops cleanly once the validation accuracy has not
                   improved for N epochs (summary.json's stop_reason "patience", an `early_stop` event).
                   Stateless: it reads the epochs from the history, so a resumed run counts on.
+  BestWeights     train.keep=best|both: the best validation epoch's weights in best/ (the loop scores
+                  them on the test split at the end with train.keep=best).
 """
 from __future__ import annotations
 
 import csv
 import io
 
-from cnntricks.rundir import read_history, split_history, write_atomic
+from cnntricks.rundir import BEST, read_history, split_history, write_atomic
 from cnntricks.train.plugins import Stop
+from cnntricks.train.snapshots import keep_weights
 
 METRICS_CSV = "metrics.csv"
 COLUMNS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds", "images_per_second")
@@ -68,6 +71,19 @@ class EarlyStopping:
         return Stop("patience")
 
 
+class BestWeights:
+    """train.keep=best|both: the weights of the epoch whose validation accuracy beats every earlier one
+    (in the history) kept in best/, replaced atomically by a better one."""
+
+    def on_epoch_end(self, trainer) -> None:
+        values = [record.get("val_acc") for record in epoch_rows(trainer.run_dir)]
+        if not values or values[-1] is None or any(v is not None and v >= values[-1] for v in values[:-1]):
+            return
+        keep_weights(trainer.model, trainer.run_dir / BEST,
+                     {"epoch": trainer.state.epoch, "step": trainer.state.step, "val_acc": values[-1]})
+
+
 def habit_plugins(cfg) -> list:
-    """metrics.csv always; early stopping with train.patience."""
-    return [MetricsCsv(), *([EarlyStopping(cfg.train.patience)] if cfg.train.patience else [])]
+    """metrics.csv always; early stopping with train.patience; the best weights with train.keep."""
+    return [MetricsCsv(), *([EarlyStopping(cfg.train.patience)] if cfg.train.patience else []),
+            *([BestWeights()] if cfg.train.keep != "last" else [])]

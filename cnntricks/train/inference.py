@@ -19,7 +19,7 @@ from cnntricks.config import Config
 from cnntricks.nn.models import ImageSizeWarning, create_model
 from cnntricks.transfer.strategy import cut_above_stage, parse_strategy
 from cnntricks.preprocess.pipeline import Preprocess, load_preprocess, model_input_shape
-from cnntricks.rundir import (CHECKPOINTS, CONFIG, DATA, SNAPSHOTS, DamagedFileError, RunDirectoryError,
+from cnntricks.rundir import (BEST, CHECKPOINTS, CONFIG, DATA, SNAPSHOTS, DamagedFileError, RunDirectoryError,
                               checkpoint_folders, checkpoint_problem, find_checkpoint, read_json)
 from cnntricks.train.checkpoint import load_model_weights
 from cnntricks.train.device import autocast, resolve_device, resolve_precision
@@ -174,13 +174,14 @@ class Predictor:
 
 def chosen_checkpoint(run_dir: Path, checkpoint: str | Path) -> Path:
     """The checkpoint folder `checkpoint` names, with intact weights: a path inside the run
-    ("checkpoints/epoch-0005", "snapshots/cycle-02"), a folder name under checkpoints/, or a path."""
+    ("checkpoints/epoch-0005", "snapshots/cycle-02", "best"), a folder name under checkpoints/, or a path."""
     name = Path(checkpoint)
     candidates = [name] if name.is_absolute() else [run_dir / name, run_dir / CHECKPOINTS / name, name]
     folder = next((c for c in candidates if c.is_dir()), None)
     if folder is None:
         kept = [f"{CHECKPOINTS}/{f.name}" for f in reversed(checkpoint_folders(run_dir))]
         kept += [f"{SNAPSHOTS}/{f.name}" for f in sorted((run_dir / SNAPSHOTS).glob("cycle-*"))]
+        kept += [BEST] if (run_dir / BEST).is_dir() else []
         raise RunDirectoryError(f"{run_dir} has no checkpoint {checkpoint} (kept: {', '.join(kept) or 'none'})")
     problem = checkpoint_problem(folder, weights_only=True)  # predicting needs the weights only
     if problem is not None:
@@ -202,6 +203,10 @@ def load_predictor(run_dir: str | Path, overrides: list[str] = (), checkpoint: s
     if not (run_dir / CONFIG).exists():
         raise RunDirectoryError(f"{run_dir} is not a run directory (no config.yaml); "
                                 f"runs are written by cnntricks train, in runs/ by default")
+    if checkpoint is None and (run_dir / BEST).is_dir() and config_module.load(run_dir / CONFIG).train.keep == "best":
+        checkpoint = BEST  # the run ended with the best epoch's weights: they are the run's model
+    if checkpoint == "last":
+        checkpoint = None
     last = chosen_checkpoint(run_dir, checkpoint) if checkpoint is not None else find_checkpoint(run_dir)
     if last is None:  # find_checkpoint: the newest intact one, saying which damaged ones it passed over
         raise RunDirectoryError(f"{run_dir} has no checkpoint yet; train it first "

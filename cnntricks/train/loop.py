@@ -32,7 +32,7 @@ from cnntricks.data.store import Splits
 from cnntricks.nn.init import lsuv_
 from cnntricks.nn.regularize import apply_max_norm, l1_active, penalty
 from cnntricks.preprocess.pipeline import load_preprocess
-from cnntricks.rundir import (CONFIG, DATA, FANCY_PCA, MISCLASSIFIED, PREPROCESS, SUMMARY, SWA, TRANSFER,
+from cnntricks.rundir import (BEST, CONFIG, DATA, FANCY_PCA, MISCLASSIFIED, PREPROCESS, SUMMARY, SWA, TRANSFER,
                               DamagedFileError, RunDirectoryError, archive_attempt, checkpoint_folders, find_checkpoint,
                               hold_run_dir, in_use_error, latest_checkpoint, lock_holder, read_json, read_restarts, write_atomic,
                               write_json)
@@ -391,6 +391,10 @@ class Trainer:
 
     def finish(self) -> dict:
         state, splits = self.state, self.splits
+        kept = self.run_dir / BEST
+        best = read_json(kept / "state.json") if self.cfg.train.keep != "last" and kept.is_dir() else None
+        if best is not None and self.cfg.train.keep == "best":  # the run ends with the best epoch's weights
+            ckpt.load_model_weights(self.model, kept)
         test = {"acc": None, "loss": None, "balanced_acc": None, "macro_f1": None, "per_class": [], "confusion": []}
         if splits.test is not None and len(splits.test):
             test = self.evaluate(splits.test, keep_logits=True)
@@ -413,6 +417,8 @@ class Trainer:
                             "test": len(splits.test) if splits.test is not None else 0},
             "train_counts": splits.train.class_counts().tolist(),  # per class: data.imbalance shows here
             "transfer": self.transfer_summary(),
+            "test_weights": "best" if best is not None and self.cfg.train.keep == "best" else "last",
+            "best_epoch": best["epoch"] if best is not None else None,
         }
         write_json(self.run_dir / SUMMARY, summary)
         self.call("on_fit_end", summary)

@@ -112,10 +112,11 @@ def resolve(cfg: Config, data: dict | None = None, saved: Config | None = None, 
         raise ConfigError("imbalance.two_stage needs train.epochs >= 2: one or more epochs per stage")
     if cfg.schedule.name == "snapshot":
         check_snapshot(cfg)
-    if cfg.train.patience and cfg.data.val_fraction == 0 and cfg.data.folds is None:
-        raise ConfigError(f"train.patience={cfg.train.patience} watches the validation accuracy, and "
-                          f"data.val_fraction=0 holds out no validation split; raise data.val_fraction (0.1) or drop "
-                          f"train.patience")
+    if cfg.data.val_fraction == 0 and cfg.data.folds is None:
+        for key, value, unset in (("train.patience", cfg.train.patience, None), ("train.keep", cfg.train.keep, "last")):
+            if value != unset:
+                raise ConfigError(f"{key}={value} watches the validation accuracy, and data.val_fraction=0 holds out "
+                                  f"no validation split; raise data.val_fraction (0.1) or drop {key}")
     if saved is not None:
         check_resume(saved, cfg, run_dir)
     try:

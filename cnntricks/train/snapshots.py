@@ -7,10 +7,37 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from pathlib import Path
 
 from cnntricks.rundir import SNAPSHOTS, file_digest, fsync_dir, save_tensors
 from cnntricks.train.checkpoint import model_tensors
 from cnntricks.train.schedule import cycle_ends
+
+
+def keep_weights(model, final: Path, info: dict) -> None:
+    """The model's weights as `final`/ (model.safetensors, and state.json: `info` with the weights' size
+    and checksum, as a checkpoint's), written beside it under a temporary name and renamed into place:
+    a kill leaves the old folder or the new one, never half of one."""
+    root = final.parent
+    root.mkdir(exist_ok=True)
+    tmp = root / f".tmp-{final.name}-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        tmp.mkdir()
+        weights = tmp / "model.safetensors"
+        save_tensors(model_tensors(model), weights)
+        (tmp / "state.json").write_text(json.dumps({
+            **info, "files": {"model.safetensors": {"bytes": weights.stat().st_size, "sha256": file_digest(weights)}}}))
+        for name in ("model.safetensors", "state.json"):
+            with (tmp / name).open("rb") as f:
+                os.fsync(f.fileno())
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if final.exists():  # a resumed run that redoes the epoch, or a better epoch replacing the best
+        shutil.rmtree(final)
+    os.replace(tmp, final)
+    fsync_dir(root)
 
 
 class Snapshots:
@@ -22,27 +49,8 @@ class Snapshots:
         if epoch not in self.ends:
             return
         cycle = self.ends.index(epoch) + 1
-        root = trainer.run_dir / SNAPSHOTS
-        root.mkdir(exist_ok=True)
-        final, tmp = root / f"cycle-{cycle:02d}", root / f".tmp-cycle-{cycle:02d}-{os.getpid()}"
-        shutil.rmtree(tmp, ignore_errors=True)
-        try:
-            tmp.mkdir()
-            save_tensors(model_tensors(trainer.model), tmp / "model.safetensors")
-            weights = tmp / "model.safetensors"
-            (tmp / "state.json").write_text(json.dumps({
-                "epoch": epoch, "cycle": cycle, "step": trainer.state.step,
-                "files": {"model.safetensors": {"bytes": weights.stat().st_size, "sha256": file_digest(weights)}}}))
-            for name in ("model.safetensors", "state.json"):
-                with (tmp / name).open("rb") as f:
-                    os.fsync(f.fileno())
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
-        if final.exists():  # a resumed run that redoes the cycle's last epoch
-            shutil.rmtree(final)
-        os.replace(tmp, final)
-        fsync_dir(root)
+        final = trainer.run_dir / SNAPSHOTS / f"cycle-{cycle:02d}"
+        keep_weights(trainer.model, final, {"epoch": epoch, "cycle": cycle, "step": trainer.state.step})
         trainer.history.event(trainer, "snapshot", message=f"snapshot {cycle} of {len(self.ends)} kept at epoch "
                                                             f"{epoch}: {final.relative_to(trainer.run_dir)}")
 

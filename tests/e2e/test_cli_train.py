@@ -179,13 +179,15 @@ def test_the_power_of_2_advice_is_for_a_size_the_user_chose(user):
 
 
 def test_device_and_precision_flags_are_the_config_keys(user):
-    made = user.run("train", *SMALL, "train.epochs=1", "--device", "cpu", "--precision", "fp32", "--run-dir", "flags",
-                    "--quiet")
+    made = user.run("train", *SMALL, "train.epochs=1", "train.keep=both", "--device", "cpu", "--precision", "fp32",
+                    "--run-dir", "flags", "--quiet")
     assert made.code == 0, made
     cfg = config.load(user.cwd / "flags" / "config.yaml")
     assert (cfg.train.device, cfg.train.precision) == ("cpu", "fp32")
     assert read_json(user.cwd / "flags" / "summary.json")["precision"] == "fp32"
-    evaluated = user.run("evaluate", "flags", "--precision", "fp32", "--json")
+    evaluated = user.run("evaluate", "flags", "--precision", "fp32", "--checkpoint", "best", "--json")
     assert evaluated.code == 0, evaluated
+    missing = user.run("evaluate", "flags", "--checkpoint", "epoch-0009")
+    assert missing.code == 4 and "kept: checkpoints/epoch-0001, best" in missing.err
     wrong = user.run("train", *SMALL, "--precision", "fp8")
     assert wrong.code == 2 and "invalid choice: 'fp8'" in wrong.err

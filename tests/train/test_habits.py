@@ -66,3 +66,38 @@ def test_patience_needs_a_validation_split(tmp_path):
         fit(config.load(None, [*SMALL, "train.patience=2", "data.val_fraction=0"]), tmp_path / "run", progress=False)
     with pytest.raises(ConfigError, match="train.patience"):
         config.load(None, ["train.patience=0"])
+
+
+def test_keep_best_scores_the_best_validation_epochs_weights_and_evaluate_reads_them(tmp_path, monkeypatch):
+    from cnntricks.train import loop
+    from cnntricks.train.inference import load_predictor
+    accuracies = iter([0.5, 0.9, 0.6, 0.7])
+    real = loop.Trainer.evaluate
+
+    def scripted(self, store, **kwargs):
+        result = real(self, store, **kwargs)
+        return {**result, "acc": next(accuracies)} if store is self.splits.val else result
+    monkeypatch.setattr(loop.Trainer, "evaluate", scripted)
+    run = tmp_path / "run"
+    summary = fit(config.load(None, [*SMALL, "train.epochs=4", "train.keep=best"]), run, progress=False)
+    state = read_json(run / "best" / "state.json")
+    assert state["epoch"] == 2 and state["val_acc"] == 0.9  # epoch 2 was best; later epochs did not replace it
+    assert summary["test_weights"] == "best" and summary["best_epoch"] == 2
+    loaded = load_predictor(run)  # the run's model is the best epoch's
+    assert loaded.checkpoint.name == "best"
+    assert load_predictor(run, checkpoint="last").checkpoint.name == "epoch-0004"
+    import torch
+    from safetensors.torch import load_file
+    best = load_file(str(run / "best" / "model.safetensors"))
+    assert all(torch.equal(best[k], v.cpu()) for k, v in loaded.predictor.model.state_dict().items() if k in best)
+
+
+def test_keep_both_scores_the_last_and_keeps_the_best_beside_it(tmp_path):
+    run = tmp_path / "run"
+    summary = fit(config.load(None, [*SMALL, "train.epochs=2", "train.keep=both"]), run, progress=False)
+    assert (run / "best" / "model.safetensors").is_file() and summary["test_weights"] == "last"
+    from cnntricks.train.inference import load_predictor
+    assert load_predictor(run).checkpoint.name == "epoch-0002"
+    assert load_predictor(run, checkpoint="best").checkpoint.name == "best"
+    with pytest.raises(ConfigError, match="train.keep"):
+        fit(config.load(None, [*SMALL, "train.keep=best", "data.val_fraction=0"]), tmp_path / "x", progress=False)
