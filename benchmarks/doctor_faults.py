@@ -379,7 +379,7 @@ def run_case(job: Job) -> dict:
     run_dir = job.run_dir
     error, started = None, time.perf_counter()
     try:
-        train(cfg, run_dir, progress=False)
+        train(cfg, run_dir, progress=False, report=False)
     except TrainingDiverged as err:
         error = f"TrainingDiverged: {str(err).split(';')[0]}"
     except Exception as err:  # noqa: BLE001 - a broken case is reported, not fatal
@@ -438,11 +438,11 @@ def time_doctor_cost(job: Job) -> dict:
     cfg_default = config_module.load(None, list(job.overrides) + [f"train.seed={job.seed}"])
     arms = {"on": cfg_on, "off": cfg_off, "default": cfg_default}
     warm_up = config_module.load(None, list(job.overrides) + list(OVERHEAD_OFF) + ["train.epochs=1"])
-    train(warm_up, Path(job.run_dir) / "warm-up", progress=False)  # imports, first kernels, the data cache: untimed
+    train(warm_up, Path(job.run_dir) / "warm-up", progress=False, report=False)  # imports, first kernels, the data cache: untimed
     in_order, train_seconds = [], []
     for index, arm in enumerate(job.order):
         started = time.perf_counter()
-        summary = train(arms[arm], Path(job.run_dir) / f"{index}-{arm}", progress=False)
+        summary = train(arms[arm], Path(job.run_dir) / f"{index}-{arm}", progress=False, report=False)
         in_order.append(time.perf_counter() - started)
         train_seconds.append(summary["train_seconds"])
     on, off, default = (statistics.median(t for a, t in zip(job.order, in_order) if a == arm)

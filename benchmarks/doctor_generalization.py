@@ -210,7 +210,7 @@ def train_job(job: tuple[dict, int, str | None]) -> dict:
     with tempfile.TemporaryDirectory(prefix="doctor-gen-") as scratch:
         run_dir = Path(scratch) / "run"
         try:
-            summary = train(cfg, run_dir, progress=False)
+            summary = train(cfg, run_dir, progress=False, report=False)
             record.update(val_acc=summary.get("val_acc"), test_acc=summary.get("test_acc"),
                           classes=len(summary.get("classes") or []))
         except Exception as err:  # noqa: BLE001 - a diverged or broken run is a result (at chance)

@@ -116,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
         snapshot_cfg = config_module.load(None, overrides + ["doctor.mode=off", "schedule.name=snapshot",
                                                              f"schedule.cycles={args.seeds}", "data.split_seed=0"])
         quiet(f"training the snapshot run ({args.seeds} cycles) in {root / 'snap'}")
-        train(snapshot_cfg, root / "snap", progress=False)
+        train(snapshot_cfg, root / "snap", progress=False, report=False)
         snapshot_seconds = time.perf_counter() - started
         kept = sorted(p.name for p in (root / "snap" / SNAPSHOTS).iterdir())
         snaps = build_ensemble([(root / "snap", f"{SNAPSHOTS}/{name}") for name in kept], root / "snap-ensemble",

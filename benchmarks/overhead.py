@@ -110,7 +110,7 @@ def train_bare(cfg, splits, device: torch.device, precision: str, steps: int) ->
 
 
 def cnntricks_images_per_second(cfg, run_dir: Path) -> float:
-    return train(cfg, run_dir, progress=False)["images_per_second"]
+    return train(cfg, run_dir, progress=False, report=False)["images_per_second"]
 
 
 def synchronize(device: torch.device) -> None:

@@ -138,7 +138,7 @@ def git_commit() -> str | None:
 def run_seed(overrides: list[str], seed: int, target: float, scratch: Path) -> tuple[dict, Splits]:
     cfg = config_module.load(None, overrides + [f"train.seed={seed}"])
     recorder = TestAccuracyRecorder(seed)
-    summary = train(cfg, scratch / f"seed-{seed}", progress=False, callbacks=(recorder,))
+    summary = train(cfg, scratch / f"seed-{seed}", progress=False, report=False, callbacks=(recorder,))
     reached = first_reaching(recorder.curve, target)
     result = {"seed": seed, "curve": recorder.curve,
               "epoch_to_target": reached["epoch"] if reached else None,

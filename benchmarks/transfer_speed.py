@@ -56,7 +56,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def run(overrides: list[str], run_dir: Path) -> tuple[dict, float]:
     cfg = config_module.load(None, overrides)
     started = time.perf_counter()
-    summary = train(cfg, run_dir, progress=False)
+    summary = train(cfg, run_dir, progress=False, report=False)
     return summary, time.perf_counter() - started
 
 

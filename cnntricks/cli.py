@@ -24,6 +24,8 @@ import warnings
 from pathlib import Path
 
 from cnntricks.cli_parser import build_parser, device_overrides
+from cnntricks.text import percent as _percent
+from cnntricks.text import table as _table
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_DATA, EXIT_TRAINING, EXIT_INTERRUPTED = 0, 1, 2, 3, 4, 130
 EXIT_FINDINGS = 5  # cnntricks doctor --fail-on: a finding at that severity or worse
@@ -69,14 +71,6 @@ def _words_and_overrides(unknown: list[str]) -> tuple[list[str], list[str]]:
     return words, overrides
 
 
-def _table(rows: list[list[str]], header: list[str]) -> str:
-    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
-    line = lambda r: "  ".join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip()
-    return "\n".join([line(header), line(["-" * w for w in widths]), *map(line, rows)])
-
-
-def _percent(value) -> str:
-    return "-" if value is None else f"{100 * value:.2f}%"
 
 
 def cmd_train(args, items: list[str]) -> int:
@@ -104,65 +98,13 @@ def cmd_train(args, items: list[str]) -> int:
 
 def _train_and_report(cfg, run_dir: Path, args) -> int:
     from cnntricks.session import train
-    from cnntricks.train.loop import TrainingDiverged
-    try:
-        summary = train(cfg, run_dir, resume=bool(args.resume), progress=not args.quiet)
-    except TrainingDiverged:
-        findings = _diagnose(run_dir) if cfg.doctor.mode != "off" else None  # the verdict matters most here
-        _draw_report(run_dir, findings)
-        if findings is not None:
-            _print_findings(findings, "warning", sys.stderr)
-        raise
-    findings = _diagnose(run_dir) if cfg.doctor.mode != "off" else None  # once, for report and verdict
-    drawn = _draw_report(run_dir, findings)
-    rows = [["test accuracy", _percent(summary["test_acc"])],
-            ["best validation accuracy", _percent(summary["best_val_acc"])],
-            ["epochs", summary["epochs"]], ["training seconds", f"{summary['train_seconds']:.1f}"],
-            ["images/s", f"{summary['images_per_second']:.0f}"],
-            ["stopped because", summary["stop_reason"]],
-            *([["started again (doctor.mode=fix)", "; ".join(r["message"] for r in summary["restarts"])]]
-              if summary.get("restarts") else []),
-            ["device / precision", f"{summary['device']} / {summary['precision']}"],
-            ["run directory", str(run_dir)]]
-    print(_table(rows, ["summary", ""]))
-    if findings is not None:
-        print()
-        _print_findings(findings, "warning", sys.stdout)
-    if drawn:
-        print(f"report: {run_dir / 'report' / 'index.html'}")
+    train(cfg, run_dir, resume=bool(args.resume), progress=not args.quiet, show=True)
     return EXIT_OK
 
 
-def _diagnose(run_dir: Path) -> list | None:
-    """The doctor's findings, or None (with a warning) when it cannot read the run."""
-    from cnntricks.doctor import diagnose
-    try:
-        return diagnose(run_dir)
-    except Exception as err:  # the verdict must never cost the user a trained model
-        warnings.warn(f"the doctor could not read {run_dir}: {err}")
-        return None
-
-
 def _draw_report(run_dir: Path, findings: list | None = None) -> bool:
-    """report/ and index.html; `findings` None: the report asks the doctor (and shows its error).
-    False (with a warning) when it could not be written."""
-    try:
-        from cnntricks.ensemble import is_ensemble
-        if is_ensemble(run_dir):
-            from cnntricks.report.ensemble_report import write_ensemble_report
-            write_ensemble_report(run_dir)
-            return True
-        from cnntricks.report import write_report
-        write_report(run_dir, findings)
-        return True
-    except Exception as err:  # a figure must never cost the user a trained model
-        warnings.warn(f"could not write the report in {run_dir / 'report'}: {err}")
-        return False
-
-
-def _print_findings(findings: list, minimum: str, stream) -> None:
-    from cnntricks.doctor import format_findings
-    print(format_findings(findings, minimum), file=stream)
+    from cnntricks.session import draw_report
+    return draw_report(run_dir, findings)
 
 
 def cmd_doctor(args) -> int:

@@ -10,7 +10,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "cnntricks"
 
 # Bottom first. The run-directory format and the config sit at the bottom; the CLI on top.
 LAYERS = (
-    ("registry",),
+    ("registry", "text"),
     ("config", "rundir"),
     ("data",),
     ("augment", "preprocess"),
@@ -18,10 +18,10 @@ LAYERS = (
     ("transfer",),
     ("train",),
     ("monitor", "doctor"),
+    ("report",),
     ("session",),
     ("ensemble",),
     ("tune",),
-    ("report",),
     ("experiments",),
     ("cli_parser",),
     ("cli",),

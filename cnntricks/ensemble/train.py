@@ -52,7 +52,7 @@ def train_member(cfg_dict: dict, run_dir: str) -> str:
     cfg = config_module.from_dict(cfg_dict)
     run = Path(run_dir)
     resume = (run / CHECKPOINTS).is_dir() and (run / CONFIG).is_file()
-    train(cfg, run, resume=resume, progress=False)
+    train(cfg, run, resume=resume, progress=False, report=False)
     return run_dir
 
 

@@ -139,7 +139,7 @@ def train_one(cfg: config_module.Config, label: str, seed: int, run_dir: Path) -
     try:
         with warnings.catch_warnings():  # the study chose 28x28 on purpose: no power-of-2 warning per run
             warnings.simplefilter("ignore", ImageSizeWarning)
-            summary = train(cfg, run_dir, progress=False)
+            summary = train(cfg, run_dir, progress=False, report=False)
     except TrainingDiverged:
         diverged = True
     result = RunResult(label, seed, run_dir, time.perf_counter() - started, diverged, summary)

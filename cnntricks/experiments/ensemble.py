@@ -73,13 +73,14 @@ def run_seed(root: Path, base: list[str], k: int, epochs: int, seed: int, log) -
 
     log(f"ensemble study: one run of {k * epochs} epochs")
     started = time.perf_counter()
-    long = train(config_module.load(None, [*common, f"train.epochs={k * epochs}"]), root / "long", progress=False)
+    long = train(config_module.load(None, [*common, f"train.epochs={k * epochs}"]), root / "long", progress=False,
+                 report=False)
     rows["long"] = (long["test_acc"], long["test_loss"], None, k, time.perf_counter() - started)
 
     log(f"ensemble study: a snapshot run of {k} cycles")
     started = time.perf_counter()
     train(config_module.load(None, [*common, f"train.epochs={k * epochs}", "schedule.name=snapshot",
-                                    f"schedule.cycles={k}"]), root / "snap", progress=False)
+                                    f"schedule.cycles={k}"]), root / "snap", progress=False, report=False)
     snap_seconds = time.perf_counter() - started
     kept = [(root / "snap", f"{SNAPSHOTS}/{p.name}") for p in sorted((root / "snap" / SNAPSHOTS).iterdir())]
     snaps = build_ensemble(kept, root / "snap-mean", "mean", say=quiet)

@@ -169,7 +169,7 @@ def objective_for(record: dict, out_dir: Path, say=print):
         for words, run_dir in runs:
             cfg = config_module.load(record["config"], words)
             try:
-                summary = train(cfg, run_dir, progress=False, callbacks=(TrialReporter(trial, offset),))
+                summary = train(cfg, run_dir, progress=False, report=False, callbacks=(TrialReporter(trial, offset),))
             except TrainingDiverged:
                 trial.set_user_attr("diverged", True)
                 say(f"tune: trial {trial.number} diverged: value 0")

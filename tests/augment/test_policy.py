@@ -68,7 +68,7 @@ def test_training_with_the_heavy_policy_saves_the_fitted_fancy_pca(tmp_path):
     from cnntricks.session import train
     cfg = config.load(None, ["data.source=synthetic", "train.epochs=1", "augment.policy=heavy",
                              "model.width=4", "train.threads=1"])
-    summary = train(cfg, tmp_path / "run", progress=False)
+    summary = train(cfg, tmp_path / "run", progress=False, report=False)
     assert summary["epochs"] == 1
     state = json.loads((tmp_path / "run" / "fancy_pca.json").read_text())
     assert len(state["eigenvalues"]) == 3

@@ -143,7 +143,7 @@ def test_bare_loop_computes_the_same_steps_as_fit(precision):
 
     kept = KeepWeights()
     with tempfile.TemporaryDirectory() as scratch:
-        train(cfg, Path(scratch) / "run", progress=False, callbacks=(kept,))
+        train(cfg, Path(scratch) / "run", progress=False, report=False, callbacks=(kept,))
     assert kept.steps == 3
     splits = load_splits(cfg.data, cfg.train.seed)
     model, rate = overhead.train_bare(cfg, splits, torch.device("cpu"), precision, kept.steps)

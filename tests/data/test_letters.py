@@ -183,6 +183,6 @@ def test_a_small_network_trains_on_it_through_the_python_api(small, monkeypatch,
     cfg = config.load(None, ["data.source=letters", f"data.root={FONTS}", "model.width=8", "model.depth=2",
                              "train.epochs=3", "train.threads=1", "optim.batch_size=32", "train.monitor=off",
                              "doctor.mode=off"])
-    summary = train(cfg, tmp_path / "run", progress=False)
+    summary = train(cfg, tmp_path / "run", progress=False, report=False)
     assert summary["classes"] == CLASSES and summary["split_sizes"]["test"] == 100
     assert summary["test_acc"] > 0.3  # 10 classes: chance is 0.1, on fonts it never saw

@@ -47,7 +47,7 @@ def test_training_fits_statistics_on_the_training_split_only(tmp_path):
     from cnntricks.session import train
     cfg = config.load(None, ["data.source=synthetic", "data.val_fraction=0.3", "train.epochs=1",
                              "model.width=4", "train.threads=1"])
-    train(cfg, tmp_path / "run", progress=False)
+    train(cfg, tmp_path / "run", progress=False, report=False)
     saved = json.loads((tmp_path / "run" / "preprocess.json").read_text())
     splits = load_splits(cfg.data, cfg.train.seed)
     assert saved["mean"] == fit_normalization(splits.train.images, "standardize").mean
@@ -72,10 +72,10 @@ def test_pca_whitening_trains_the_mlp_and_is_refused_for_conv_nets(tmp_path):
     from cnntricks.session import train
     keys = ["data.source=digits", "preprocess.whiten=pca", "preprocess.components=24", "train.epochs=3",
             "train.threads=1"]
-    summary = train(config.load(None, keys + ["model.name=mlp"]), tmp_path / "mlp", progress=False)
+    summary = train(config.load(None, keys + ["model.name=mlp"]), tmp_path / "mlp", progress=False, report=False)
     assert summary["test_acc"] > 0.8  # 10 classes: chance is 0.1
     with pytest.raises(ConfigError, match="model.name=mlp"):
-        train(config.load(None, keys), tmp_path / "conv", progress=False)
+        train(config.load(None, keys), tmp_path / "conv", progress=False, report=False)
     assert not (tmp_path / "conv").exists()
 
 

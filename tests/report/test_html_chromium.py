@@ -37,7 +37,8 @@ def browse(page, tmp_path, *action):
 def report(tmp_path_factory):
     run = tmp_path_factory.mktemp("chromium") / "run"
     train(config.load(None, ["data.source=synthetic", "model.width=8", "model.depth=2", "train.threads=1",
-                           "optim.batch_size=32", "train.epochs=2", "train.monitor=every:2"]), run, progress=False)
+                           "optim.batch_size=32", "train.epochs=2", "train.monitor=every:2"]), run, progress=False,
+          report=False)
     return write_report(run, findings=FINDINGS)
 
 

@@ -85,10 +85,22 @@ def test_the_bare_loop_attaches_no_monitor_and_the_session_attaches_what_the_con
     cfg = config.load(None, SMALL + ["train.epochs=1", "train.monitor=every:2"])
     fit(cfg, tmp_path / "bare", progress=False)
     assert not (tmp_path / "bare" / "stats.jsonl").exists()
-    train(cfg, tmp_path / "session", progress=False)
+    train(cfg, tmp_path / "session", progress=False, report=False)
     assert (tmp_path / "session" / "stats.jsonl").read_text().count("\n") >= 2
     kinds = [type(p) for p in standard_plugins(cfg)]
     assert kinds == [MonitorPlugin, TrainingDoctor]
     assert standard_plugins(config.load(None, ["train.monitor=off", "doctor.mode=off"])) == []
     chosen = fit(cfg, tmp_path / "chosen", progress=False, callbacks=[MonitorPlugin(every=1)])
     assert (tmp_path / "chosen" / "stats.jsonl").read_text().count("\n") == chosen["steps"]  # exactly every step
+
+
+def test_a_run_from_python_leaves_the_run_directory_the_command_line_leaves(tmp_path, capsys):
+    """session.train draws report/ and gives the verdict, as `cnntricks train` does; with progress (or
+    show) it prints the summary table."""
+    cfg = config.load(None, [*SMALL, "train.monitor=off"])
+    summary = train(cfg, tmp_path / "python", progress=False, show=True)
+    assert (tmp_path / "python" / "report" / "index.html").is_file()
+    out = capsys.readouterr().out
+    assert "test accuracy" in out and f"{100 * summary['test_acc']:.2f}%" in out and "report:" in out
+    train(cfg, tmp_path / "quiet", progress=False, report=False)
+    assert not (tmp_path / "quiet" / "report").exists() and capsys.readouterr().out == ""

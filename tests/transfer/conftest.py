@@ -15,7 +15,7 @@ def trained_source(tmp_path_factory):
     folder = tmp_path_factory.mktemp("transfer-source") / "source"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        train(config.load(None, [o for o in SOURCE if "=" in o]), folder, progress=False)
+        train(config.load(None, [o for o in SOURCE if "=" in o]), folder, progress=False, report=False)
     return folder
 
 

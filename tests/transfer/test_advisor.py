@@ -83,10 +83,11 @@ def test_after_the_race_the_run_is_the_one_given_the_winner_by_hand(tmp_path, tr
     overrides = [o for o in SOURCE if "=" in o] + [f"model.pretrained={trained_source}", "doctor.mode=off"]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        auto = train(config.load(None, overrides + ["transfer.strategy=auto"]), tmp_path / "auto", progress=False)
+        auto = train(config.load(None, overrides + ["transfer.strategy=auto"]), tmp_path / "auto", progress=False,
+                     report=False)
         winner = json.loads((tmp_path / "auto" / "transfer.json").read_text())["strategy"]
         by_hand = train(config.load(None, overrides + [f"transfer.strategy={winner}"]), tmp_path / "hand",
-                        progress=False)
+                        progress=False, report=False)
     assert (auto["test_acc"], auto["test_loss"], auto["val_acc"]) == (by_hand["test_acc"], by_hand["test_loss"], by_hand["val_acc"])
 
 
