@@ -110,16 +110,28 @@ def _draw_report(run_dir: Path, findings: list | None = None) -> bool:
 def cmd_doctor(args) -> int:
     import json
 
+    from cnntricks.config import ConfigError
     from cnntricks.doctor import SEVERITIES, diagnose, format_findings, worst
     from cnntricks.rundir import HISTORY, RunDirectoryError
     run_dir = Path(args.run_dir)
     from cnntricks.ensemble import is_ensemble
     if is_ensemble(run_dir):
         return _doctor_ensemble(args, run_dir)
-    if not (run_dir / HISTORY).is_file():
+    foreign = not (run_dir / HISTORY).is_file()
+    if foreign and not (run_dir.is_file() or (run_dir / "metrics.csv").is_file()):
         raise RunDirectoryError(f"{run_dir} holds no history.jsonl, so there is no run to diagnose; runs are "
-                                "written by cnntricks train (or any loop that writes the README's format)")
-    findings = diagnose(run_dir)
+                                "written by cnntricks train (or any loop that writes the README's format); "
+                                "the doctor also reads a Lightning version folder (metrics.csv) or a Keras "
+                                "CSVLogger file")
+    if args.map and not foreign:
+        raise ConfigError("--map names another tool's columns; a cnntricks run needs none")
+    if foreign and args.report:
+        raise ConfigError("--report draws a cnntricks run's figures; another tool's log gets the findings only")
+    from cnntricks.doctor.foreign import ForeignLogError, parse_map
+    try:
+        findings = diagnose(run_dir, parse_map(args.map))
+    except ForeignLogError as err:
+        raise ConfigError(str(err)) from None
     if args.json:
         print(json.dumps([f.to_dict() for f in findings], indent=2))
     else:

@@ -121,12 +121,18 @@ def add_experiment(sub) -> None:
 def add_doctor(sub) -> None:
     from cnntricks.doctor.findings import IDS
     doctor = sub.add_parser("doctor", help="what is wrong with a run, the evidence, and the fix (seed §7)",
-                            usage="cnntricks doctor RUN_DIR [--json] [--all] [--report] [--fail-on {warning,error}]",
+                            usage="cnntricks doctor RUN_DIR|LOG [--map KEY=NAME,...] [--json] [--all] [--report] "
+                                  "[--fail-on {warning,error}]",
                             description="Read a run directory (config.yaml, history.jsonl, stats.jsonl) and "
                                         "print the findings: what is wrong, the evidence, the seed's "
                                         "explanation, the advice and the config change that applies it.",
                             epilog=f"Finding ids: {', '.join(IDS)}.")
-    doctor.add_argument("run_dir", metavar="RUN_DIR")
+    doctor.add_argument("run_dir", metavar="RUN_DIR",
+                        help="a cnntricks run or ensemble directory, a Lightning CSVLogger version folder (or its "
+                             "metrics.csv), or a Keras CSVLogger file")
+    doctor.add_argument("--map", metavar="KEY=NAME,...",
+                        help="another tool's column names for the doctor's keys (loss, train_loss, train_acc, "
+                             "val_loss, val_acc, lr), e.g. --map train_loss=my_loss,val_acc=valid/accuracy")
     doctor.add_argument("--json", action="store_true", help="print every finding (info included) as JSON")
     doctor.add_argument("--all", action="store_true", help="show info findings too (default: warning and error)")
     doctor.add_argument("--report", action="store_true", help="also (re)write report/ and report/index.html")

@@ -155,10 +155,13 @@ def change_lr(evidence: Evidence, factor: float) -> dict:
     return {"optim.lr": float(f"{lr * factor:.3g}")} if lr else {}
 
 
-def finding(source: Evidence, step: int | None = None, /, **fields) -> Finding:
-    """A Finding stamped with the step (default: the run's last) and its epoch."""
+def finding(source: Evidence, step: int | None = None, /, epoch: int | None = None, **fields) -> Finding:
+    """A Finding stamped with the step (default: the run's last) and its epoch (default: the step's). A
+    log without batch lines (another tool's, epoch by epoch) has no steps: the epoch alone."""
+    if not source.batches:
+        return Finding(step=None, epoch=epoch if epoch is not None else epoch_of_step(source, 0), **fields)
     step = last_step(source) if step is None else step
-    return Finding(step=step, epoch=epoch_of_step(source, step), **fields)
+    return Finding(step=step, epoch=epoch if epoch is not None else epoch_of_step(source, step), **fields)
 
 
 # ---- the learning rate (Fig. 1) --------------------------------------------------------------
@@ -173,12 +176,12 @@ def check_nonfinite(evidence: Evidence) -> list[Finding]:
     if evidence.nonfinite is None and not bad_stats:
         return []
     if evidence.nonfinite is not None:
-        step, where = evidence.nonfinite
+        step, where, epoch = evidence.nonfinite
         what = f"the loss is NaN or infinite {where}"
     else:
         step = bad_stats[0]["step"]
         what = f"gradients or weights are NaN or infinite at step {step} (stats.jsonl)"
-    return [finding(evidence, step, id="nonfinite", severity="error", title="NaN or infinite values",
+    return [finding(evidence, step, epoch=epoch, id="nonfinite", severity="error", title="NaN or infinite values",
                     evidence=what, figure="loss.png",
                     explanation="A non-finite number spreads to every weight in one step; the run cannot "
                                 "recover by itself. Most often the learning rate is far too high (seed §7, Fig. 1), "
@@ -191,9 +194,9 @@ def check_nonfinite(evidence: Evidence) -> list[Finding]:
 @register
 def check_lr_diverged(evidence: Evidence) -> list[Finding]:
     steps, losses = evidence.losses
-    evidence_text, step = None, None
+    evidence_text, step, epoch = None, None, None
     if evidence.nonfinite is not None:
-        step, where = evidence.nonfinite
+        step, where, epoch = evidence.nonfinite
         before = f", after rising from {losses[0]:.3g} to {losses[-1]:.3g}" if len(losses) >= 2 else ""
         evidence_text = f"the loss became non-finite {where}{before}"
     elif len(losses) >= 10:
@@ -209,7 +212,8 @@ def check_lr_diverged(evidence: Evidence) -> list[Finding]:
                              f"({smooth.max() / start:.1f}x; first above {DIVERGE_RISE}x at step {step})")
     if evidence_text is None:
         return []
-    return [finding(evidence, step, id="lr_diverged", severity="error", title="The learning rate is far too high",
+    return [finding(evidence, step, epoch=epoch, id="lr_diverged", severity="error",
+                    title="The learning rate is far too high",
                     evidence=evidence_text, figure="loss.png",
                     explanation="Seed §7, Fig. 1: with a very high learning rate the loss explodes instead of "
                                 "falling; the steps overshoot every minimum.",

@@ -36,6 +36,8 @@ def missing_losses(evidence: Evidence) -> tuple[str, bool] | None:
     if not evidence.batches:
         if any(e.get("event") == "head_fitted" for e in evidence.events):  # transfer.strategy=linear
             return "no gradient steps were taken (the head is a logistic regression fitted on frozen features)", True
+        if evidence.source != "cnntricks":  # another tool's log: one line per epoch is its format, not a fault
+            return f"the {evidence.source} log has no per-batch losses (it logs epochs)", True
         return "history.jsonl has no batch lines", False
     if not any("loss" in b for b in evidence.batches):  # all null (non-finite): nonfinite says it
         return "its batch lines have no 'loss'", False
@@ -72,11 +74,17 @@ def check_unchecked(evidence: Evidence) -> list[Finding]:
         gaps.append((f"the accuracy checks ({ACCURACY_CHECKS}) could not run: {found[0]}", found[1]))
     if not gaps:
         return []
-    by_design = all(chosen for _, chosen in gaps)
+    # another tool's log holds what its user chose to log: a missing key is not a fault of the run
+    by_design = all(chosen for _, chosen in gaps) or evidence.source != "cnntricks"
+    advice = (f"Write every batch's loss and every epoch's train_acc and val_acc to history.jsonl, in "
+              f"{FORMAT}; with cnntricks train, keep data.val_fraction above 0 for the accuracy checks.")
+    if evidence.source != "cnntricks":
+        advice = ("Log the loss every step and the train and validation accuracy every epoch (Lightning: "
+                  "self.log('train_loss', loss) in training_step logs per step; Keras' CSVLogger logs epochs only), "
+                  "or name your columns with --map (README: \"The doctor reads other tools' runs\").")
     return [Finding(id="unchecked", severity="info" if by_design else "warning",
                     title="Some checks could not run: their silence says nothing",
                     evidence="; ".join(text for text, _ in gaps),
                     explanation="The doctor judges only what the run's files show; without the lines or keys these "
                                 "checks read, it cannot tell a healthy run from a broken one.",
-                    advice=f"Write every batch's loss and every epoch's train_acc and val_acc to history.jsonl, in "
-                           f"{FORMAT}; with cnntricks train, keep data.val_fraction above 0 for the accuracy checks.")]
+                    advice=advice)]

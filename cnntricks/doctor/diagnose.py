@@ -67,6 +67,7 @@ def diagnose_evidence(evidence: Evidence) -> list[Finding]:
     return sorted(findings, key=lambda f: (-f.rank, f.id))
 
 
-def diagnose(run_dir: str | Path) -> list[Finding]:
-    """The findings for the run in `run_dir` (see `load_evidence` for what is read)."""
-    return diagnose_evidence(load_evidence(run_dir))
+def diagnose(run_dir: str | Path, mapping: dict[str, str] | None = None) -> list[Finding]:
+    """The findings for the run in `run_dir`, or another tool's log there (see `load_evidence` for what is
+    read; `mapping` names a foreign log's columns)."""
+    return diagnose_evidence(load_evidence(run_dir, mapping))

@@ -14,7 +14,7 @@ import numpy as np
 
 from cnntricks import config as config_module
 from cnntricks.doctor import records
-from cnntricks.rundir import DATA, STATS, SUMMARY, read_history, read_stats
+from cnntricks.rundir import DATA, HISTORY, STATS, SUMMARY, read_history, read_stats
 
 
 @dataclass
@@ -29,6 +29,7 @@ class Evidence:
     train_counts: list[int] | None = None              # training images per class, from data.json
     summary: dict | None = None                        # summary.json of a finished run
     problems: list[str] = field(default_factory=list)  # what was left out as unreadable (records.py)
+    source: str = "cnntricks"                          # or the foreign log's format: keras, lightning
 
     @property
     def steps(self) -> int:
@@ -45,25 +46,31 @@ class Evidence:
         return np.asarray(steps, dtype=float), np.asarray(losses, dtype=float)
 
     @cached_property
-    def nonfinite(self) -> tuple[int | None, str] | None:
-        """(step or None, where) of the first non-finite loss, or None: the trainer's `nonfinite` event,
-        else the first batch or epoch line whose loss is null (the trainer writes NaN and infinity as
-        null; records.py makes another tool's NaN null too), whether or not an event says so."""
+    def nonfinite(self) -> tuple[int | None, str, int | None] | None:
+        """(step or None, where, epoch or None) of the first non-finite loss, or None: the trainer's
+        `nonfinite` event, else the first batch or epoch line whose loss is null (the trainer writes NaN
+        and infinity as null; records.py makes another tool's NaN null too), whether or not an event
+        says so."""
         event = next((e for e in self.events if e.get("event") == "nonfinite"), None)
         if event is not None:
             step = event.get("step")
-            return step, f"at step {step}" if step is not None else "(a nonfinite event)"
+            return step, f"at step {step}" if step is not None else "(a nonfinite event)", event.get("epoch")
         batch = next((b for b in self.batches if "loss" in b and b["loss"] is None), None)
         if batch is not None:
-            return batch["step"], f"at step {batch['step']} (null in history.jsonl)"
+            return batch["step"], f"at step {batch['step']} (null in {self.file})", batch.get("epoch")
         for e in self.epochs:
             # a null val_loss beside a null val_acc is a run without a validation split
             bad = [k for k in ("train_loss", "val_loss") if k in e and e[k] is None
                    and (k == "train_loss" or e.get("val_acc") is not None)]
             if bad:
                 steps = [b["step"] for b in self.batches if b.get("epoch") == e["epoch"]]
-                return max(steps, default=None), f"in epoch {e['epoch']} ({bad[0]} is null in history.jsonl)"
+                null = "null in history.jsonl" if self.source == "cnntricks" else f"NaN in the {self.source} log"
+                return max(steps, default=None), f"in epoch {e['epoch']} ({bad[0]} is {null})", e["epoch"]
         return None
+
+    @property
+    def file(self) -> str:
+        return "history.jsonl" if self.source == "cnntricks" else f"the {self.source} log"
 
     @cached_property
     def class_count(self) -> tuple[int, str] | None:
@@ -105,11 +112,20 @@ def trend(values: np.ndarray, chunk: int = 1 << 22) -> np.ndarray:
     return out
 
 
-def load_evidence(run_dir: str | Path) -> Evidence:
+def load_evidence(run_dir: str | Path, mapping: dict[str, str] | None = None) -> Evidence:
     """Read a run directory; raises FileNotFoundError when it holds no history.jsonl. Anything else
-    that cannot be read (lines, values, files) is left out and said in `problems`, never raised."""
+    that cannot be read (lines, values, files) is left out and said in `problems`, never raised.
+    A path without history.jsonl that is another tool's log (a Lightning version folder or its
+    metrics.csv, a Keras CSVLogger file: doctor/foreign.py, `mapping` naming other columns) is read
+    as its history alone."""
     run_dir = Path(run_dir)
     problems: list[str] = []
+    if not (run_dir / HISTORY).is_file() and (run_dir.is_file() or (run_dir / "metrics.csv").is_file()):
+        from cnntricks.doctor.foreign import read_foreign
+        kind, batches, epochs = read_foreign(run_dir, mapping)
+        batches, epochs, events = records.clean_history([*batches, *epochs], problems)
+        return Evidence(run_dir, None, batches=batches, epochs=epochs, events=events, problems=problems,
+                        source=kind)
     batches, epochs, events = records.clean_history(read_history(run_dir, problems), problems)
     stats = records.clean_stats(read_stats(run_dir, problems), problems) if (run_dir / STATS).is_file() else []
     cfg = records.read_config(run_dir, problems)

@@ -63,7 +63,8 @@ def format_findings(findings: list[Finding], minimum: str = "info", command: str
                " — the run looks healthy"
     lines = [f"doctor: {len(shown)} finding{'s' if len(shown) != 1 else ''}"]
     for f in shown:
-        where = f" (step {f.step}, epoch {f.epoch})" if f.step is not None else ""
+        where = (f" (step {f.step}, epoch {f.epoch})" if f.step is not None else
+                 f" (epoch {f.epoch})" if f.epoch is not None else "")
         lines.append(f"\n{f.severity.upper():<8}{f.id}: {f.title}{where}")
         lines.append(f"        evidence: {f.evidence}" + (f"  [report/{f.figure}]" if f.figure else ""))
         lines.append(f"        why:      {f.explanation}")

@@ -1,0 +1,122 @@
+"""The doctor on other tools' logs: Keras' CSVLogger file and Lightning's CSVLogger metrics.csv, written
+here exactly as those libraries write them (their CSVLogger code: Keras sorts the logs' keys after
+`epoch` and writes one row per epoch from 0, "nan" for NaN; Lightning writes one row per logging call
+with `epoch` and `step` and empty cells for keys not logged in it, `<key>_step` / `<key>_epoch` for a
+key logged on both), read into history records, diagnosed, and named by --map where the names differ."""
+from __future__ import annotations
+
+import csv
+import math
+
+import pytest
+
+from cnntricks.doctor import diagnose
+from cnntricks.doctor.foreign import ForeignLogError, parse_map, read_foreign
+
+
+def keras_log(path, rows, keys=("accuracy", "loss", "val_accuracy", "val_loss")):
+    """keras.callbacks.CSVLogger: fieldnames ["epoch"] + sorted(logs), a row per epoch, str(float) cells."""
+    with path.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=["epoch", *sorted(keys)], lineterminator="\n")
+        writer.writeheader()
+        for epoch, row in enumerate(rows):
+            writer.writerow({"epoch": epoch, **{k: str(float(v)) for k, v in row.items()}})
+    return path
+
+
+def lightning_version(folder, epochs, loss_at, val_acc_at, train_acc_at=None, steps_per_epoch=50, log_every=10):
+    """lightning.pytorch.loggers.CSVLogger's metrics.csv for self.log("train_loss", loss, on_step=True,
+    on_epoch=True) in training_step, self.log("val_acc"), self.log("val_loss") in validation_step."""
+    folder.mkdir(parents=True)
+    keys = ["epoch", "step", "train_loss_epoch", "train_loss_step", "val_acc", "val_loss", "train_acc_epoch"]
+    with (folder / "metrics.csv").open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=keys, lineterminator="\n")
+        writer.writeheader()
+        step = -1
+        for epoch in range(epochs):
+            losses = []
+            for _ in range(steps_per_epoch):
+                step += 1
+                losses.append(loss_at(step))
+                if (step + 1) % log_every == 0:
+                    writer.writerow({"epoch": epoch, "step": step, "train_loss_step": losses[-1]})
+            writer.writerow({"epoch": epoch, "step": step, "val_acc": val_acc_at(epoch), "val_loss": 1.0})
+            writer.writerow({"epoch": epoch, "step": step, "train_loss_epoch": sum(losses) / len(losses),
+                             **({"train_acc_epoch": train_acc_at(epoch)} if train_acc_at else {})})
+    (folder / "hparams.yaml").write_text("lr: 0.1\n")
+    return folder
+
+
+def alarms(findings):
+    return {f.id for f in findings if f.severity in ("warning", "error")}
+
+
+def test_a_keras_log_becomes_epoch_records_from_epoch_1(tmp_path):
+    log = keras_log(tmp_path / "training.log", [{"accuracy": 0.5, "loss": 1.4, "val_accuracy": 0.55, "val_loss": 1.3},
+                                                {"accuracy": 72.0, "loss": 0.9, "val_accuracy": 70.0, "val_loss": 0.95}])
+    kind, batches, epochs = read_foreign(log)
+    assert kind == "keras" and batches == []
+    assert epochs[0] == {"kind": "epoch", "epoch": 1, "train_loss": 1.4, "train_acc": 0.5, "val_loss": 1.3,
+                         "val_acc": 0.55}
+    assert epochs[1]["train_acc"] == pytest.approx(0.72) and epochs[1]["val_acc"] == pytest.approx(0.70)  # percent
+
+
+def test_a_healthy_keras_run_has_no_alarm_and_a_diverged_one_is_found(tmp_path):
+    healthy = keras_log(tmp_path / "healthy.log",
+                        [{"accuracy": 0.6 + 0.03 * e, "loss": 1.2 * math.exp(-e / 3) + 0.3,
+                          "val_accuracy": 0.58 + 0.028 * e, "val_loss": 1.25 * math.exp(-e / 3) + 0.33} for e in range(10)])
+    assert alarms(diagnose(healthy)) == set()
+    diverged = keras_log(tmp_path / "diverged.log",
+                         [{"accuracy": 0.3, "loss": 2.0, "val_accuracy": 0.35, "val_loss": 1.9},
+                          {"accuracy": 0.1, "loss": math.nan, "val_accuracy": 0.1, "val_loss": math.nan}])
+    assert (tmp_path / "diverged.log").read_text().splitlines()[2].split(",")[2] == "nan"  # as Keras writes NaN
+    found = diagnose(diverged)
+    assert {"lr_diverged", "nonfinite"} <= alarms(found)
+    assert next(f for f in found if f.id == "nonfinite").epoch == 2
+
+
+def test_a_lightning_version_folder_gives_batches_and_epochs_and_its_faults(tmp_path):
+    flat = lightning_version(tmp_path / "lightning_logs" / "version_3", 4, lambda s: 2.3026 - 0.0002 * s,
+                             lambda e: 0.1, lambda e: 0.1)
+    kind, batches, epochs = read_foreign(flat)
+    assert kind == "lightning" and [b["step"] for b in batches[:2]] == [10, 20]  # global step + 1
+    assert [e["epoch"] for e in epochs] == [1, 2, 3, 4] and epochs[0]["val_acc"] == 0.1
+    found = diagnose(flat)
+    assert "lr_too_low" in alarms(found) and "at_chance" in {f.id for f in found}
+    chance = next(f for f in found if f.id == "at_chance")
+    assert "inferred from the first loss" in chance.evidence  # no data.json: the class count from ln C
+
+    learning = lightning_version(tmp_path / "good", 8, lambda s: 2.0 * math.exp(-s / 60) + 0.35,  # learned, levelled
+                                 lambda e: 0.86 - 0.3 * math.exp(-1.5 * e), lambda e: 0.88 - 0.3 * math.exp(-1.5 * e))
+    assert alarms(diagnose(learning)) == set()
+
+
+def test_map_names_other_columns_and_bad_input_says_what_to_do(tmp_path):
+    log = tmp_path / "custom.csv"
+    log.write_text("epoch,my_loss,my_val\n0,1.5,0.4\n1,1.0,0.6\n2,0.8,0.7\n")
+    with pytest.raises(ForeignLogError, match="--map"):
+        read_foreign(log)
+    _, _, epochs = read_foreign(log, parse_map("train_loss=my_loss,val_acc=my_val"))
+    assert [(e["train_loss"], e["val_acc"]) for e in epochs] == [(1.5, 0.4), (1.0, 0.6), (0.8, 0.7)]
+    with pytest.raises(ForeignLogError, match="not one of the doctor's keys"):
+        parse_map("accuracy=acc")
+    with pytest.raises(ForeignLogError, match="no column 'nope'"):
+        read_foreign(log, parse_map("val_acc=nope"))
+    (tmp_path / "notes.csv").write_text("a,b\n1,2\n")
+    with pytest.raises(ForeignLogError, match="no 'epoch' column"):
+        read_foreign(tmp_path / "notes.csv")
+
+
+def test_the_command_line_reads_them(user, tmp_path):
+    log = keras_log(tmp_path / "training.log", [{"accuracy": 0.3, "loss": 2.0, "val_accuracy": 0.35, "val_loss": 1.9},
+                                                {"accuracy": 0.1, "loss": math.nan, "val_accuracy": 0.1,
+                                                 "val_loss": math.nan}])
+    result = user.run("doctor", log, "--fail-on", "error")
+    assert result.code == 5 and "ERROR   nonfinite: NaN or infinite values (epoch 2)" in result.out
+    custom = tmp_path / "custom.csv"
+    custom.write_text("epoch,my_loss,my_val\n0,1.5,0.4\n")
+    mapped = user.run("doctor", custom, "--map", "train_loss=my_loss,val_acc=my_val", "--json")
+    assert mapped.code == 0, mapped
+    wrong = user.run("doctor", custom)
+    assert wrong.code == 2 and "--map" in wrong.err
+    assert user.run("doctor", log, "--report").code == 2  # figures are drawn for cnntricks runs only
