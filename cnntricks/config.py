@@ -144,6 +144,7 @@ class TrainConfig:
     threads: int | None = None  # CPU threads for torch; None = torch's default
     target_accuracy: float | None = None  # stop once validation accuracy reaches this (0-1)
     patience: int | None = None  # early stopping: stop once validation accuracy has not improved for this many epochs; None = never
+    tensorboard: bool = False  # also write TensorBoard event files in the run directory (batch and epoch scalars, weight and activation histograms, hyper-parameters, the report's figures): tensorboard --logdir runs/
     keep: Literal["last", "best", "both"] = "last"  # the model a run ends with: last = the last epoch's; best = the best validation epoch's (kept in best/, scored on the test split, the default of evaluate and predict); both = best/ kept beside the last, which is scored
     tta: bool = True  # flip test-time augmentation: average logits of the image and its mirror
     eval_batch_size: int = 1024  # images per step when evaluating

@@ -2,7 +2,8 @@
 
 `train.loop.fit` is the bare loop: it attaches only the history and the progress bar, and
 whatever plug-ins it is given. `train` here adds the two the config names: `train.monitor`
-(layer statistics, monitor/) and `doctor.mode` (the live doctor, doctor/act.py); and when the run
+(layer statistics, monitor/), `doctor.mode` (the live doctor, doctor/act.py) and `train.tensorboard`
+(event files, monitor/tensorboard.py); and when the run
 ends (or diverges) it does what `cnntricks train` does: the doctor's verdict and `report/`, and with
 `show` the summary table and the verdict on the terminal. So a run from Python and a run from the
 command line leave the same run directory. It is what `cnntricks train` calls; the studies, the
@@ -18,6 +19,7 @@ from pathlib import Path
 from cnntricks.config import Config
 from cnntricks.doctor.act import TrainingDoctor
 from cnntricks.monitor.plugin import MonitorPlugin
+from cnntricks.monitor.tensorboard import TensorBoardLog, add_report_figures, check_installed
 from cnntricks.rundir import ENSEMBLE
 from cnntricks.text import percent, table
 from cnntricks.train.loop import TrainingDiverged, fit
@@ -30,6 +32,9 @@ def standard_plugins(cfg: Config) -> list:
         plugins.append(MonitorPlugin())  # samples every N steps of the resolved train.monitor
     if cfg.doctor.mode != "off":
         plugins.append(TrainingDoctor())  # reads doctor.mode from the run's resolved config
+    if cfg.train.tensorboard:
+        check_installed()
+        plugins.append(TensorBoardLog())
     return plugins
 
 
@@ -53,6 +58,8 @@ def train(cfg: Config, run_dir: str | Path, *, resume: bool = False, progress: b
     if report:
         findings = diagnose_run(run_dir) if cfg.doctor.mode != "off" else None  # once, for report and verdict
         drawn = draw_report(run_dir, findings)
+        if drawn and cfg.train.tensorboard:
+            add_report_figures(run_dir)
         if show:
             print(table(summary_rows(summary, run_dir), ["summary", ""]))
             if findings is not None:
