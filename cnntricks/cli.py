@@ -118,11 +118,12 @@ def cmd_doctor(args) -> int:
     if is_ensemble(run_dir):
         return _doctor_ensemble(args, run_dir)
     foreign = not (run_dir / HISTORY).is_file()
-    if foreign and not (run_dir.is_file() or (run_dir / "metrics.csv").is_file()):
+    if foreign and not (run_dir.is_file() or (run_dir / "metrics.csv").is_file()
+                        or (run_dir.is_dir() and next(run_dir.rglob("events.out.tfevents.*"), None) is not None)):
         raise RunDirectoryError(f"{run_dir} holds no history.jsonl, so there is no run to diagnose; runs are "
                                 "written by cnntricks train (or any loop that writes the README's format); "
-                                "the doctor also reads a Lightning version folder (metrics.csv) or a Keras "
-                                "CSVLogger file")
+                                "the doctor also reads a Lightning version folder (metrics.csv), a Keras "
+                                "CSVLogger file or a TensorBoard log directory")
     if args.map and not foreign:
         raise ConfigError("--map names another tool's columns; a cnntricks run needs none")
     if foreign and args.report:

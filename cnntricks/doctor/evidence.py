@@ -120,7 +120,8 @@ def load_evidence(run_dir: str | Path, mapping: dict[str, str] | None = None) ->
     as its history alone."""
     run_dir = Path(run_dir)
     problems: list[str] = []
-    if not (run_dir / HISTORY).is_file() and (run_dir.is_file() or (run_dir / "metrics.csv").is_file()):
+    if not (run_dir / HISTORY).is_file() and (run_dir.is_file() or (run_dir / "metrics.csv").is_file()
+                                              or next(run_dir.rglob("events.out.tfevents.*"), None) is not None):
         from cnntricks.doctor.foreign import read_foreign
         kind, batches, epochs = read_foreign(run_dir, mapping)
         batches, epochs, events = records.clean_history([*batches, *epochs], problems)

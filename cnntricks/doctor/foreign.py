@@ -1,6 +1,8 @@
 """Other tools' training logs as the doctor's history: Lightning's CSVLogger (`metrics.csv`, in
-`lightning_logs/version_N/`) and Keras' CSVLogger (`training.log`), read into the batch and epoch
-records of history.jsonl (cnntricks/rundir.py) so that every check runs on them.
+`lightning_logs/version_N/`), Keras' CSVLogger (`training.log`) and TensorBoard log directories (any
+writer's event files: Lightning's TensorBoardLogger, Keras' TensorBoard callback, a SummaryWriter in
+a plain loop, cnntricks' train.tensorboard), read into the batch and epoch records of history.jsonl
+(cnntricks/rundir.py) so that every check runs on them. TensorBoard's tags are looked for in TAGS.
 
 The formats, as those libraries document and write them:
 
@@ -51,6 +53,20 @@ NAMES = {
     "val_loss": ("val_loss", "valid_loss", "validation_loss", "val/loss"),
     "val_acc": ("val_acc", "val_accuracy", "valid_acc", "validation_accuracy", "val/acc", "val/accuracy"),
     "lr": ("lr", "learning_rate", "lr-SGD", "lr-Adam", "lr-AdamW", "lr_step"),
+}
+# TensorBoard tags: cnntricks' own (train.tensorboard), PyTorch's tutorial ("Loss/train"), Lightning's
+# TensorBoardLogger (the names logged), Keras' TensorBoard callback (train/ and validation/ folders)
+TAGS = {
+    "loss": ("batch/loss", "train_loss_step", "loss_step", "train/loss_step", "Loss/train", "train/loss",
+             "batch_loss", "train_loss", "loss"),
+    "train_loss": ("epoch/train_loss", "train_loss_epoch", "loss_epoch", "train/epoch_loss", "epoch_loss"),
+    "train_acc": ("epoch/train_acc", "train_acc_epoch", "train_acc", "train_accuracy", "Accuracy/train",
+                  "train/acc", "train/accuracy", "train/epoch_accuracy", "epoch_accuracy"),
+    "val_loss": ("epoch/val_loss", "val_loss", "valid_loss", "Loss/val", "Loss/validation", "Loss/test", "val/loss",
+                 "validation/epoch_loss"),
+    "val_acc": ("epoch/val_acc", "val_acc", "val_accuracy", "valid_acc", "Accuracy/val", "Accuracy/validation",
+                "Accuracy/test", "val/acc", "val/accuracy", "validation/epoch_accuracy"),
+    "lr": ("batch/lr", "lr", "learning_rate", "lr-SGD", "lr-Adam", "lr-AdamW", "train/learning_rate"),
 }
 KEYS = tuple(NAMES)
 ACCURACIES = ("train_acc", "val_acc")
@@ -179,14 +195,62 @@ def read_lightning(path: Path, mapping: dict[str, str]) -> tuple[list[dict], lis
     return batches, epochs
 
 
+def event_scalars(folder: Path) -> dict[str, list[tuple[int, float]]]:
+    """{tag: [(step, value)]} of the TensorBoard event files in `folder` and its sub-folders (Keras writes
+    train/ and validation/: their tags become train/<tag> and validation/<tag>), read with TensorBoard's
+    own EventAccumulator."""
+    try:
+        from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    except ImportError:
+        raise ForeignLogError("reading TensorBoard event files needs the tensorboard package: pip install "
+                              "tensorboard (or pip install 'cnntricks[tensorboard]')") from None
+    scalars: dict[str, list[tuple[int, float]]] = {}
+    for events in sorted({p.parent for p in folder.rglob("events.out.tfevents.*")}):
+        accumulator = EventAccumulator(str(events), size_guidance={"scalars": 0})
+        accumulator.Reload()
+        prefix = events.relative_to(folder).as_posix()
+        for tag in accumulator.Tags()["scalars"]:
+            name = tag if prefix == "." else f"{prefix}/{tag}"
+            scalars.setdefault(name, []).extend((e.step, e.value) for e in accumulator.Scalars(tag))
+    return {tag: sorted(dict(values).items()) for tag, values in scalars.items()}  # a purged step: its last value
+
+
+@FORMATS.register("tensorboard")
+def read_tensorboard(path: Path, mapping: dict[str, str]) -> tuple[list[dict], list[dict]]:
+    """A TensorBoard log directory: the per-step loss (and LR) as batch lines; each epoch-level tag's values
+    in step order as epochs 1, 2, ... (logged once an epoch, whatever its step axis counts)."""
+    scalars = event_scalars(path)
+    tags = sorted(scalars)
+    chosen = {key: column_for(key, tags, mapping, TAGS[key]) for key in KEYS}
+    if chosen["train_loss"] == chosen["loss"]:
+        chosen["train_loss"] = None
+    batches = []
+    if chosen["loss"] is not None:
+        offset = 1 if scalars[chosen["loss"]][0][0] == 0 else 0  # steps counted from 0: the trainer's from 1
+        lr = dict(scalars[chosen["lr"]]) if chosen["lr"] is not None else {}
+        for step, loss in scalars[chosen["loss"]]:
+            batches.append({"kind": "batch", "step": step + offset, "loss": loss if math.isfinite(loss) else None,
+                            **({"lr": lr[step]} if step in lr else {})})
+    epochs: dict[int, dict] = {}
+    for key in ("train_loss", "train_acc", "val_loss", "val_acc"):
+        if chosen[key] is not None:
+            for number, (_, number_value) in enumerate(scalars[chosen[key]], 1):
+                epochs.setdefault(number, {"kind": "epoch", "epoch": number})[key] = clean(key, number_value)
+    return batches, [epochs[n] for n in sorted(epochs)]
+
+
 def detect(path: Path) -> tuple[str, Path]:
-    """(format, the file) of a foreign log: a Lightning version folder (its metrics.csv), a metrics.csv
-    with a `step` column (Lightning), any other CSV file with an `epoch` column (Keras)."""
+    """(format, the file) of a foreign log: a TensorBoard log directory (event files in it or under it), a
+    Lightning version folder (its metrics.csv), a metrics.csv with a `step` column (Lightning), any other
+    CSV file with an `epoch` column (Keras)."""
     if path.is_dir():
         if (path / "metrics.csv").is_file():
             return "lightning", path / "metrics.csv"
-        raise ForeignLogError(f"{path} holds neither history.jsonl (a cnntricks run) nor metrics.csv (a Lightning "
-                              f"CSVLogger version folder); name a Keras CSVLogger file itself")
+        if next(path.rglob("events.out.tfevents.*"), None) is not None:
+            return "tensorboard", path
+        raise ForeignLogError(f"{path} holds neither history.jsonl (a cnntricks run), metrics.csv (a Lightning "
+                              f"CSVLogger version folder) nor TensorBoard event files; name a Keras CSVLogger file "
+                              f"itself")
     if not path.is_file():
         raise ForeignLogError(f"{path} does not exist")
     header, _ = read_rows(path)

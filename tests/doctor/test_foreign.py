@@ -120,3 +120,30 @@ def test_the_command_line_reads_them(user, tmp_path):
     wrong = user.run("doctor", custom)
     assert wrong.code == 2 and "--map" in wrong.err
     assert user.run("doctor", log, "--report").code == 2  # figures are drawn for cnntricks runs only
+
+
+def test_tensorboard_log_directories_from_a_plain_loop_and_from_keras(tmp_path):
+    pytest.importorskip("tensorboard", reason="tensorboard is a test dependency")
+    from torch.utils.tensorboard import SummaryWriter
+    plain = tmp_path / "runs" / "exp1"
+    with SummaryWriter(plain) as writer:  # PyTorch's tutorial: add_scalar("Loss/train", loss, n_iter)
+        for step in range(60):
+            loss = 2.3 * 1.15 ** step if step < 40 else math.inf  # diverges
+            writer.add_scalar("Loss/train", loss, step)
+        for epoch in range(3):
+            writer.add_scalar("Accuracy/test", 0.1, epoch)
+    kind, batches, epochs = read_foreign(plain)
+    assert kind == "tensorboard" and batches[0]["step"] == 1 and batches[-1]["loss"] is None
+    assert [e["val_acc"] for e in epochs] == pytest.approx([0.1, 0.1, 0.1])  # float32 in the event file
+    assert "lr_diverged" in alarms(diagnose(plain))
+
+    keras = tmp_path / "logs"
+    for folder, shift in (("train", 0.0), ("validation", 0.02)):
+        with SummaryWriter(keras / folder) as writer:  # keras.callbacks.TensorBoard: epoch_loss, epoch_accuracy
+            for epoch in range(10):
+                writer.add_scalar("epoch_loss", 1.2 * math.exp(-epoch / 2) + 0.3 + shift, epoch)
+                writer.add_scalar("epoch_accuracy", 0.88 - 0.3 * math.exp(-epoch) - shift, epoch)
+    kind, batches, epochs = read_foreign(keras)
+    assert kind == "tensorboard" and batches == [] and len(epochs) == 10
+    assert epochs[0]["train_acc"] == pytest.approx(0.58) and epochs[0]["val_acc"] == pytest.approx(0.56)
+    assert alarms(diagnose(keras)) == set()
