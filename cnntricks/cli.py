@@ -349,6 +349,25 @@ def _average_weights(args, sources, say) -> int:
     return EXIT_OK
 
 
+def cmd_export(args) -> int:
+    from cnntricks.export import export_run
+    say = (lambda message: None) if args.json else (lambda message: print(message, file=sys.stderr))
+    record = export_run(args.run_dir, args.format, args.out, args.input, args.checkpoint, say=say)
+    if args.json:
+        print(json.dumps(record, indent=2))
+        return EXIT_OK
+    shape = "x".join(map(str, record["input"]["shape"]))
+    print(f"{record['format']}: {record['file']} (from {record['checkpoint']}; input images {shape} "
+          f"{record['input'].get('dtype', '')}, output logits over {len(record['classes'])} classes)")
+    check = record.get("check")
+    if check and "skipped" in check:
+        print(f"not checked: {check['skipped']}")
+    elif check:
+        print(f"checked against PyTorch: largest logit difference {check['batch_1']:.2e} at batch 1, "
+              f"{check['batch_8']:.2e} at batch 8 ({'within' if check['ok'] else 'NOT within'} {check['within']:g})")
+    return EXIT_OK if not check or check.get("ok", True) else EXIT_ERROR
+
+
 def cmd_tune(args, items: list[str]) -> int:
     from cnntricks.tune import tune
     config_file, overrides = _split_overrides(items)
@@ -691,6 +710,8 @@ def _dispatch(argv: list[str] | None) -> int:
             return cmd_doctor(args)
         if args.command == "rebalance":
             return cmd_rebalance(args)
+        if args.command == "export":
+            return cmd_export(args)
         return cmd_config(args)
     except (DataError, DamagedFileError) as err:
         print(f"cnntricks: data error: {err}", file=sys.stderr)

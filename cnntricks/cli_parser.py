@@ -118,6 +118,28 @@ def add_experiment(sub) -> None:
                                  "(image-folder:photos/, npz:arrays.npz); default: the experiment's own inputs")
 
 
+def add_export(sub) -> None:
+    export = sub.add_parser(
+        "export", help="a trained run as ONNX, TorchScript or a safetensors state dict",
+        usage="cnntricks export RUN_DIR [--format {onnx,torchscript,safetensors}] [--out FILE] [--input {float,uint8}] "
+              "[--checkpoint NAME]",
+        description="Export a run's model. ONNX and TorchScript take images as they come ((N, C, H, W) at the run's "
+                    "size; --input float: float32 in [0, 1], uint8: 0-255) with the run's normalization, whitening "
+                    "and test-time augmentation folded in, and give logits; the batch dimension is dynamic. ONNX is "
+                    "checked with onnxruntime at batch 1 and 8 against PyTorch. safetensors writes the plain state "
+                    "dict and model.json (classes, input size, normalization).",
+        epilog="examples:\n  cnntricks export runs/x\n  cnntricks export runs/x --format onnx --out model.onnx "
+               "--input uint8\n  cnntricks export runs/x --format safetensors --checkpoint best",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    export.add_argument("run_dir", metavar="RUN_DIR")
+    export.add_argument("--format", choices=["onnx", "torchscript", "safetensors"], default="onnx")
+    export.add_argument("--out", metavar="FILE", help="where to write (default RUN_DIR/export/model.<ext>)")
+    export.add_argument("--input", choices=["float", "uint8"], default="float",
+                        help="the graph's input: float32 in [0, 1] (default) or uint8 0-255")
+    add_checkpoint_flag(export)
+    export.add_argument("--json", action="store_true", help="print what was written and checked as JSON")
+
+
 def add_doctor(sub) -> None:
     from cnntricks.doctor.findings import IDS
     doctor = sub.add_parser("doctor", help="what is wrong with a run, the evidence, and the fix (seed §7)",
@@ -284,6 +306,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_rebalance(sub)
     add_ensemble(sub)
     add_tune(sub)
+    add_export(sub)
     add_probe(sub)
     add_config(sub)
     return parser

@@ -22,6 +22,7 @@ LAYERS = (
     ("session",),
     ("ensemble",),
     ("tune",),
+    ("export",),
     ("experiments",),
     ("cli_parser",),
     ("cli",),

@@ -48,12 +48,13 @@ class Preprocess:
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
         """uint8 (N, C, H, W) -> float32 (N, C, H, W), as the model sees it; PCA: (N, k, 1, 1)."""
         x = self.normalization(images)
+        # flatten(1) and x.shape[0], not len(x): an exported graph (cnntricks export) keeps its batch dynamic
         if self.pca_matrix is not None:  # seed §2: Xwhite = X·U_k / sqrt(S_k + eps)
-            flat = x.reshape(len(x), -1) - self.pca_mean.to(x.device)
-            return (flat @ self.pca_matrix.to(x.device)).reshape(len(x), -1, 1, 1)
+            flat = x.flatten(1) - self.pca_mean.to(x.device)
+            return (flat @ self.pca_matrix.to(x.device)).reshape(x.shape[0], -1, 1, 1)
         if self.zca_matrix is not None:
             shape = x.shape
-            flat = x.reshape(len(x), -1) - self.zca_mean.to(x.device)
+            flat = x.flatten(1) - self.zca_mean.to(x.device)
             x = (flat @ self.zca_matrix.to(x.device)).reshape(shape)
         if self.patch is not None:
             x = self.patch.to(x.device)(x)

@@ -39,3 +39,11 @@ def test_a_bad_model_trick_value_is_a_configuration_error(user):
     assert result.code == 2 and "he_normal" in result.err  # did you mean
     result = user.run("train", *SMALL, "train.monitor=every:0")
     assert result.code == 2 and "every:N" in result.err
+
+
+def test_a_resnet_of_width_4_trains(user):
+    """torch's CPU kernels corrupt the heap on a 1x1 stride-2 convolution's backward with 4 input channels in
+    channels_last (the process died); such widths train in the default memory format."""
+    result = user.run("train", *SMALL, "model.name=resnet", "model.width=4", "data.source=digits", "--run-dir", "w4",
+                      "--quiet")
+    assert result.code == 0, result
