@@ -27,8 +27,11 @@ h1 { font-size: 26px; margin: 0 0 2px; word-break: break-all; }
 h2 { font-size: 20px; margin: 36px 0 12px; padding-bottom: 6px; border-bottom: 2px solid var(--line); }
 h3 { font-size: 17px; margin: 0; }
 .path, .muted { color: var(--muted); font-size: 13px; word-break: break-all; }
-nav { margin: 10px 0 0; font-size: 14px; }
-nav a { margin-right: 14px; color: #1a5fb4; }
+nav { margin: 10px 0 0; font-size: 14px; position: sticky; top: 0; z-index: 1; background: #f6f7f9;
+      padding: 6px 0; border-bottom: 1px solid var(--line); }  /* the contents stay in view while reading */
+nav a { margin-right: 14px; color: #1a5fb4; white-space: nowrap; }
+nav .figures a { margin-right: 10px; font-size: 13px; }
+section, figure, .finding { scroll-margin-top: 96px; }  /* a link's target is not hidden under the contents */
 .cards { display: flex; flex-wrap: wrap; gap: 10px; margin-top: 16px; }
 .card { background: #fff; border: 1px solid var(--line); border-radius: 8px; padding: 10px 16px; min-width: 150px; }
 .card .value { font-size: 22px; font-weight: 600; }
@@ -206,10 +209,11 @@ def render_page(run, findings: list, doctor_error: str | None, drawn: list, gene
 <body><main>
 <header><h1>{esc(run.name)}</h1>
 <div class="path">{esc(run.path.resolve())} · report written {esc(generated)}</div>
-<nav><a href="#findings">Findings</a><a href="#figures">Figures</a><a href="#per-class">Per class</a><a href="#config">Configuration</a> {tally}</nav>
 <div class="cards">{"".join(f'<div class="card"><div class="value">{esc(v)}</div><div class="label">{esc(k)}</div></div>' for k, v in cards)}</div>
 {f'<p class="muted">{esc(note)}</p>' if note else ""}
 </header>
+<nav><a href="#findings">Findings</a><a href="#figures">Figures</a><a href="#per-class">Per class</a><a href="#config">Configuration</a> {tally}
+<div class="figures">{"".join(f'<a href="#{d.spec.anchor}">{esc(d.spec.heading)}</a>' for d in drawn if d.path is not None)}</div></nav>
 {findings_html(findings, doctor_error, config_path, anchors)}
 <section id="figures"><h2>Figures</h2>
 {f'<p class="muted">{skipped} of {len(drawn)} figures skipped: their input files are not in the run directory.</p>' if skipped else ""}

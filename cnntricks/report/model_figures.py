@@ -192,7 +192,9 @@ def filters_figure(weight: np.ndarray, name: str, title: str) -> Figure:
     for index, tile in enumerate(tiles):
         r, c = divmod(index, columns)
         mosaic[r * (height + gap):r * (height + gap) + height, c * (width + gap):c * (width + gap) + width] = tile
-    figure, (axes,) = new_figure(size=(7, 7.4))
+    # sized to the mosaic: sixteen 3x3 filters get a small picture, 64 bigger ones up to the old 7 inches
+    side = float(np.clip(2.5 + 0.06 * max(mosaic.shape[:2]), 4.8, 7))
+    figure, (axes,) = new_figure(size=(side, side + 0.4))
     figure.suptitle(f"first-layer filters: {plain(title)}", fontsize=12)
     axes.imshow(mosaic, interpolation="nearest")
     channels = "RGB" if inputs == 3 else ("gray" if inputs == 1 else f"input channel 1 of {inputs}, gray")

@@ -105,6 +105,17 @@ def test_a_full_run_gets_every_figure_embedded_in_the_page(tmp_path):
     assert "No findings above info" in page
     for number in ("81.23%", "73.45%", "640", "completed"):  # the headline from summary.json
         assert number in page
+    contents = page[page.index("<nav>"):page.index("</nav>")]  # the contents, in view while scrolling
+    assert all(f'href="#fig-{name.removesuffix(".png")}"' in contents for name in ALL_FIGURES)
+    assert "position: sticky" in page
+
+
+def test_the_filters_figure_is_sized_to_its_filters():
+    import numpy as np
+    rng = np.random.default_rng(0)
+    small = model_figures.filters_figure(rng.normal(size=(16, 1, 3, 3)), "stem", "t").get_size_inches()
+    large = model_figures.filters_figure(rng.normal(size=(64, 3, 7, 7)), "stem", "t").get_size_inches()
+    assert small[0] < large[0] <= 7
 
 
 def test_a_run_with_only_a_history_gets_its_curves_and_a_note_for_each_missing_figure(tmp_path):
