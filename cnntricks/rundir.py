@@ -31,8 +31,8 @@ nothing else. It sits at the bottom of the package and imports nothing else of c
       metrics.csv          one row per epoch: the history's epoch lines as a table
       .lock                the lock a process holds while it writes the run (`hold_run_dir`)
       attempts/<n>/        doctor.mode=fix only: an attempt abandoned to start again with a corrected
-                           config (config.yaml, history.jsonl, stats.jsonl, restart.json: the ids,
-                           the keys before and after, the epoch)
+                           config (config.yaml, history.jsonl, stats.jsonl, metrics.csv,
+                           restart.json: the ids, the keys before and after, the epoch)
       misclassified.npz    the most confident test mistakes: images (uint8), labels, predicted, confidence
       report/              index.html and its PNG figures
 
@@ -76,6 +76,7 @@ CHECKPOINTS, ATTEMPTS, LOCK, TRANSFER = "checkpoints", "attempts", ".lock", "tra
 ENSEMBLE, SWA = "ensemble.json", "swa.json"  # an ensemble directory's record; a weight average's record
 SNAPSHOTS = "snapshots"  # schedule.name=snapshot: snapshots/cycle-NN/ (model.safetensors, state.json) per cycle
 BEST = "best"  # train.keep=best|both: the best validation epoch's weights (model.safetensors, state.json)
+METRICS = "metrics.csv"  # one row per epoch: the history's epoch lines as a table
 # what a copy of a run needs beside one checkpoint to predict and be diagnosed as the run (rebalance, ensembles)
 RUN_FILES = (CONFIG, DATA, PREPROCESS, "preprocess.safetensors", FANCY_PCA, HISTORY, STATS)
 
@@ -539,7 +540,7 @@ def archive_attempt(run_dir: str | Path, event: dict) -> Path:
     partial = folder / f".{number}.partial"
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir()
-    for name in (CONFIG, HISTORY, STATS, SUMMARY):  # summary: a resumed run's
+    for name in (CONFIG, HISTORY, STATS, SUMMARY, METRICS):  # summary: a resumed run's
         if (run_dir / name).is_file():
             shutil.copy2(run_dir / name, partial / name)
     write_json(partial / "restart.json", {**event, "attempt": number}, indent=1)
@@ -549,6 +550,8 @@ def archive_attempt(run_dir: str | Path, event: dict) -> Path:
         (run_dir / CHECKPOINTS).rename(doomed)
         shutil.rmtree(doomed)
     (run_dir / SUMMARY).unlink(missing_ok=True)  # the new attempt is a new run, not a finished one
+    (run_dir / METRICS).unlink(missing_ok=True)  # its table starts with its own first epoch
+    shutil.rmtree(run_dir / BEST, ignore_errors=True)  # the abandoned attempt's best epoch is not the new one's
     return folder / str(number)
 
 

@@ -1,12 +1,14 @@
 """Loop plug-ins for what users of other tools expect of a run:
 
   MetricsCsv      metrics.csv in the run directory, one row per epoch (always): the epoch lines of
-                  history.jsonl as a table any spreadsheet or pandas opens. Rewritten whole (atomically)
-                  from the history at each epoch end, so a resumed or rolled-back run's table is its
-                  history's, never a row twice.
+                  history.jsonl as a table any spreadsheet or pandas opens. It keeps the run's epoch
+                  lines (read from the history once when the run starts or resumes, again after a
+                  rollback, then each new epoch's line added) and rewrites the file whole
+                  (atomically) at each epoch end: a resumed or rolled-back run's table is its
+                  history's, never a row twice. The two below read the same lines.
   EarlyStopping   train.patience=N: the run stops cleanly once the validation accuracy has not
-                  improved for N epochs (summary.json's stop_reason "patience", an `early_stop` event).
-                  Stateless: it reads the epochs from the history, so a resumed run counts on.
+                  improved for N epochs (summary.json's stop_reason "patience", an `early_stop` event);
+                  from the history's epochs, so a resumed run counts on.
   BestWeights     train.keep=best|both: the best validation epoch's weights in best/ (the loop scores
                   them on the test split at the end with train.keep=best).
 """
@@ -15,11 +17,11 @@ from __future__ import annotations
 import csv
 import io
 
-from cnntricks.rundir import BEST, read_history, split_history, write_atomic
+from cnntricks.rundir import BEST, METRICS, read_history, split_history, write_atomic
 from cnntricks.train.plugins import Stop
 from cnntricks.train.snapshots import keep_weights
 
-METRICS_CSV = "metrics.csv"
+METRICS_CSV = METRICS  # the file's name, from the run-directory format
 COLUMNS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds", "images_per_second")
 
 
@@ -38,8 +40,19 @@ def metrics_csv_text(epochs: list[dict]) -> str:
 
 
 class MetricsCsv:
+    def __init__(self):
+        self.rows: list[dict] = []  # the run's epoch lines, as history.jsonl has them
+
+    def on_fit_start(self, trainer) -> None:
+        self.rows = epoch_rows(trainer.run_dir)
+
+    def on_rolled_back(self, trainer, action, before, after) -> None:
+        self.rows = epoch_rows(trainer.run_dir)  # the history was cut back to the checkpoint
+
     def on_epoch_end(self, trainer) -> None:
-        write_atomic(trainer.run_dir / METRICS_CSV, metrics_csv_text(epoch_rows(trainer.run_dir)))
+        line = {"kind": "epoch", **trainer.state.last_epoch}  # what the trainer just wrote to the history
+        self.rows = [r for r in self.rows if r.get("epoch") != line["epoch"]] + [line]
+        write_atomic(trainer.run_dir / METRICS_CSV, metrics_csv_text(self.rows))
 
 
 def epochs_without_gain(values: list[float | None]) -> int:
@@ -57,11 +70,11 @@ def epochs_without_gain(values: list[float | None]) -> int:
 
 
 class EarlyStopping:
-    def __init__(self, patience: int):
-        self.patience = patience
+    def __init__(self, patience: int, epochs: MetricsCsv):
+        self.patience, self.epochs = patience, epochs
 
     def on_epoch_end(self, trainer):
-        values = [record.get("val_acc") for record in epoch_rows(trainer.run_dir)]
+        values = [record.get("val_acc") for record in self.epochs.rows]
         since = epochs_without_gain(values)
         if since < self.patience or trainer.state.epoch >= trainer.cfg.train.epochs:
             return None
@@ -75,8 +88,11 @@ class BestWeights:
     """train.keep=best|both: the weights of the epoch whose validation accuracy beats every earlier one
     (in the history) kept in best/, replaced atomically by a better one."""
 
+    def __init__(self, epochs: MetricsCsv):
+        self.epochs = epochs
+
     def on_epoch_end(self, trainer) -> None:
-        values = [record.get("val_acc") for record in epoch_rows(trainer.run_dir)]
+        values = [record.get("val_acc") for record in self.epochs.rows]
         if not values or values[-1] is None or any(v is not None and v >= values[-1] for v in values[:-1]):
             return
         keep_weights(trainer.model, trainer.run_dir / BEST,
@@ -84,6 +100,8 @@ class BestWeights:
 
 
 def habit_plugins(cfg) -> list:
-    """metrics.csv always; early stopping with train.patience; the best weights with train.keep."""
-    return [MetricsCsv(), *([EarlyStopping(cfg.train.patience)] if cfg.train.patience else []),
-            *([BestWeights()] if cfg.train.keep != "last" else [])]
+    """metrics.csv always; early stopping with train.patience; the best weights with train.keep (these
+    two read metrics.csv's epoch lines, so it comes first: the loop calls plug-ins in order)."""
+    epochs = MetricsCsv()
+    return [epochs, *([EarlyStopping(cfg.train.patience, epochs)] if cfg.train.patience else []),
+            *([BestWeights(epochs)] if cfg.train.keep != "last" else [])]

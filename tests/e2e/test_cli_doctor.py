@@ -42,6 +42,11 @@ def test_fix_mode_rolls_back_a_nan_halves_the_lr_then_starts_again_at_a_tenth(us
     first = run / "attempts" / "1"  # the abandoned attempt, kept as it was
     rollbacks = [e for e in read_history(first) if e.get("event") == "remedy" and e.get("what") == "rollback"]
     assert rollbacks and all(e["after"] == e["before"] / 2 for e in rollbacks)
+    for folder in (first, run):  # metrics.csv holds the history's epochs, after rollbacks and the restart
+        import csv
+        with (folder / "metrics.csv").open(newline="") as f:
+            table = [(int(r["epoch"]), float(r["train_loss"]) if r["train_loss"] else None) for r in csv.DictReader(f)]
+        assert table == [(r["epoch"], r["train_loss"]) for r in read_history(folder) if r.get("kind") == "epoch"]
     summary = read_json(run / "summary.json")
     assert summary["stop_reason"] == "completed"
     restart = summary["restarts"][0]
