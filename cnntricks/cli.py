@@ -351,8 +351,7 @@ def _average_weights(args, sources, say) -> int:
 
 def cmd_export(args) -> int:
     from cnntricks.export import export_run
-    say = (lambda message: None) if args.json else (lambda message: print(message, file=sys.stderr))
-    record = export_run(args.run_dir, args.format, args.out, args.input, args.checkpoint, say=say)
+    record = export_run(args.run_dir, args.format, args.out, args.input, args.checkpoint)
     if args.json:
         print(json.dumps(record, indent=2))
         return EXIT_OK

@@ -68,7 +68,7 @@ def example_input(loaded: LoadedRun, batch: int, input_kind: str, seed: int = 0)
 
 
 def export_run(run_dir: str | Path, fmt: str, out: str | Path | None = None, input_kind: str = "float",
-               checkpoint: str | None = None, say=print) -> dict:
+               checkpoint: str | None = None) -> dict:
     """Export the run's model; returns what was written and checked (the CLI prints it)."""
     if fmt not in FORMATS:
         raise ConfigError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")

@@ -38,7 +38,7 @@ def predicted(run, count):
 
 def test_onnx_takes_images_as_they_come_and_gives_what_predict_gives(run, tmp_path):
     onnxruntime = pytest.importorskip("onnxruntime", reason="onnxruntime is a test dependency")
-    record = export_run(run, "onnx", tmp_path / "float.onnx", say=lambda m: None)
+    record = export_run(run, "onnx", tmp_path / "float.onnx")
     assert record["check"]["ok"] and record["check"]["batch_8"] <= 1e-4 and record["tta"]
     session = onnxruntime.InferenceSession(str(tmp_path / "float.onnx"), providers=["CPUExecutionProvider"])
     assert [i.name for i in session.get_inputs()] == ["images"] and session.get_outputs()[0].name == "logits"
@@ -46,7 +46,7 @@ def test_onnx_takes_images_as_they_come_and_gives_what_predict_gives(run, tmp_pa
         images, expected = predicted(run, batch)
         got = session.run(None, {"images": images.float().numpy() / 255})[0]
         assert got.shape == (batch, 10) and np.abs(got - expected.numpy()).max() <= 1e-4
-    export_run(run, "onnx", tmp_path / "uint8.onnx", input_kind="uint8", say=lambda m: None)
+    export_run(run, "onnx", tmp_path / "uint8.onnx", input_kind="uint8")
     raw = onnxruntime.InferenceSession(str(tmp_path / "uint8.onnx"), providers=["CPUExecutionProvider"])
     images, expected = predicted(run, 8)
     assert np.abs(raw.run(None, {"images": images.numpy()})[0] - expected.numpy()).max() <= 1e-4
@@ -55,11 +55,11 @@ def test_onnx_takes_images_as_they_come_and_gives_what_predict_gives(run, tmp_pa
 
 
 def test_torchscript_and_the_plain_state_dict(run, tmp_path):
-    export_run(run, "torchscript", tmp_path / "model.pt", say=lambda m: None)
+    export_run(run, "torchscript", tmp_path / "model.pt")
     scripted = torch.jit.load(str(tmp_path / "model.pt"))
     images, expected = predicted(run, 8)
     assert (scripted(images.float() / 255) - expected).abs().max() <= 1e-4
-    export_run(run, "safetensors", tmp_path / "model.safetensors", say=lambda m: None)
+    export_run(run, "safetensors", tmp_path / "model.safetensors")
     weights = load_file(str(tmp_path / "model.safetensors"))
     assert set(weights) == set(load_predictor(run).predictor.model.state_dict())
     sidecar = json.loads((tmp_path / "model.json").read_text())
