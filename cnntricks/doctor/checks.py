@@ -451,11 +451,20 @@ def chance_change(evidence: Evidence) -> tuple[dict, str]:
     or an LR of 0.003 and below); else the run was too short to learn: twice the epochs."""
     ratio, lr = median_update_ratio(evidence), lr_of(evidence)
     trend = evidence.loss_trend
-    rose = len(trend) >= 2 and trend[-1] > trend[0]
+    # risen beyond the batch noise: a loss that never left ln C (a zero-initialized net in a plain loop)
+    # wanders by a fraction of a percent either way, which is no sign of too big a step
+    rose = len(trend) >= 2 and trend[-1] > (1 + STALL_GAIN) * trend[0]
     if (ratio is not None and ratio > UPDATE_HIGH) or rose or (ratio is None and lr is not None and lr >= 0.3):
         return change_lr(evidence, 0.1), "the steps were too big: divide the learning rate by 10"
     if (ratio is not None and ratio < UPDATE_LOW) or (ratio is None and lr is not None and lr <= 3e-3):
         return change_lr(evidence, 10.0), "the steps were too small: raise the learning rate 10x"
+    init = evidence.config.model.init if evidence.config is not None else None  # None: another loop's, unknown
+    if init != "auto" and len(trend) >= 2 and trend[-1] > (1 - STALL_GAIN) * trend[0]:
+        # the loss never left its start at a working LR: no gradient reaches the weights (seed §3: all-zero or
+        # constant weights give every unit of a layer the same gradient); more epochs would change nothing
+        return ({"model.init": "auto"} if init else {}), ("the loss never left its starting value: check the "
+                                                          "initialization (all-zero or constant weights never learn, "
+                                                          "seed §3) and that gradients reach the weights")
     return twice_the_epochs(evidence), "train twice as long"
 
 

@@ -17,6 +17,11 @@ from cnntricks.doctor import records
 from cnntricks.rundir import DATA, HISTORY, STATS, SUMMARY, read_history, read_stats
 
 
+FLAT_ACCURACY = 0.05  # accuracies that moved less than 5 points over the whole run: nothing learned
+MIN_SETTLED = 20      # finite losses needed to read the level a loss settled at
+SETTLED = 1.05        # ... which ends within 5% of its lowest trend value
+
+
 @dataclass
 class Evidence:
     run_dir: Path
@@ -79,9 +84,25 @@ class Evidence:
         if self.classes:
             return self.classes, "data.json"
         losses = self.losses[1]
+        # A run whose accuracies never moved predicts no better than the class prior, whose loss is ln C: the
+        # level its loss settled at says C better than the first loss, which PyTorch's default init (logits
+        # far from equal) puts above ln C (measured in the planted-fault benchmark's plain loop: 2.5-2.7 on
+        # 10 classes, so C read as 12-15 and a run at 11% was not at chance)
+        if self.learned_nothing and len(losses) >= MIN_SETTLED:
+            level = float(self.loss_trend[-1])  # settled: at its lowest (a loss that rose says nothing of C)
+            if math.log(2) * 0.9 <= level <= min(math.log(1000), SETTLED * float(self.loss_trend.min())):
+                return max(2, round(math.exp(level))), f"inferred from the loss it settled at, {level:.3g} ≈ ln C"
         if len(losses) and math.log(2) * 0.9 <= losses[0] <= math.log(1000):
             return max(2, round(math.exp(losses[0]))), f"inferred from the first loss {losses[0]:.3g} ≈ ln C"
         return None
+
+    @property
+    def learned_nothing(self) -> bool:
+        """Both accuracy curves flat and low: every epoch's training and validation accuracy within
+        FLAT_ACCURACY of each other and below 0.5 (2+ epochs)."""
+        values = [e[k] for e in self.epochs for k in ("train_acc", "val_acc") if e.get(k) is not None]
+        epochs = sum(1 for e in self.epochs if e.get("train_acc") is not None or e.get("val_acc") is not None)
+        return epochs >= 2 and max(values) < 0.5 and max(values) - min(values) < FLAT_ACCURACY
 
     @cached_property
     def loss_trend(self) -> np.ndarray:

@@ -84,11 +84,39 @@ def test_a_lightning_version_folder_gives_batches_and_epochs_and_its_faults(tmp_
     found = diagnose(flat)
     assert "lr_too_low" in alarms(found) and "at_chance" in {f.id for f in found}
     chance = next(f for f in found if f.id == "at_chance")
-    assert "inferred from the first loss" in chance.evidence  # no data.json: the class count from ln C
+    assert "(10 classes, inferred from the loss it settled at" in chance.evidence  # no data.json: C from ln C
 
     learning = lightning_version(tmp_path / "good", 8, lambda s: 2.0 * math.exp(-s / 60) + 0.35,  # learned, levelled
                                  lambda e: 0.86 - 0.3 * math.exp(-1.5 * e), lambda e: 0.88 - 0.3 * math.exp(-1.5 * e))
     assert alarms(diagnose(learning)) == set()
+
+
+def test_a_loss_that_never_left_ln_c_is_not_read_as_too_big_a_step(tmp_path):
+    """A zero-initialized net in a plain loop: the loss wanders around ln 10 by a fraction of a percent, ending
+    a hair above its start. That is no sign of too big a step (a rise needs 5%, STALL_GAIN); the advice
+    names what stops every gradient, the initialization."""
+    wander = lightning_version(tmp_path / "zero_init", 5, lambda s: 2.3026 + 0.004 * math.sin(s / 7) + 2e-5 * s,
+                               lambda e: 0.099, lambda e: 0.1, log_every=1)
+    chance = next(f for f in diagnose(wander) if f.id == "at_chance")
+    assert chance.severity == "error" and "divide the learning rate" not in chance.advice
+    assert "the loss never left its starting value: check the initialization" in chance.advice
+    assert chance.change == {}  # another loop's run: no config to change
+    risen = lightning_version(tmp_path / "risen", 5, lambda s: 2.3026 * (1 + s / 250), lambda e: 0.1, lambda e: 0.1,
+                              log_every=1)
+    assert "the steps were too big" in next(f for f in diagnose(risen) if f.id == "at_chance").advice
+
+
+def test_a_run_that_learned_nothing_reads_its_class_count_from_the_loss_it_settled_at(tmp_path):
+    """PyTorch's default init starts the loss above ln C (2.7 on 10 classes: C read as 15, chance 6.7%, and
+    11% was not at chance); the level a run that learned nothing settles at is ln C (the class prior's loss)."""
+    stuck = lightning_version(tmp_path / "shuffled", 5, lambda s: 2.3026 + 0.4 * math.exp(-s / 8), lambda e: 0.11,
+                              lambda e: 0.115, log_every=1)
+    chance = next(f for f in diagnose(stuck) if f.id == "at_chance")
+    assert "(10 classes, inferred from the loss it settled at, 2.3 ≈ ln C)" in chance.evidence
+    learned = lightning_version(tmp_path / "learned", 5, lambda s: 0.4 + 2.3 * math.exp(-s / 40),
+                                lambda e: 0.5 + 0.08 * e, lambda e: 0.52 + 0.08 * e, log_every=1)
+    from cnntricks.doctor.evidence import load_evidence
+    assert load_evidence(learned).class_count[1] == "inferred from the first loss 2.7 ≈ ln C"  # it moved: first loss
 
 
 def test_map_names_other_columns_and_bad_input_says_what_to_do(tmp_path):

@@ -89,15 +89,16 @@ def test_a_run_at_chance_is_never_healthy(tmp_path):
     assert found["at_chance"].change  # something to try
 
 
-def test_a_plain_loop_at_chance_is_flagged_with_the_classes_from_its_first_loss(tmp_path):
-    """The issue's plain PyTorch loop: loss 2.31 -> 2.30 in 4 epochs at 8% accuracy, no config, no data.json."""
+def test_a_plain_loop_at_chance_is_flagged_with_the_classes_from_its_loss(tmp_path):
+    """The issue's plain PyTorch loop: loss 2.31 -> 2.30 in 4 epochs at 8% accuracy, no config, no data.json:
+    a run that learned nothing, whose loss settled at ln C."""
     losses = list(np.linspace(2.31, 2.30, 400))
     epochs = [{"epoch": e, "train_loss": 2.3, "train_acc": 0.08, "val_acc": 0.08} for e in (1, 2, 3, 4)]
     run = write(tmp_path / "run", losses, epochs=epochs, classes=0, with_config=False)
     found = {f.id: f for f in diagnose(run)}
     assert found["lr_too_low"].severity == "warning"  # the cause leads; at chance is its consequence
     assert found["at_chance"].title.endswith("(likely a consequence of lr_too_low)")
-    assert "(10 classes, inferred from the first loss 2.31 ≈ ln C)" in found["at_chance"].evidence
+    assert "(10 classes, inferred from the loss it settled at, 2.3 ≈ ln C)" in found["at_chance"].evidence
     assert load_evidence(run).classes is None  # bad_init still compares only with a named class count
 
 
