@@ -26,6 +26,14 @@ of them is reported at severity warning or error. Reported:
     library's defaults (monitor every:50, doctor.mode=warn; the target) and at the benchmark's
     monitor (5x denser) against train.monitor=off doctor.mode=off, alone after every other run, 4
     runs each in the order off, on, default, default, on, off, twice, medians compared.
+  - with --foreign: the same cases trained by a plain PyTorch loop (plain_loop.py: its own models,
+    torch.optim, a Lightning-format metrics.csv with the loss of every step and nothing else: no config,
+    no layer statistics, no events), each diagnosed from that history alone, as `cnntricks doctor` reads a
+    Lightning version folder. The faults whose symptom a history shows (HISTORY_SYMPTOMS: divergence, a
+    slow loss, the loss band, the gap, low accuracy, chance, a plateau) are judged by the same recall,
+    precision and false-alarm targets; the others (zero and small init, vanishing gradients, raw inputs,
+    dead units: layer statistics) are trained and their findings printed, not judged. The cases the
+    plain loop cannot build (vgg, resnet, the seed's augmentation policy) are left out of this arm.
 Each fault run also prints a symptom check computed from history.jsonl and stats.jsonl directly
 (not through the doctor), so that a missed detection can be told from a fault that did not show;
 each healthy run a health check (val acc >= 0.7, train - val < 0.1), so that a flagged healthy run
@@ -40,7 +48,8 @@ default case) are reported as such and fail nothing.
     python benchmarks/doctor_faults.py                        # 3 seeds, about 3 minutes on 2 cores
     python benchmarks/doctor_faults.py --fix                  # and the remedies: 12-17 minutes on 2 cores
     python benchmarks/doctor_faults.py --only lr_x100,zero_init --seeds 1 --keep /tmp/runs
-    python benchmarks/doctor_faults.py --smoke                # 7 tiny runs and 5 timed ones, for CI
+    python benchmarks/doctor_faults.py --foreign-only         # the plain-loop arm alone: about 15 minutes on 2 cores
+    python benchmarks/doctor_faults.py --smoke                # 12 tiny runs (5 of them plain-loop) and 3 timed ones, for CI
 """
 from __future__ import annotations
 
@@ -205,6 +214,7 @@ def final(epochs: list[dict], key: str) -> float:
 def symptom_diverged(run: dict) -> tuple[bool, str]:
     """The loss became non-finite, or ended no lower than it started (seed §7's 'very high' curve)."""
     event = next((e for e in run["events"] if e.get("event") == "nonfinite"), None)
+    event = event or next((b for b in run["batches"] if "loss" in b and b["loss"] is None), None)  # a foreign log's NaN
     if event is not None:
         return True, f"loss non-finite at step {event['step']} of {run['planned_steps']} planned"
     first, last = loss_means(run["batches"])
@@ -313,6 +323,8 @@ def symptom_healthy(run: dict) -> tuple[bool, str]:
     return val >= 0.7 and train - val < 0.1, f"train acc {train:.3f}, val acc {val:.3f}, gap {train - val:+.3f}"
 
 
+# The symptoms a history alone shows (losses and accuracies): the foreign-loop arm judges the faults with these.
+HISTORY_SYMPTOMS = frozenset({"diverged", "slow_loss", "loss_band", "gap", "low_accuracy", "chance", "plateau"})
 SYMPTOMS = {"diverged": symptom_diverged, "slow_loss": symptom_slow_loss, "symmetric": symptom_symmetric,
             "vanishing": symptom_vanishing, "loss_band": symptom_loss_band, "gap": symptom_gap,
             "low_accuracy": symptom_low_accuracy, "input_scale": symptom_input_scale, "chance": symptom_chance,
@@ -333,7 +345,8 @@ class Job(NamedTuple):
     overrides: tuple[str, ...]
     seed: int
     run_dir: str
-    role: str = "detect"  # detect (doctor.mode=warn), fix (doctor.mode=fix), twin (--fix's reference), overhead
+    role: str = "detect"  # detect (doctor.mode=warn), fix (doctor.mode=fix), twin (--fix's reference), overhead,
+    # foreign (the plain loop of plain_loop.py, diagnosed from its metrics.csv alone)
     order: tuple[str, ...] = OVERHEAD_ORDER  # overhead: the arms' order
 
 
@@ -358,6 +371,8 @@ def load_config(job: Job):
 def run_job(job: Job) -> dict:
     torch.set_num_threads(1)
     warnings.simplefilter("ignore")  # image size, subset notices: about the recipe, not the doctor
+    if job.role == "foreign":
+        return run_foreign(job)
     if job.role != "overhead":
         return run_case(job)
     try:
@@ -410,17 +425,70 @@ def run_case(job: Job) -> dict:
     result["epochs_trained"] = len(run["epochs"]) + sum(
         sum(1 for r in read_history(path.parent) if r.get("kind") == "epoch") for path in attempts)
     result["epochs_planned"] = cfg.train.epochs
-    result["steps"] = max((b["step"] for b in run["batches"]), default=0)
     result["stats_records"] = len(stats)
-    result["val_acc"] = run["epochs"][-1].get("val_acc") if run["epochs"] else None
-    result["train_acc"] = run["epochs"][-1].get("train_acc") if run["epochs"] else None
     summary = Path(run_dir) / "summary.json"  # only a run that finished has one
     result["test_acc"] = json.loads(summary.read_text()).get("test_acc") if summary.is_file() else None
+    return check_symptom(result, run)
+
+
+def check_symptom(result: dict, run: dict) -> dict:
+    """The run's last accuracies and steps, and whether its case's symptom (or health) showed, into `result`."""
+    result["steps"] = max((b["step"] for b in run["batches"]), default=0)
+    result["val_acc"] = run["epochs"][-1].get("val_acc") if run["epochs"] else None
+    result["train_acc"] = run["epochs"][-1].get("train_acc") if run["epochs"] else None
     try:
-        result["symptom_shown"], result["symptom"] = SYMPTOMS[CASES[job.case].symptom or "healthy"](run)
+        result["symptom_shown"], result["symptom"] = SYMPTOMS[CASES[result["case"]].symptom or "healthy"](run)
     except (KeyError, IndexError, ValueError, TypeError, ZeroDivisionError, statistics.StatisticsError) as err:
         result["symptom_shown"], result["symptom"] = False, f"cannot check ({type(err).__name__}: {err})"
     return result
+
+
+def load_plain_loop():
+    """benchmarks/plain_loop.py, the loop a user writes without cnntricks (imported by path: this file runs as a
+    script, in spawned workers, and loaded by the tests)."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parent / "plain_loop.py"
+    spec = importlib.util.spec_from_file_location("plain_loop", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def plain_loop_takes(case: Case) -> bool:
+    """Can the plain loop train this case (its one conv net and MLP, three schedules, flip and crop)?"""
+    try:
+        load_plain_loop().parse(case.overrides)
+    except ValueError:
+        return False
+    return True
+
+
+def run_foreign(job: Job) -> dict:
+    """Train one case and seed with the plain loop, which writes a Lightning-format metrics.csv and nothing
+    else; diagnose that log, and check the case's symptom from it."""
+    from cnntricks.doctor import diagnose
+    from cnntricks.doctor.foreign import ForeignLogError, read_foreign
+
+    started, error, trained = time.perf_counter(), None, {}
+    try:
+        trained = load_plain_loop().train(job.overrides + (f"train.seed={job.seed}",), job.run_dir)
+    except Exception as err:  # noqa: BLE001 - a broken case is reported, not fatal
+        error = f"{type(err).__name__}: {err}"
+    result = {"case": job.case, "seed": job.seed, "role": job.role, "seconds": time.perf_counter() - started,
+              "error": error, "planned_steps": trained.get("planned_steps", 0), "findings": [], "finding_events": [],
+              "remedies": [], "stats_records": 0, "test_acc": trained.get("test_acc")}
+    try:
+        result["findings"] = [{"id": f.id, "severity": f.severity, "step": f.step, "epoch": f.epoch}
+                              for f in diagnose(job.run_dir)]
+    except Exception:  # noqa: BLE001
+        result["doctor_error"] = traceback.format_exc(limit=3)
+    try:
+        _, batches, epochs = read_foreign(job.run_dir)
+    except (ForeignLogError, OSError):
+        batches, epochs = [], []
+    run = {"batches": batches, "epochs": epochs, "events": [], "stats": [], "planned_steps": result["planned_steps"]}
+    return check_symptom(result, run)
 
 
 OVERHEAD_OFF = ("train.monitor=off", "doctor.mode=off")
@@ -498,12 +566,18 @@ def latency(result: dict, expected: frozenset[str]) -> float | None:
     return min(steps) / result["planned_steps"] if steps and result["planned_steps"] else None
 
 
-def summarize(results: list[dict]) -> dict:
-    """Recall, precision and latency per fault, precision per finding id, the false-alarm rate,
-    over the detect runs (doctor.mode=warn; fix, twin and timing runs are summarized apart)."""
-    results = [r for r in results if r["role"] == "detect"]
+def summarize(results: list[dict], role: str = "detect") -> dict:
+    """Recall, precision and latency per fault, precision per finding id, the false-alarm rate, over the
+    runs of `role`: detect (doctor.mode=warn; fix, twin and timing runs are summarized apart) or foreign
+    (the plain loop). The foreign arm judges the faults whose symptom a history shows (HISTORY_SYMPTOMS);
+    the others' runs are left out of every figure, and what fired on them is kept under "unjudged"."""
+    results = [r for r in results if r["role"] == role]
+    judged = [c for c in FAULTS if role != "foreign" or c.symptom in HISTORY_SYMPTOMS]
+    unjudged = {c.name: dict(sorted(Counter(i for r in results if r["case"] == c.name for i in alarms(r)).items()))
+                for c in FAULTS if c not in judged and any(r["case"] == c.name for r in results)}
+    results = [r for r in results if r["case"] not in unjudged]
     faults = {}
-    for case in FAULTS:
+    for case in judged:
         runs = [r for r in results if r["case"] == case.name]
         if not runs:
             continue
@@ -533,7 +607,7 @@ def summarize(results: list[dict]) -> dict:
             "false_alarm_runs": len(false_alarms),
             "false_alarm_rate": len(false_alarms) / len(healthy_runs) if healthy_runs else None,
             "false_alarm_ids": dict(sorted(Counter(i for r in false_alarms for i in alarms(r)).items())),
-            "false_alarm_cases": [f"{r['case']}/{r['seed']}" for r in false_alarms]}
+            "false_alarm_cases": [f"{r['case']}/{r['seed']}" for r in false_alarms], "unjudged": unjudged}
 
 
 def mean(values: list) -> float | None:
@@ -587,7 +661,34 @@ def percent(value: float | None, digits: int = 1) -> str:
     return "-" if value is None else f"{100 * value:.{digits}f}%"
 
 
-def print_tables(summary: dict, fixes: dict | None, cost: dict | None) -> None:
+def print_tables(summary: dict, fixes: dict | None, cost: dict | None, foreign: dict | None = None) -> None:
+    if summary["faults"] or summary["healthy_runs"]:
+        print_detection(summary)
+    if foreign:
+        print()
+        print("foreign loop: the plain PyTorch loop of plain_loop.py, diagnosed from its metrics.csv alone "
+              "(Lightning's CSVLogger format; no config, no layer statistics)")
+        print()
+        print_detection(foreign)
+        unjudged = "; ".join(f"{name}: {', '.join(f'{i} {n}' for i, n in fired.items()) or 'none'}"
+                             for name, fired in foreign["unjudged"].items())
+        if unjudged:
+            print(f"not judged (their fault shows only in layer statistics, which a history lacks), warning+ ids: "
+                  f"{unjudged}")
+    if fixes:
+        print()
+        print_fixes(fixes)
+    if cost:
+        print()
+        print(f"monitor + live doctor cost: {100 * cost['cost']:+.1f}% of fit() wall time at the defaults "
+              f"(monitor {cost['default_monitor']}, doctor.mode=warn: {cost['default']:.2f} s), "
+              f"{100 * cost['cost_dense']:+.1f}% at this benchmark's monitor {cost['monitor']} ({cost['on']:.2f} s), "
+              f"against {cost['off']:.2f} s with train.monitor=off doctor.mode=off ("
+              + (f"medians of {cost['order'].count('off')} runs each" if cost['order'].count('off') > 1 else
+                 "one run each") + f", order {' '.join(cost['order'])})")
+
+
+def print_detection(summary: dict) -> None:
     header = (f"{'fault':<22} {'runs':>4} {'found':>5} {'recall':>6} {'precision':>9} {'latency':>7} {'symptom':>7}  "
               f"ids fired (warning+: runs)")
     print(header)
@@ -618,17 +719,6 @@ def print_tables(summary: dict, fixes: dict | None, cost: dict | None) -> None:
         print(f"  flagged: {', '.join(summary['false_alarm_cases'])}")
     print(f"healthy runs that trained well (val acc >= 0.7, train - val < 0.1): "
           f"{summary['healthy_runs_trained_well']}/{summary['healthy_runs']}")
-    if fixes:
-        print()
-        print_fixes(fixes)
-    if cost:
-        print()
-        print(f"monitor + live doctor cost: {100 * cost['cost']:+.1f}% of fit() wall time at the defaults "
-              f"(monitor {cost['default_monitor']}, doctor.mode=warn: {cost['default']:.2f} s), "
-              f"{100 * cost['cost_dense']:+.1f}% at this benchmark's monitor {cost['monitor']} ({cost['on']:.2f} s), "
-              f"against {cost['off']:.2f} s with train.monitor=off doctor.mode=off ("
-              + (f"medians of {cost['order'].count('off')} runs each" if cost['order'].count('off') > 1 else
-                 "one run each") + f", order {' '.join(cost['order'])})")
 
 
 def print_fixes(fixes: dict) -> None:
@@ -657,21 +747,12 @@ def print_fixes(fixes: dict) -> None:
           f"{fixes['hurt']} seeds whose doctor.mode=warn run was below the bar: {fixes['rescued']} ({rescued})")
 
 
-def targets(summary: dict, fixes: dict | None, cost: dict | None) -> list[tuple[str, bool | None, str]]:
-    """(target, met: True / False / None = not measured, the numbers) for each of the issue's targets."""
-    faults = summary["faults"]
-    low_recall = [f"{n} {r['recall']:.2f}" for n, r in faults.items() if r["recall"] < MIN_RECALL - 1e-9]
-    low_precision = [f"{n} {r['precision']:.2f}" for n, r in faults.items()
-                     if r["precision"] is not None and r["precision"] < MIN_PRECISION - 1e-9]
-    rate = summary["false_alarm_rate"]
-    rows = [
-        (f"recall >= {MIN_RECALL:.2f} per fault", (not low_recall) if faults else None,
-         ", ".join(low_recall) or f"lowest {min((r['recall'] for r in faults.values()), default=0):.2f}"),
-        (f"precision >= {MIN_PRECISION:.2f} per fault",
-         (not low_precision) if any(r["precision"] is not None for r in faults.values()) else None,
-         ", ".join(low_precision) or "every fault whose ids fired"),
-        (f"false alarms <= {MAX_FALSE_ALARM_RATE:.0%}", None if rate is None else rate <= MAX_FALSE_ALARM_RATE + 1e-9,
-         f"{summary['false_alarm_runs']}/{summary['healthy_runs']} healthy runs"),
+def targets(summary: dict, fixes: dict | None, cost: dict | None,
+            foreign: dict | None = None) -> list[tuple[str, bool | None, str]]:
+    """(target, met: True / False / None = not measured, the numbers) for each of the issue's targets; with
+    the foreign arm, its recall, precision and false alarms too (the faults a history shows)."""
+    rows = detection_targets(summary)
+    rows += [
         (f"fixed >= {MIN_FIXED_SHARE:.0%} of faulty runs", None if fixes is None
          else fixes["fixed_share"] >= MIN_FIXED_SHARE - 1e-9,
          "run with --fix" if fixes is None else f"{fixes['fixed']}/{fixes['runs']} ({percent(fixes['fixed_share'])})"),
@@ -679,14 +760,33 @@ def targets(summary: dict, fixes: dict | None, cost: dict | None) -> list[tuple[
          else cost["cost"] <= MAX_DOCTOR_COST, "needs the default case" if cost is None
          else f"{100 * cost['cost']:+.1f}%"),
     ]
+    if foreign is not None:
+        rows += [(f"foreign loop: {name}", met, numbers) for name, met, numbers in detection_targets(foreign)]
     return rows
+
+
+def detection_targets(summary: dict) -> list[tuple[str, bool | None, str]]:
+    faults = summary["faults"]
+    low_recall = [f"{n} {r['recall']:.2f}" for n, r in faults.items() if r["recall"] < MIN_RECALL - 1e-9]
+    low_precision = [f"{n} {r['precision']:.2f}" for n, r in faults.items()
+                     if r["precision"] is not None and r["precision"] < MIN_PRECISION - 1e-9]
+    rate = summary["false_alarm_rate"]
+    return [
+        (f"recall >= {MIN_RECALL:.2f} per fault", (not low_recall) if faults else None,
+         ", ".join(low_recall) or f"lowest {min((r['recall'] for r in faults.values()), default=0):.2f}"),
+        (f"precision >= {MIN_PRECISION:.2f} per fault",
+         (not low_precision) if any(r["precision"] is not None for r in faults.values()) else None,
+         ", ".join(low_precision) or "every fault whose ids fired"),
+        (f"false alarms <= {MAX_FALSE_ALARM_RATE:.0%}", None if rate is None else rate <= MAX_FALSE_ALARM_RATE + 1e-9,
+         f"{summary['false_alarm_runs']}/{summary['healthy_runs']} healthy runs"),
+    ]
 
 
 def print_targets(rows: list[tuple[str, bool | None, str]]) -> None:
     print("\ntargets (the issue's):")
     for name, met, numbers in rows:
         verdict = "not measured" if met is None else "met" if met else "NOT MET"
-        print(f"  {name:<38} {verdict} ({numbers})")
+        print(f"  {name:<52} {verdict} ({numbers})")
     measured = [met for _, met, _ in rows if met is not None]
     print(f"targets: {sum(measured)} of {len(measured)} measured met" + (
         f", {len(rows) - len(measured)} not measured" if len(measured) < len(rows) else ""))
@@ -708,9 +808,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--fix", action="store_true",
                         help="also run each fault with doctor.mode=fix (same seeds) and its healthy twin, and report "
                              f"the share of fix runs reaching {100 * FIXED_ACCURACY:.0f}%% of the twin's test accuracy")
+    parser.add_argument("--foreign", action="store_true",
+                        help="also train every case the plain loop can (plain_loop.py: a plain PyTorch loop writing "
+                             "a Lightning-format metrics.csv and nothing else) and diagnose it from that history; the "
+                             "faults a history shows are judged by the same targets")
+    parser.add_argument("--foreign-only", action="store_true",
+                        help="only the plain-loop arm of --foreign (results: benchmarks/results/doctor_faults_foreign.json)")
     parser.add_argument("--workers", type=int, default=2, help="runs in parallel, one thread each (default 2)")
     parser.add_argument("--out", type=Path,
-                        help="results file (default benchmarks/results/doctor_faults.json; with --smoke, none)")
+                        help="results file (default benchmarks/results/doctor_faults.json, doctor_faults_foreign.json "
+                             "with --foreign-only; with --smoke, none)")
     parser.add_argument("--keep", type=Path, metavar="DIR", help="keep the run directories under DIR")
     parser.add_argument("--smoke", action="store_true",
                         help=f"tiny runs for CI: one seed, {', '.join(SMOKE_CASES)}, and {', '.join(SMOKE_FIX)} "
@@ -726,11 +833,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         parser.error(f"--only: unknown case(s) {', '.join(unknown)}; cases: {', '.join(selectable)}")
     args.cases = [CASES[n] for n in names]
     fixing = [c.name for c in args.cases if not c.healthy and (args.fix or (args.smoke and c.name in SMOKE_FIX))]
-    args.fix_cases = [CASES[n] for n in fixing]
+    args.fix_cases = [CASES[n] for n in fixing] if not args.foreign_only else []
+    args.foreign = args.foreign or args.foreign_only or args.smoke
     if args.smoke:
         args.seeds = 1
     elif args.out is None:
-        args.out = RESULTS
+        args.out = RESULTS.with_name("doctor_faults_foreign.json") if args.foreign_only else RESULTS
     return args
 
 
@@ -751,10 +859,14 @@ def jobs_for(args: argparse.Namespace, scratch: Path) -> list[Job]:
 
     names = [case.name for case in args.cases]
     twins = list(dict.fromkeys(TWIN[case.name] for case in args.fix_cases if TWIN[case.name] not in names))
+    foreign = [job(case, seed, "foreign") for case in args.cases if plain_loop_takes(case) for seed in range(args.seeds)]
+    if args.foreign_only:
+        return foreign
     jobs = [job(CASES["default"], 0, "overhead")] if "default" in names else []
     if args.smoke:
         jobs = [timed._replace(order=SMOKE_OVERHEAD_ORDER) for timed in jobs]
     jobs += [job(case, seed, "detect") for case in args.cases for seed in range(args.seeds)]
+    jobs += foreign if args.foreign else []
     jobs += [job(CASES[name], seed, "twin") for name in twins for seed in range(args.seeds)]
     jobs += [job(case, seed, "fix", ("doctor.mode=fix",)) for case in args.fix_cases for seed in range(args.seeds)]
     return jobs
@@ -810,6 +922,7 @@ def main(argv: list[str] | None = None) -> int:
 
     print(f"doctor faults: {sum(not c.healthy for c in args.cases)} fault(s), {sum(c.healthy for c in args.cases)} "
           f"healthy case(s) x {args.seeds} seed(s), {len(args.fix_cases)} fault(s) with doctor.mode=fix, "
+          f"{'the plain loop only' if args.foreign_only else 'with the plain loop' if args.foreign else 'cnntricks'}, "
           f"{args.workers} worker(s) of 1 thread, torch {torch.__version__}{' [smoke]' if args.smoke else ''}",
           flush=True)
     started, commit = time.perf_counter(), git_commit()  # at the start: the code the workers import
@@ -843,7 +956,7 @@ def main(argv: list[str] | None = None) -> int:
             scratch_context.cleanup()
     seconds = time.perf_counter() - started
     order = {case.name: index for index, case in enumerate(FAULTS + HEALTHY + TWINS)}
-    roles = ("detect", "twin", "fix", "overhead")
+    roles = ("detect", "foreign", "twin", "fix", "overhead")
     results.sort(key=lambda r: (roles.index(r["role"]), order[r["case"]], r["seed"]))
     data_errors = [r for r in results if r["error"] and r["error"].startswith("DataError")]
     if data_errors:
@@ -851,9 +964,10 @@ def main(argv: list[str] | None = None) -> int:
         return 3
 
     summary, fixes, cost = summarize(results), summarize_fixes(results), summarize_cost(results)
+    foreign = summarize(results, "foreign") if any(r["role"] == "foreign" for r in results) else None
     print()
-    print_tables(summary, fixes, cost)
-    rows = targets(summary, fixes, cost)
+    print_tables(summary, fixes, cost, foreign)
+    rows = targets(summary, fixes, cost, foreign)
     print_targets(rows)
     met = all(ok is not False for _, ok, _ in rows)
     print(f"total {seconds:.0f} s for {len(results)} jobs")
@@ -873,7 +987,7 @@ def main(argv: list[str] | None = None) -> int:
             "cases": {c.name: {"overrides": list(c.overrides), "detected_by": sorted(c.detected_by),
                                "also_true": sorted(c.also_true), "symptom": c.symptom, "twin": TWIN.get(c.name)}
                       for c in cases},
-            "summary": summary, "fixes": fixes, "cost": cost, "runs": results}, indent=2))
+            "summary": summary, "foreign": foreign, "fixes": fixes, "cost": cost, "runs": results}, indent=2))
         print(f"wrote {args.out}")
     return 0 if met or args.smoke else 1
 

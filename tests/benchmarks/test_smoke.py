@@ -267,8 +267,23 @@ def test_doctor_faults_smoke_prints_recall_precision_fixes_and_cost(tmp_path):
     assert timed["default_monitor"] == "every:50" and timed["monitor"] != "every:50"
 
     verdicts = dict(re.findall(r"^  (.+?) {2,}(met|NOT MET|not measured) \(", text, re.M))
-    assert set(verdicts) == {"recall >= 0.95 per fault", "precision >= 0.95 per fault", "false alarms <= 5%",
-                             "fixed >= 80% of faulty runs", "monitor + live doctor <= 5% of fit()"}
+    detection = {"recall >= 0.95 per fault", "precision >= 0.95 per fault", "false alarms <= 5%"}
+    assert set(verdicts) == detection | {f"foreign loop: {name}" for name in detection} | {
+        "fixed >= 80% of faulty runs", "monitor + live doctor <= 5% of fit()"}
+
+    # the foreign arm: the same cases by the plain loop, diagnosed from its Lightning-format metrics.csv alone;
+    # lr_x100's divergence shows in a history and is judged, zero_init and raw_inputs (layer statistics) are not
+    foreign = {run["case"]: run for run in saved["runs"] if run["role"] == "foreign"}
+    assert sorted(foreign) == sorted(["lr_x100", "zero_init", "raw_inputs", "default", "mlp"]) and all(run["stats_records"] == 0 for run in foreign.values())
+    assert list(saved["foreign"]["faults"]) == ["lr_x100"] and set(saved["foreign"]["unjudged"]) == {"zero_init",
+                                                                                                    "raw_inputs"}
+    assert saved["foreign"]["healthy_runs"] == 2
+    assert foreign["lr_x100"]["symptom_shown"]  # the NaN in metrics.csv
+    assert (verdicts["foreign loop: recall >= 0.95 per fault"] == "met") == (saved["foreign"]["faults"]["lr_x100"][
+        "recall"] >= 0.95)
+    find(r"^foreign loop: the plain PyTorch loop of plain_loop\.py, diagnosed from its metrics\.csv alone", text)
+    find(r"^not judged \(their fault shows only in layer statistics, which a history lacks\), warning\+ ids: "
+         r"zero_init: .+; raw_inputs: ", text)
     assert (verdicts["fixed >= 80% of faulty runs"] == "met") == (saved["fixes"]["fixed_share"] >= 0.8)
     assert (verdicts["false alarms <= 5%"] == "met") == (int(flagged) == 0)
 
