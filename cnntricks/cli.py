@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import sys
 import time
 import warnings
@@ -73,9 +74,12 @@ def _words_and_overrides(unknown: list[str]) -> tuple[list[str], list[str]]:
 
 
 
-def cmd_train(args, items: list[str]) -> int:
+def cmd_train(args, items: list[str], argv: list[str]) -> int:
+    from contextlib import nullcontext
+
     from cnntricks import config
-    from cnntricks.rundir import CONFIG, hold_run_dir
+    from cnntricks.rundir import CONFIG, RunDirectoryError, hold_run_dir
+    from cnntricks.train import distributed
     from cnntricks.train.loop import open_run_dir
     config_file, overrides = _split_overrides(items)
     if args.resume:
@@ -85,20 +89,45 @@ def cmd_train(args, items: list[str]) -> int:
         if config_file:
             raise config.ConfigError("--resume uses the run's own config.yaml; pass only "
                                      "section.key=value overrides (for example train.epochs=20)")
-        open_run_dir(run_dir, resume=True)  # a RunDirectoryError when there is no run to continue
+        if not distributed.launched():  # under torchrun rank 0 checks it, below
+            open_run_dir(run_dir, resume=True)  # a RunDirectoryError when there is no run to continue
         cfg = config.load(run_dir / CONFIG, overrides)  # fit saves it once the checkpoint fits
     else:
         cfg = config.load(config_file, overrides)
         run_dir = Path(args.run_dir or Path("runs") / f"{time.strftime('%Y-%m-%d_%H%M%S')}-{cfg.train.name}")
-        open_run_dir(run_dir, resume=False)  # a run already there: refused before anything is touched
-    print(f"run directory: {run_dir}", file=sys.stderr)
-    with hold_run_dir(run_dir):  # held until the report is written: one process at a time per run
-        return _train_and_report(cfg, run_dir, args)
+    if cfg.train.processes > 1 and not distributed.launched():  # train.processes=N: the same command N times
+        return _launch(argv + ([] if args.resume or args.run_dir else ["--run-dir", str(run_dir)]), cfg, run_dir)
+    world = distributed.setup(cfg.train.device)  # one process, or this one's place among torchrun's
+    refusal = None
+    if world.main:
+        try:
+            open_run_dir(run_dir, resume=bool(args.resume))  # a run already there: refused before anything is touched
+        except RunDirectoryError as err:
+            refusal = str(err)
+    run_dir, refusal = world.broadcast((run_dir, refusal))  # rank 0's folder (its clock named it) and verdict
+    if refusal is not None:
+        raise RunDirectoryError(refusal)
+    if world.main:
+        print(f"run directory: {run_dir}" + (f" ({world.size} processes)" if world.distributed else ""),
+              file=sys.stderr)
+    try:
+        with hold_run_dir(run_dir) if world.main else nullcontext():  # one process at a time per run, to the report
+            return _train_and_report(cfg, run_dir, args, world.main)
+    finally:
+        distributed.teardown()
 
 
-def _train_and_report(cfg, run_dir: Path, args) -> int:
+def _launch(argv: list[str], cfg, run_dir: Path) -> int:
+    """train.processes=N: this command in N processes under torch.distributed.run (the folder named here, so
+    every rank writes the same one); their exit status, or 128 + the signal that stopped them."""
+    from cnntricks.train import distributed
+    code, stopped = distributed.launch(argv, cfg.train.processes)
+    return 128 + stopped if stopped is not None and code != 0 else code  # rank 0 said where the run stands
+
+
+def _train_and_report(cfg, run_dir: Path, args, main: bool = True) -> int:
     from cnntricks.session import train
-    train(cfg, run_dir, resume=bool(args.resume), progress=not args.quiet, show=True)
+    train(cfg, run_dir, resume=bool(args.resume), progress=not args.quiet and main, show=main, report=main)
     return EXIT_OK
 
 
@@ -653,7 +682,8 @@ def main(argv: list[str] | None = None) -> int:
         return _dispatch(argv)
     except Interrupted as stop:
         saved = f"checkpoint {stop.checkpoint} written; " if stop.checkpoint else ""
-        print(f"\ncnntricks: stopped by {stop.name}; {saved}{_continue_with(stop)}", file=sys.stderr)
+        if os.environ.get("RANK", "0") == "0":  # under torchrun rank 0 speaks for every process
+            print(f"\ncnntricks: stopped by {stop.name}; {saved}{_continue_with(stop)}", file=sys.stderr)
         return stop.exit_code
     except KeyboardInterrupt as stop:
         print(f"\ncnntricks: interrupted; {_continue_with(stop)}", file=sys.stderr)
@@ -691,7 +721,8 @@ def _dispatch(argv: list[str] | None) -> int:
             if args.command == "preprocess":
                 return cmd_preprocess(args, words + overrides)
             if args.command == "train":
-                return cmd_train(args, words + overrides + device_overrides(args))
+                return cmd_train(args, words + overrides + device_overrides(args),
+                                 list(sys.argv[1:] if argv is None else argv))
             if len(words) < 1:
                 raise ConfigError("evaluate needs a run directory: cnntricks evaluate RUN_DIR")
             return cmd_evaluate(args, words[0], words[1:] + overrides + device_overrides(args))

@@ -142,6 +142,8 @@ class TrainConfig:
     precision: Literal["auto", "bf16", "fp16", "fp32"] = "auto"  # auto = bf16 autocast on CUDA or a CPU with AMX/AVX-512-BF16, else fp32
     channels_last: bool = True  # memory format for conv nets (faster with oneDNN and cuDNN)
     threads: int | None = None  # CPU threads for torch; None = torch's default
+    processes: int = 1  # data-parallel processes on this machine (PyTorch DDP: gloo on CPU, NCCL on CUDA), started by cnntricks under torch.distributed.run; optim.batch_size stays the global batch. Under torchrun this is ignored: torchrun's --nproc_per_node (and --nnodes) say how many
+    sync_batchnorm: bool = False  # with several processes: BatchNorm statistics over the whole global batch (SyncBatchNorm, CUDA only) instead of each process's share
     target_accuracy: float | None = None  # stop once validation accuracy reaches this (0-1)
     patience: int | None = None  # early stopping: stop once validation accuracy has not improved for this many epochs; None = never
     tensorboard: bool = False  # also write TensorBoard event files in the run directory (batch and epoch scalars, weight and activation histograms, hyper-parameters, the report's figures): tensorboard --logdir runs/
@@ -270,6 +272,7 @@ _RANGES: dict[str, tuple[typing.Callable[[Any], bool], str]] = {
     "train.log_every": (lambda v: v >= 1, ">= 1"),
     "train.eval_batch_size": (lambda v: v >= 1, ">= 1"),
     "train.threads": (lambda v: v is None or v >= 1, ">= 1"),
+    "train.processes": (lambda v: v >= 1, ">= 1"),
     "imbalance.beta": (lambda v: 0 <= v < 1, "in [0, 1) (0.9999: Cui et al.)"),
     "imbalance.gamma": (lambda v: v >= 0, ">= 0"),
     "imbalance.max_margin": (lambda v: v > 0, "> 0"),

@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import io
 import math
+import signal
 import warnings
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -37,6 +39,7 @@ from cnntricks.rundir import (BEST, CONFIG, DATA, FANCY_PCA, MISCLASSIFIED, PREP
                               hold_run_dir, in_use_error, latest_checkpoint, lock_holder, read_json, read_restarts, write_atomic,
                               write_json)
 from cnntricks.train import checkpoint as ckpt
+from cnntricks.train import distributed
 from cnntricks.transfer import input_preprocess, load_pretrained, plan_transfer, transfer_plugins
 from cnntricks.train.device import autocast
 from cnntricks.train.epoch import EpochProgress
@@ -44,7 +47,7 @@ from cnntricks.train.losses import create_loss
 from cnntricks.train.interrupt import Interrupted, StopSignals
 from cnntricks.train.inference import Predictor, build_model, describe_data, shot_accuracy
 from cnntricks.train.optim import apply_decoupled_decay, create_optimizer, set_lr
-from cnntricks.train.plugins import EVENTS, History, Progress, Restart, Rollback, Stop
+from cnntricks.train.plugins import EVENTS, History, NullHistory, Progress, Restart, Rollback, Stop
 from cnntricks.train.race import choose
 from cnntricks.train.resolve import resolve
 from cnntricks.train.schedule import create_schedule
@@ -82,13 +85,14 @@ def fit(cfg: Config, run_dir: str | Path, *, resume: bool = False, progress: boo
     with its config: the abandoned attempt goes to `run_dir/attempts/<n>/`. `splits`: data already
     loaded (the advisor's race trains on parts of a training split) instead of `cfg.data`'s.
     """
-    run_dir = Path(run_dir)
-    if resume:
+    run_dir, world = Path(run_dir), distributed.current()  # under torchrun: rank 0 holds and writes the run
+    if resume and world.main:
         open_run_dir(run_dir, resume)  # before the lock creates the folder
-    over = killed_before_first_checkpoint(run_dir)
-    with hold_run_dir(run_dir):  # one process at a time; a second one stops here, naming the holder
+    over = world.broadcast(killed_before_first_checkpoint(run_dir) if world.main else None)
+    with hold_run_dir(run_dir) if world.main else nullcontext():  # one run per folder; a second stops here
         while True:
-            trainer = Trainer(cfg, run_dir, resume=resume, progress=progress, callbacks=callbacks, splits=splits)
+            trainer = Trainer(cfg, run_dir, resume=resume, progress=progress and world.main, callbacks=callbacks,
+                              splits=splits)
             if over:
                 trainer.say(f"{run_dir} holds a run stopped before its first checkpoint: nothing to continue, so it "
                             f"starts over{' (--resume)' if resume else ''}")
@@ -100,8 +104,10 @@ def fit(cfg: Config, run_dir: str | Path, *, resume: bool = False, progress: boo
                 raise
             if not isinstance(outcome, Restart):
                 return outcome
-            kept = archive_attempt(run_dir, outcome.event)
-            trainer.say(f"doctor: fix: {outcome.event['message']} (the abandoned attempt is in {kept})")
+            if world.main:
+                kept = archive_attempt(run_dir, outcome.event)
+                trainer.say(f"doctor: fix: {outcome.event['message']} (the abandoned attempt is in {kept})")
+            world.barrier()  # the attempt archived before any rank starts the next
             cfg, resume = outcome.config, False
 
 
@@ -135,7 +141,12 @@ class Trainer:
     def __init__(self, cfg: Config, run_dir: Path, *, resume: bool = False, progress: bool = True,
                  callbacks: tuple = (), splits: Splits | None = None):
         self.run_dir, self.resume, self.progress = Path(run_dir), resume, progress
-        saved = open_run_dir(self.run_dir, resume)
+        self.world = world = distributed.current()  # one process, or this rank of torchrun's (distributed.py)
+        if world.main:
+            saved = open_run_dir(self.run_dir, resume)
+        world.barrier()  # rank 0 has checked the folder (and holds it) before the others read it
+        if not world.main:
+            saved = config_module.load(self.run_dir / CONFIG) if resume else None
         if cfg.train.threads:
             torch.set_num_threads(cfg.train.threads)
         torch.manual_seed(cfg.train.seed)
@@ -145,22 +156,34 @@ class Trainer:
         self.cfg = cfg = self.resolved.cfg
         self.device, self.precision = self.resolved.device, self.resolved.precision
         self.advice = None  # transfer.strategy=auto: the advisor's measurements and choice (transfer.json)
-        if cfg.model.pretrained and cfg.transfer.strategy == "auto":
-            self.advice = choose(cfg, self.splits, self.device, self.say)  # probes, table, race (train/race.py)
+        if cfg.model.pretrained and cfg.transfer.strategy == "auto":  # probes, table, race (train/race.py): rank 0's
+            self.advice = world.broadcast(choose(cfg, self.splits, self.device, self.say) if world.main else None)
             self.say(f"transfer.strategy=auto: {self.advice.reason()} (measured in {self.advice.seconds:.1f} s)")
             self.cfg = cfg = self.advice.apply(cfg)  # config.yaml keeps the choice: a resume needs no advice
-        if not resume:
+        if not resume and world.main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             write_atomic(self.run_dir / CONFIG, config_module.dump(cfg))
-        if self.advice is not None:
+        if self.advice is not None and world.main:
             write_json(self.run_dir / TRANSFER, self.advice.to_dict())
-        self.generator = torch.Generator(device=self.device).manual_seed(cfg.train.seed)
+        # the augmentation's draws (and in one process the epochs' order too: the same stream as always);
+        # under torchrun every rank draws the same order from its own generator and augments with its rank's
+        self.generator = torch.Generator(device=self.device).manual_seed(
+            cfg.train.seed + distributed.SEED_STRIDE * world.rank)
+        self.order_generator = self.generator if not world.distributed else \
+            torch.Generator(device=self.device).manual_seed(cfg.train.seed)
         self.preprocess_notice = ""  # fine-tuning: where the input preprocessing came from
         self.preprocess = self._fit_preprocess()
-        write_json(self.run_dir / DATA, self.data)
+        if world.main:
+            write_json(self.run_dir / DATA, self.data)
         # seed §4's power-of-2 advice when the user chose a size (data.image_size); a source's own size
         # (Fashion-MNIST's 28x28, the default recipe's, measured) is not a choice to warn about every run
         self.model = build_model(cfg, self.data, self.device, warn_size=not resume and cfg.data.image_size is not None)
+        if cfg.train.sync_batchnorm and world.distributed:
+            if self.device.type != "cuda":
+                raise config_module.ConfigError(
+                    "train.sync_batchnorm=true needs CUDA (PyTorch's SyncBatchNorm runs on GPUs only); on the CPU each "
+                    "process normalizes its share of the batch: leave it false")
+            self.model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
         # fine-tuning (seed §4): frozen stages and per-stage LR scales, before the optimizer sees the parameters
         self.transfer = plan_transfer(cfg.transfer, self.model) if cfg.model.pretrained else None
         self.optimizer = create_optimizer(cfg.optim, self.model, cfg.regularize.penalize,
@@ -172,7 +195,11 @@ class Trainer:
         self.sampler = sampler_for(cfg.imbalance, self.train_labels, cfg.train.epochs)
         self.criterion = create_loss(cfg, self.splits.train.class_counts().to(self.device))
         smallest = min(self.sampler.epoch_size(e) for e in range(cfg.train.epochs))
-        self.batch_size = min(cfg.optim.batch_size, smallest)
+        self.batch_size = min(cfg.optim.batch_size, smallest)  # the global batch: each rank takes its share
+        if self.batch_size % world.size:
+            raise config_module.ConfigError(
+                f"optim.batch_size={self.batch_size} does not split evenly over {world.size} processes; choose a "
+                f"multiple of {world.size} (the batch size is the global batch, shared by the processes)")
         self.steps_per_epoch = self.sampler.size // self.batch_size  # the epoch now's (two_stage: per stage)
         self.schedule = create_schedule(cfg.schedule, cfg.optim.lr, cfg.train.epochs, self.sampler, self.batch_size,
                                         cfg.imbalance.stage2_lr)
@@ -182,13 +209,16 @@ class Trainer:
         self.signals = StopSignals()  # SIGTERM / Ctrl-C while training: noted, acted on at a step boundary
         self.predictor = Predictor.for_config(cfg, self.model, self.preprocess, self.splits.train.classes,
                                               self.device, self.precision)
-        self.history = History(self.run_dir, cfg.train.log_every)
+        self.history = History(self.run_dir, cfg.train.log_every) if world.main else NullHistory()
         self.plugins = [self.history, *([Progress()] if progress else []), *transfer_plugins(self.transfer),
                         *stage_plugins(cfg, self.sampler), *snapshot_plugins(cfg), *habit_plugins(cfg), *callbacks]
+        if not world.main:  # the plug-ins that watch and write run on rank 0; those that act on the model everywhere
+            self.plugins = [p for p in self.plugins if getattr(p, "every_rank", False)]
         self.hooks = {event: [getattr(p, event) for p in self.plugins if hasattr(p, event)] for event in EVENTS}
         # Reading a loss back to the host waits for the device. On a CPU that costs nothing, so every
         # step is checked; on CUDA the losses are read every few steps to keep the GPU queue full.
         self.sync_every = 1 if self.device.type == "cpu" else 25
+        self.parallel, self.trainable = self.model, None  # what the step calls: DDP's wrapper under torchrun
 
     def _fit_preprocess(self):
         """The input preprocessing, saved as the run's own: fitted on the training split only, or, when
@@ -196,7 +226,8 @@ class Trainer:
         if self.resume and self.cfg.model.pretrained and (self.run_dir / PREPROCESS).is_file():
             return load_preprocess(self.run_dir)
         preprocess, self.preprocess_notice = input_preprocess(self.cfg, self.splits.train.images)
-        preprocess.save(self.run_dir)
+        if self.world.main:
+            preprocess.save(self.run_dir)
         return preprocess
 
     def _augmentation(self):
@@ -207,7 +238,8 @@ class Trainer:
         fancy_pca = None
         if self.resolved.augment["fancy_pca"]:  # AlexNet: PCA of the whole training set's RGB values, fitted once
             fancy_pca = FancyPCA.fit(self.splits.train.images)
-            write_json(self.run_dir / FANCY_PCA, fancy_pca.state_dict(), indent=None)
+            if self.world.main:
+                write_json(self.run_dir / FANCY_PCA, fancy_pca.state_dict(), indent=None)
         values = self.resolved.augment
         return (create_policy(self.cfg.augment, channels, fancy_pca, values=values),
                 create_mixing(self.cfg.augment, channels, classes, values=values))
@@ -265,21 +297,23 @@ class Trainer:
             first = torch.randperm(len(self.train_labels),
                                    generator=torch.Generator().manual_seed(self.cfg.train.seed))[:self.batch_size]
             lsuv_(self.model, orthogonalize=False, batch=self.model_input(self.train_images[first.to(self.device)]))
-        if self.resume:  # written once the checkpoint is known to fit, so a refused override changes nothing
+        if self.resume and self.world.main:  # written once the checkpoint is known to fit: a refused override changes nothing
             write_atomic(self.run_dir / CONFIG, config_module.dump(self.cfg))
         self.call("on_fit_start")
 
     def train_epoch(self) -> Rollback | Restart | None:
         state, reg = self.state, self.cfg.regularize
         self.model.train()
-        epoch = self.epoch = self.epoch or EpochProgress.begin(self.generator, self.device)  # or a resumed one
+        epoch = self.epoch = self.epoch or EpochProgress.begin(self.order_generator, self.device)  # or a resumed one
         pending = []  # (step, lr, loss on the device) not yet read back
         size = self.sampler.epoch_size(state.epoch)
         self.steps_per_epoch = size // self.batch_size
         self.call("on_epoch_start")
+        forward = self.wrapped()  # after on_epoch_start: a fine-tuning plan may have unfrozen a stage
         progress = state.epoch / self.cfg.train.epochs  # what the progressive and two-stage samplers move with
         order = None if self.sampler.name == "none" else lambda generator: self.sampler.order(generator, progress)
-        for indices in epoch.batch_indices(size, self.batch_size, self.generator, order):
+        for indices in epoch.batch_indices(size, self.batch_size, self.order_generator, order):
+            indices = self.world.share(indices)  # this process's part of the global batch (all of it in one)
             images = self.augment(self.train_images[indices], self.generator)
             images = self.model_input(images)
             labels = targets = self.train_labels[indices]
@@ -289,7 +323,7 @@ class Trainer:
             set_lr(self.optimizer, lr)
             self.call("on_step_start")
             with autocast(self.device, self.precision):
-                logits = self.model(images)
+                logits = forward(images)
                 # Mean over the batch: the seed's "divide the gradients by mini batch size",
                 # so the LR need not change with the batch size (seed §4, Sutskever).
                 loss = self.criterion(logits, targets, progress)  # imbalance.loss (train/losses.py)
@@ -312,8 +346,21 @@ class Trainer:
         if pending and (action := self.read_losses(pending)):
             return action
         self.epoch = None
-        return self.end_epoch(float(epoch.loss_sum) / epoch.seen, float(epoch.correct) / epoch.seen, epoch.seen,
-                              epoch.seconds, lr)
+        loss_sum, correct = self.world.sum(torch.stack([epoch.loss_sum.float(), epoch.correct.float()])).tolist()
+        seen = epoch.seen * self.world.size
+        return self.end_epoch(loss_sum / seen, correct / seen, seen, epoch.seconds, lr)
+
+    def wrapped(self) -> torch.nn.Module:
+        """The model as the step calls it: itself in one process; under torchrun DDP's wrapper, made again
+        when the set of trainable parameters changed (DDP reduces the gradients of those it was given)."""
+        if not self.world.distributed:
+            return self.model
+        trainable = tuple(p.requires_grad for p in self.model.parameters())
+        if trainable != self.trainable:
+            from torch.nn.parallel import DistributedDataParallel
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.parallel, self.trainable = DistributedDataParallel(self.model, device_ids=ids), trainable
+        return self.parallel
 
     def model_input(self, images: torch.Tensor) -> torch.Tensor:
         """uint8 images -> what the model reads: preprocessed, in the training memory format."""
@@ -323,28 +370,33 @@ class Trainer:
     def read_losses(self, pending: list) -> Rollback | None:
         """One host sync for the steps since the last; a non-finite loss ends the run, unless a plug-in
         rolls it back."""
-        values = torch.stack([loss for _, _, loss in pending]).float().tolist()
-        losses = [(step, lr, value) for (step, lr, _), value in zip(pending, values)]
+        values = torch.stack([loss for _, _, loss in pending]).float()
+        signalled = self.signals.received is not None
+        if self.world.distributed:  # the global batch's losses, and a stop signal on any rank, seen by every rank
+            numbers = self.world.mean(torch.cat([values.cpu(), torch.tensor([float(signalled)])]))
+            values, signalled = numbers[:-1], bool(numbers[-1] > 0)
+        losses = [(step, lr, value) for (step, lr, _), value in zip(pending, values.tolist())]
         pending.clear()
         bad = next((i for i, (_, _, value) in enumerate(losses) if not math.isfinite(value)), None)
         losses = losses if bad is None else losses[:bad + 1]  # nothing after the first non-finite loss
         if self.state.first_loss is None:
             self.state.first_loss = next((value for _, _, value in losses if math.isfinite(value)), None)
-        for hook in self.hooks["on_losses_read"]:
-            if (action := hook(self, losses)) is not None:
-                return action
+        action = next((a for hook in self.hooks["on_losses_read"] if (a := hook(self, losses)) is not None), None)
+        if (action := self.world.broadcast(action)) is not None:  # rank 0's decision, carried out by every rank
+            return action
         if bad is not None:
             self.diverge(*losses[-1])
-        if self.signals.received is not None:  # SIGTERM or Ctrl-C: a checkpoint at this step, then stop
+        if signalled:  # SIGTERM or Ctrl-C: a checkpoint at this step, then stop
             self.flush()
-            raise Interrupted(self.signals.received, self.save_checkpoint())
+            raise Interrupted(self.signals.received or signal.SIGTERM, self.save_checkpoint())
         return None
 
     def end_epoch(self, train_loss: float, train_acc: float, seen: int, seconds: float, lr: float):
         state, t = self.state, self.cfg.train
         state.train_seconds += seconds
         state.images_seen += seen
-        val = self.evaluate(self.splits.val)
+        self.world.sync_buffers(self.model)  # BatchNorm's statistics of rank 0 everywhere, then its numbers
+        val = self.world.broadcast(self.evaluate(self.splits.val) if self.world.main else None)
         state.epoch += 1
         if val["acc"] is not None and (state.best_val_acc is None or val["acc"] > state.best_val_acc):
             state.best_val_acc = val["acc"]
@@ -358,12 +410,17 @@ class Trainer:
             state.stop_reason = "target_accuracy"
             self.history.event(self, "target_reached", message=f"validation accuracy {val['acc']:.4f} >= {t.target_accuracy}")
         self.flush()  # the files are complete to this epoch: plug-ins that read them (the doctor) see it
+        action = None
         for hook in self.hooks["on_epoch_end"]:
             action = hook(self)
             if isinstance(action, Stop):
-                state.stop_reason = action.reason
+                state.stop_reason, action = action.reason, None
             elif action is not None:
-                return action
+                break
+        # rank 0's decisions, carried out by every rank
+        action, state.stop_reason = self.world.broadcast((action, state.stop_reason))
+        if action is not None:
+            return action
         if state.epoch % t.checkpoint_every == 0 or state.epoch == t.epochs or state.stop_reason is not None:
             self.save_checkpoint()
         else:
@@ -390,6 +447,10 @@ class Trainer:
         raise TrainingDiverged(message)
 
     def finish(self) -> dict:
+        """The test split's numbers and summary.json (rank 0's, which every rank returns)."""
+        return self.world.broadcast(self.summarize() if self.world.main else None)
+
+    def summarize(self) -> dict:
         state, splits = self.state, self.splits
         kept = self.run_dir / BEST
         best = read_json(kept / "state.json") if self.cfg.train.keep != "last" and kept.is_dir() else None
@@ -456,12 +517,24 @@ class Trainer:
         for plugin in self.plugins:
             getattr(plugin, "flush", lambda: None)()
 
-    def save_checkpoint(self) -> Path:
-        """Checkpoint the run now (epoch `state.epoch`), plug-in state included."""
+    def save_checkpoint(self) -> Path | None:
+        """Checkpoint the run now (epoch `state.epoch`), plug-in state included; under torchrun every rank
+        calls it (each rank's augmentation generator goes in), rank 0 writes it and returns its folder."""
+        generators = None
+        if self.world.distributed and self.state.step == 0:  # every rank's augmentation still at its seed: no need
+            generators = [torch.Generator(device=self.device).manual_seed(self.cfg.train.seed + distributed.SEED_STRIDE
+                                                                          * rank).get_state()
+                          for rank in range(self.world.size)]  # to ask (the fix-mode doctor's first checkpoint)
+        elif self.world.distributed:
+            generators = self.world.gather(self.generator.get_state())
+        if not self.world.main:
+            return None
         extra = {}
         for hook in self.hooks["on_checkpoint"]:  # the history first: its lines are on disk before the checkpoint
             extra.update(hook(self))
-        rng = {"generator": self.generator.get_state(), "torch": torch.get_rng_state()}
+        rng = {"generator": self.order_generator.get_state(), "torch": torch.get_rng_state()}
+        if generators is not None:  # the epochs' order above; each rank's augmentation here
+            rng["rank_generators"] = torch.stack(generators)
         if self.epoch is not None:  # inside an epoch: where it stands, to continue it bit for bit
             rng["epoch_generator"] = self.epoch.start_state
             extra["mid_epoch"] = self.epoch.state_dict()
@@ -474,7 +547,18 @@ class Trainer:
     def restore(self, folder: Path) -> TrainerState:
         """Everything back to checkpoint `folder`: weights, optimizer, RNG, schedule, plug-ins and their files."""
         saved, rng = ckpt.load_checkpoint(folder, self.model, self.optimizer)
-        self.generator.set_state(rng["generator"])
+        self.order_generator.set_state(rng["generator"])
+        ranks = rng.get("rank_generators")
+        if self.world.distributed and ranks is not None and len(ranks) == self.world.size:
+            # each rank's augmentation goes on where it stood (a copy: set_state reads a row view's storage
+            # from its start, and crashes on torch 2.13)
+            self.generator.set_state(ranks[self.world.rank].clone())
+        elif self.world.distributed:  # a run resumed with another number of processes: fresh augmentation draws
+            self.generator.manual_seed(self.cfg.train.seed + distributed.SEED_STRIDE * self.world.rank + saved["trainer"]["step"])
+            if self.world.main:
+                self.say(f"{folder.name} was written by {len(ranks) if ranks is not None else 1} process(es), this "
+                         f"run has {self.world.size}: the augmentation draws start afresh (the order of the images "
+                         f"and everything else go on as saved)")
         torch.set_rng_state(rng["torch"])
         self.schedule.load_state_dict(saved["schedule"])
         if saved.get("scaler"):

@@ -24,6 +24,10 @@ calls it before the epoch-end plug-ins read the files, and before a checkpoint o
 
 A plug-in that must change the run returns an action; the trainer carries it out in one place
 (`Trainer.run`). No plug-in edits another one's state.
+
+Under torchrun (train/distributed.py) the plug-ins run on rank 0, which alone writes the run directory,
+and the actions they return are broadcast to every rank; a plug-in that changes the model or what it
+trains on (a frozen stage, a kept classifier row) says `every_rank = True` and runs on every rank.
 """
 from __future__ import annotations
 
@@ -60,6 +64,16 @@ class Restart:
 class Stop:
     """End the run cleanly after this epoch; summary.json's stop_reason is `reason`."""
     reason: str
+
+
+class NullHistory:
+    """What the trainer writes its lines to on ranks other than 0: nowhere."""
+
+    def add(self, kind: str, **values) -> None:
+        pass
+
+    def event(self, trainer, event: str, **fields) -> None:
+        pass
 
 
 class History:

@@ -9,6 +9,8 @@ import torch
 
 
 class TwoStage:
+    every_rank = True  # it changes the model: every process of a torchrun run applies it (plugins.py)
+
     def __init__(self, head: list[int], stage1_epochs: int, keep_rows: bool):
         self.head, self.stage1, self.keep_rows = head, stage1_epochs, keep_rows
         self.rows: tuple[torch.Tensor, torch.Tensor] | None = None

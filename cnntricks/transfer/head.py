@@ -71,6 +71,8 @@ class LinearHead:
     """A loop plug-in: at the start of a fresh run, the head becomes the linear classifier of the
     frozen features; with `plan.head_only` that is the whole training: one epoch line, then stop."""
 
+    every_rank = True  # it changes the model: every process of a torchrun run applies it (plugins.py)
+
     def __init__(self, plan: Plan):
         self.plan = plan
 

@@ -187,6 +187,8 @@ class Freeze:
     """A loop plug-in: the frozen groups' batch-norm (and dropout) layers in eval mode while training;
     with gradual unfreezing, which groups are frozen changes at each epoch start."""
 
+    every_rank = True  # it changes the model: every process of a torchrun run applies it (plugins.py)
+
     def __init__(self, plan: Plan):
         self.plan = plan
 
