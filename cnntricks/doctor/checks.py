@@ -16,12 +16,14 @@ healthy runs. Root causes demote the findings they explain to info (`CONSEQUENCE
 """
 from __future__ import annotations
 
+import math
+
 from typing import Callable
 
 import numpy as np
 
 from cnntricks import config as config_module
-from cnntricks.doctor.evidence import Evidence
+from cnntricks.doctor.evidence import CHANCE_SHARE, Evidence  # noqa: F401  (CHANCE_SHARE: at_chance's bar)
 from cnntricks.doctor.findings import Finding
 from cnntricks.registry import Registry
 
@@ -48,7 +50,6 @@ WORKING_LR = 0.5          # update ratios are judged on sampled steps whose LR i
                           # (digits, 5 epochs: 2e-5 at step 1 and 1e-5 at the last step, 1e-2 at the peak)
 MIN_LOSSES = 20           # loss values the learning-rate checks need; fewer: "not enough steps" (info)
 MIN_EPOCHS = 3            # epoch lines with both accuracies underfitting needs (overfitting 2, plateau PATIENCE + 2)
-CHANCE_SHARE = 1.5        # validation (else training) accuracy under 1.5x chance after 2+ epochs: nothing learned
 STILL_RISING = 0.05       # validation accuracy up 5+ points in the last epoch, over every earlier one: stopped
                           # too soon; or
 STILL_LEARNING = 0.08     # training accuracy up 8+ points over the last 2 epochs (a cosine or one-cycle run's
@@ -237,7 +238,12 @@ def check_lr_too_high(evidence: Evidence) -> list[Finding]:
         start, end, middle = smooth[0], smooth[-1], smooth[len(smooth) // 2]
         fast = (start - smooth[len(smooth) // 10]) > 0.5 * max(start - end, 1e-12)
         stalled = (middle - end) < STALL_GAIN * middle
-        if fast and stalled and end > STUCK_HIGH * start:
+        # a run that learned nothing and ends at ln C only lost its initial logits' spread (PyTorch's default
+        # init starts the loss above ln C): that fall and stall is no sign of too big a step
+        count = evidence.class_count
+        settled_at_chance = (evidence.learned_nothing and count is not None
+                             and abs(end - math.log(count[0])) < STALL_GAIN * math.log(count[0]))
+        if fast and stalled and end > STUCK_HIGH * start and not settled_at_chance:
             facts.append(f"the loss fell fast, then stalled at {end:.3g} ({end / start:.0%} of its start) "
                          f"for the second half of training")
     if not facts:
@@ -388,10 +394,11 @@ def check_overfitting(evidence: Evidence) -> list[Finding]:
 @register
 def check_underfitting(evidence: Evidence) -> list[Finding]:
     rows = accuracies(evidence)
-    if len(rows) < MIN_EPOCHS or not evidence.classes:
+    count = evidence.class_count  # data.json's, or another loop's inferred from its loss
+    if len(rows) < MIN_EPOCHS or count is None:
         return []
     epoch, train, val, _ = rows[-1]
-    chance = 1 / evidence.classes
+    chance = 1 / count[0]
     low = chance + UNDERFIT_SHARE * (1 - chance)
     gained = train - rows[-3][1]
     if not (train < low and abs(train - val) < UNDERFIT_GAP):

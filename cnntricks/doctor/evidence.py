@@ -17,6 +17,7 @@ from cnntricks.doctor import records
 from cnntricks.rundir import DATA, HISTORY, STATS, SUMMARY, read_history, read_stats
 
 
+CHANCE_SHARE = 1.5    # validation (else training) accuracy under 1.5x chance after 2+ epochs: nothing learned
 FLAT_ACCURACY = 0.05  # accuracies that moved less than 5 points over the whole run: nothing learned
 MIN_SETTLED = 20      # finite losses needed to read the level a loss settled at
 SETTLED = 1.05        # ... which ends within 5% of its lowest trend value
@@ -91,10 +92,16 @@ class Evidence:
         if self.learned_nothing and len(losses) >= MIN_SETTLED:
             level = float(self.loss_trend[-1])  # settled: at its lowest (a loss that rose says nothing of C)
             if math.log(2) * 0.9 <= level <= min(math.log(1000), SETTLED * float(self.loss_trend.min())):
-                return max(2, round(math.exp(level))), f"inferred from the loss it settled at, {level:.3g} ≈ ln C"
+                count = max(2, round(math.exp(level)))
+                if self.best_accuracy < CHANCE_SHARE / count:  # and the accuracy is chance's for that C
+                    return count, f"inferred from the loss it settled at, {level:.3g} ≈ ln C"
         if len(losses) and math.log(2) * 0.9 <= losses[0] <= math.log(1000):
             return max(2, round(math.exp(losses[0]))), f"inferred from the first loss {losses[0]:.3g} ≈ ln C"
         return None
+
+    @property
+    def best_accuracy(self) -> float:
+        return max((e[k] for e in self.epochs for k in ("train_acc", "val_acc") if e.get(k) is not None), default=0.0)
 
     @property
     def learned_nothing(self) -> bool:

@@ -111,12 +111,22 @@ def test_a_run_that_learned_nothing_reads_its_class_count_from_the_loss_it_settl
     11% was not at chance); the level a run that learned nothing settles at is ln C (the class prior's loss)."""
     stuck = lightning_version(tmp_path / "shuffled", 5, lambda s: 2.3026 + 0.4 * math.exp(-s / 8), lambda e: 0.11,
                               lambda e: 0.115, log_every=1)
-    chance = next(f for f in diagnose(stuck) if f.id == "at_chance")
+    found = diagnose(stuck)
+    chance = next(f for f in found if f.id == "at_chance")
     assert "(10 classes, inferred from the loss it settled at, 2.3 ≈ ln C)" in chance.evidence
+    assert "lr_too_high" not in alarms(found)  # the fall to ln C was the init's logits settling, not big steps
     learned = lightning_version(tmp_path / "learned", 5, lambda s: 0.4 + 2.3 * math.exp(-s / 40),
                                 lambda e: 0.5 + 0.08 * e, lambda e: 0.52 + 0.08 * e, log_every=1)
     from cnntricks.doctor.evidence import load_evidence
     assert load_evidence(learned).class_count[1] == "inferred from the first loss 2.7 ≈ ln C"  # it moved: first loss
+
+
+def test_a_model_too_small_in_another_loop_is_underfitting_with_the_inferred_class_count(tmp_path):
+    small = lightning_version(tmp_path / "small", 5, lambda s: 1.9 + 0.4 * math.exp(-s / 30), lambda e: 0.28 + 0.01 * e,
+                              lambda e: 0.29 + 0.01 * e, log_every=1)
+    underfitting = next(f for f in diagnose(small) if f.id == "underfitting")
+    assert underfitting.severity == "warning" and "(chance 10%)" in underfitting.evidence
+    assert underfitting.change == {}  # no config to widen
 
 
 def test_map_names_other_columns_and_bad_input_says_what_to_do(tmp_path):
