@@ -26,6 +26,7 @@ LAYERS = (
     ("experiments",),
     ("cli_parser",),
     ("cli",),
+    ("__main__",),  # python -m cnntricks (torchrun -m cnntricks): the command line
 )
 TIER = {unit: tier for tier, units in enumerate(LAYERS) for unit in units}
 

@@ -352,3 +352,18 @@ def test_tune_workers_smoke_prints_both_searches_and_the_ratio():
     # the seconds are printed to 0.01 s: the ratio of the printed figures may differ by that rounding
     rounding = 0.005 / seconds_one + 0.005 * seconds_two / seconds_one ** 2
     assert ratio == pytest.approx(seconds_two / seconds_one, abs=rounding + 0.005)
+
+
+def test_ddp_parity_smoke_trains_one_and_two_processes_and_prints_the_difference():
+    text = run_script(str(BENCHMARKS / "ddp_parity.py"), "--smoke", timeout=240, checkout=True)
+    find(r"^cpu .+, torch \S+; recipe: data\.source=digits model\.name=mlp .*; 1 seed\(s\)$", text)
+    accuracy = {}
+    for processes in (1, 2):
+        acc, steps = find(rf"^seed 0  {processes} process\(es\)  test acc {NUMBER}%  train {NUMBER} s  wall {NUMBER} s  "
+                          rf"(\d+) steps$", text)[0::3]
+        accuracy[processes] = float(acc)
+        assert int(steps) == 20  # the same global batch: the same steps on 1 or 2 processes
+    difference, verdict = find(rf"^difference 2 - 1: ([+-]\d+\.\d+) points \(target \|difference\| <= 0\.2: "
+                               rf"(met|NOT MET)\)", text)
+    assert float(difference) == pytest.approx(accuracy[2] - accuracy[1], abs=0.011)
+    assert (verdict == "met") == (abs(float(difference)) <= 0.2)
