@@ -396,6 +396,26 @@ def cmd_export(args) -> int:
     return EXIT_OK if not check or check.get("ok", True) else EXIT_ERROR
 
 
+def cmd_cache(args, items: list[str]) -> int:
+    from cnntricks import config
+    from cnntricks.data.image_folder import build_disk_store
+    from cnntricks.data.mapped import IMAGES
+    from cnntricks.data.memory import gigabytes
+    config_file, overrides = _split_overrides(items)
+    cfg = config.load(config_file, overrides)
+    if cfg.data.source != "image-folder":
+        raise config.ConfigError(f"cnntricks cache builds an image folder's disk store; data.source is "
+                                 f"{cfg.data.source} (its images are small enough to stay in memory)")
+    if args.workers < 0:
+        raise config.ConfigError(f"--workers must be 0 (one per core) or more, got {args.workers}")
+    folder, state = build_disk_store(cfg.data, args.workers, progress=True)
+    count, channels, height, width = state["shape"]
+    skipped = f"; {len(state['unreadable'])} unreadable file(s) left out" if state["unreadable"] else ""
+    print(f"{count:,} images at {channels}x{height}x{width} in {folder / IMAGES} "
+          f"({gigabytes((folder / IMAGES).stat().st_size)}){skipped}; train from it with data.storage=disk")
+    return EXIT_OK
+
+
 def cmd_tune(args, items: list[str]) -> int:
     from cnntricks.tune import tune
     config_file, overrides = _split_overrides(items)
@@ -705,7 +725,8 @@ def _continue_with(stop: KeyboardInterrupt) -> str:
 def _dispatch(argv: list[str] | None) -> int:
     parser = build_parser()
     args, unknown = parser.parse_known_args(argv)
-    if unknown and args.command not in ("train", "evaluate", "augment", "preprocess", "probe", "ensemble", "tune"):
+    if unknown and args.command not in ("train", "evaluate", "augment", "preprocess", "probe", "ensemble", "tune",
+                                        "cache"):
         parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     from cnntricks.config import ConfigError
     from cnntricks.data import DataError
@@ -731,6 +752,9 @@ def _dispatch(argv: list[str] | None) -> int:
         if args.command == "tune":
             words, overrides = _words_and_overrides(unknown)
             return cmd_tune(args, words + overrides)
+        if args.command == "cache":
+            words, overrides = _words_and_overrides(unknown)
+            return cmd_cache(args, words + overrides)
         if args.command == "ensemble":
             words, overrides = _words_and_overrides(unknown)
             return cmd_ensemble(args, words + overrides)

@@ -140,6 +140,21 @@ def add_export(sub) -> None:
     export.add_argument("--json", action="store_true", help="print what was written and checked as JSON")
 
 
+def add_cache(sub) -> None:
+    cache = sub.add_parser(
+        "cache", help="decode an image folder once into its disk store (data.storage=disk)",
+        usage="cnntricks cache [CONFIG.yaml] data.source=image-folder data.root=DIR data.image_size=N [--workers N]",
+        description="Decode every image of an image folder at data.image_size into the file that data.storage=disk "
+                    "trains from (in the cache: data.cache_dir), in worker processes, with a progress bar. A build "
+                    "killed at any point goes on where it stood when run again; a changed folder (files added, "
+                    "removed or modified) is built anew. Training with data.storage=disk builds it too when it is "
+                    "missing; this command does it ahead, and says where it is and how big.",
+        epilog="examples:\n  cnntricks cache data.source=image-folder data.root=photos/ data.image_size=224\n"
+               "  cnntricks cache configs/my.yaml --workers 8",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    cache.add_argument("--workers", type=int, default=0, help="decoding processes (default: one per core)")
+
+
 def add_doctor(sub) -> None:
     from cnntricks.doctor.findings import IDS
     doctor = sub.add_parser("doctor", help="what is wrong with a run, the evidence, and the fix (seed §7)",
@@ -307,6 +322,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_ensemble(sub)
     add_tune(sub)
     add_export(sub)
+    add_cache(sub)
     add_probe(sub)
     add_config(sub)
     return parser

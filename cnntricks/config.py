@@ -41,6 +41,7 @@ class DataConfig:
     subset: int | None = None  # keep N training images (stratified) for quick runs; None = all
     imbalance: float | None = None  # long-tailed training split: the largest class keeps ρ times the images of the smallest (Cui et al. 2019; 100 = CIFAR-10-LT's hardest); validation and test stay as they were; None = as the source gives it
     imbalance_profile: Literal["exp", "step"] = "exp"  # exp: class i keeps n·ρ^(-i/(C-1)) images; step: the first half of the classes n, the rest n/ρ (Cao et al. 2019)
+    storage: Literal["auto", "memory", "disk"] = "auto"  # where the decoded training images live: memory (one uint8 tensor, the fast default), disk (image-folder at a data.image_size: a file in the cache read a batch at a time by a background thread; for data larger than memory; built once by `cnntricks cache` or the first run), auto = disk when an image folder's decoded images would take over half the available memory, else memory
     strict: bool = False  # corrupt or unreadable image files are an error instead of skipped with a count
     download: bool = True  # fetch missing fashion-mnist files and check their SHA-256
     cache_dir: str | None = None  # downloads and decoded images are cached here; None = $XDG_CACHE_HOME/cnntricks or ~/.cache/cnntricks

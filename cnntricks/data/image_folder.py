@@ -45,7 +45,8 @@ from cnntricks.config import DataConfig
 from cnntricks.data.cache import cache_root, write_atomically
 from cnntricks.data.decode import DECODE_ERRORS, decode_image
 from cnntricks.data.errors import DataError, DataWarning, list_items
-from cnntricks.data.memory import check_memory, gigabytes
+from cnntricks.data import mapped
+from cnntricks.data.memory import available_memory, check_memory, gigabytes
 from cnntricks.data.sources import SOURCES, carve_test
 from cnntricks.data.store import Store
 from cnntricks.rundir import save_tensors
@@ -53,6 +54,7 @@ from cnntricks.rundir import save_tensors
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 PROGRESS_MIN_FILES = 200  # fewer files decode in well under a second; no progress bar then
 _CACHE_FORMAT = 1  # bump when the cache file's layout changes
+AUTO_DISK_SHARE = 0.5  # data.storage=auto: disk when the decoded images would take over half the available memory
 _TRAIN, _TEST = 0, 1
 log = logging.getLogger(__name__)
 
@@ -342,6 +344,66 @@ def _report_skipped(root: Path, listing: Listing, unreadable: list[str], strict:
                   stacklevel=3)
 
 
+def storage_for(cfg: DataConfig, root: Path, listing: Listing, channels: int,
+                size: tuple[int, int] | None) -> str:
+    """memory or disk: data.storage, with auto's choice (disk when the decoded images would take over
+    AUTO_DISK_SHARE of the available memory, said in a DataWarning)."""
+    if cfg.storage == "disk" and size is None:
+        raise DataError("data.storage=disk: the images are decoded to one size on disk; set data.image_size=N "
+                        "(for example data.image_size=224)")
+    if cfg.storage != "auto":
+        return cfg.storage
+    available = available_memory()
+    needed = len(listing.files) * channels * size[0] * size[1] if size is not None else 0
+    if size is None or available is None or needed <= AUTO_DISK_SHARE * available:
+        return "memory"
+    warnings.warn(DataWarning(
+        f"data.storage=auto: the {len(listing.files):,} images under '{root}' at {channels}x{size[0]}x{size[1]} "
+        f"take {gigabytes(needed)}, over half of the {gigabytes(available)} of memory available; they are read "
+        f"from disk a batch at a time (data.storage=disk; data.storage=memory keeps them in memory)"), stacklevel=3)
+    return "disk"
+
+
+def disk_folder(cfg: DataConfig, root: Path, channels: int, size: tuple[int, int]) -> Path:
+    """One folder per (root, channels, size), as the in-memory cache: a changed folder is built anew in its
+    place (state.json's key says whether the content still matches)."""
+    return _cache_file(cfg, root, channels, size).parent.with_name("image-folder-disk") / \
+        _cache_file(cfg, root, channels, size).stem
+
+
+def build_disk_store(cfg: DataConfig, workers: int = 0, progress: bool = True) -> tuple[Path, dict]:
+    """`cnntricks cache`: the image folder decoded into its disk store (data.storage=disk), built or
+    continued; (the folder, its state.json)."""
+    root = _check_root(cfg)
+    listing = list_folder(root)
+    if not cfg.image_size:
+        raise DataError("cnntricks cache: set data.image_size=N, the size every image is decoded to")
+    channels, size = cfg.channels or 3, (cfg.image_size, cfg.image_size)
+    key = _cache_key(root, listing, channels, size)
+    folder = disk_folder(cfg, root, channels, size)
+    state = mapped.build(folder, key, root, [f[0] for f in listing.files], channels, size, workers,
+                         progress and len(listing.files) >= PROGRESS_MIN_FILES)
+    return folder, state
+
+
+def _load_disk(cfg: DataConfig, root: Path, listing: Listing, channels: int, size: tuple[int, int]):
+    key = _cache_key(root, listing, channels, size)
+    folder = disk_folder(cfg, root, channels, size)
+    state = mapped.build(folder, key, root, [f[0] for f in listing.files], channels, size,
+                         progress=len(listing.files) >= PROGRESS_MIN_FILES)
+    unreadable = state["unreadable"]
+    bad = {entry.split(": ", 1)[0] for entry in unreadable}
+    ok = torch.tensor([f[0] not in bad for f in listing.files])
+    if not bool(ok.any()):
+        raise DataError(f"data.root: none of the {len(listing.files)} images under '{root}' could be read:\n"
+                        f"{list_items(unreadable)}")
+    rows = torch.nonzero(ok).flatten()
+    images = mapped.MappedImages(folder / mapped.IMAGES, tuple(state["shape"])).take(rows)
+    tensors = {"images": images, "labels": torch.tensor([f[1] for f in listing.files], dtype=torch.int64)[rows],
+               "split": torch.tensor([f[2] for f in listing.files], dtype=torch.uint8)[rows]}
+    return tensors, unreadable
+
+
 @SOURCES.register("image-folder")
 def load_image_folder(cfg: DataConfig, seed: int) -> tuple[Store, Store]:
     """(train, test) from data.root; `seed` is unused (a carved test split uses TEST_SPLIT_SEED)."""
@@ -349,6 +411,9 @@ def load_image_folder(cfg: DataConfig, seed: int) -> tuple[Store, Store]:
     listing = list_folder(root)
     channels = cfg.channels or 3
     size = (cfg.image_size, cfg.image_size) if cfg.image_size else None
+    if storage_for(cfg, root, listing, channels, size) == "disk":
+        tensors, unreadable = _load_disk(cfg, root, listing, channels, size)
+        return _stores(cfg, root, listing, tensors, unreadable)
     key, cache_path = _cache_key(root, listing, channels, size), _cache_file(cfg, root, channels, size)
     cached = _read_cache(cache_path, key)
     if cached is not None:
@@ -360,14 +425,20 @@ def load_image_folder(cfg: DataConfig, seed: int) -> tuple[Store, Store]:
             write_atomically(cache_path, lambda temporary: save_tensors(tensors, temporary, metadata))
         except OSError as err:
             log.warning("image-folder: cannot write the cache %s (%s); the next load decodes again", cache_path, err)
-    _report_skipped(root, listing, unreadable, cfg.strict)
+    return _stores(cfg, root, listing, tensors, unreadable)
 
+
+def _stores(cfg: DataConfig, root: Path, listing: Listing, tensors: dict, unreadable: list[str]) -> tuple[Store, Store]:
+    """(train, test) of the decoded images (in memory, or a view of the disk store)."""
+    _report_skipped(root, listing, unreadable, cfg.strict)
     is_test = tensors["split"] == _TEST
-    train = Store(tensors["images"][~is_test], tensors["labels"][~is_test], listing.classes)
+    images = tensors["images"]
+    pick = images.take if isinstance(images, mapped.MappedImages) else images.__getitem__
+    train = Store(pick(~is_test), tensors["labels"][~is_test], listing.classes)
     empty = [listing.classes[c] for c, n in enumerate(train.class_counts().tolist()) if n == 0]
     if empty:
         raise DataError(f"data.root: no readable training images for class(es) {', '.join(empty)} under '{root}'; "
                         f"fix the files or remove the class folders")
     if listing.has_test:
-        return train, Store(tensors["images"][is_test], tensors["labels"][is_test], listing.classes)
+        return train, Store(pick(is_test), tensors["labels"][is_test], listing.classes)
     return carve_test(train, cfg.test_fraction, where=f"data.root: '{root}'")

@@ -5,6 +5,8 @@ whatever device the store lives on. No worker processes, no per-image Python cal
 """
 from __future__ import annotations
 
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Callable, Iterator
 
 import torch
@@ -37,3 +39,32 @@ def batch_indices(n: int, batch_size: int, generator: torch.Generator | None, *,
     stop = n - n % batch_size if drop_last else n
     for start in range(0, stop, batch_size):
         yield indices[start:start + batch_size]
+
+
+class BatchReader:
+    """A training split's images by index batch, on the training device: gathered from the in-memory
+    tensor (already on the device), or, for a store on disk (data.storage=disk), read by a background
+    thread one batch ahead so the step does not wait; `waited` sums the seconds it did wait."""
+
+    def __init__(self, images, device: torch.device):
+        self.images, self.device = images, device
+        self.on_disk = not isinstance(images, torch.Tensor)
+        self.pool = ThreadPoolExecutor(1, thread_name_prefix="cnntricks-read") if self.on_disk else None
+        self.pending: tuple[torch.Tensor, Future] | None = None  # the upcoming batch's indices, being read
+        self.waited = 0.0
+
+    def read(self, indices: torch.Tensor, upcoming: torch.Tensor | None = None) -> torch.Tensor:
+        if not self.on_disk:
+            return self.images[indices]
+        started = time.perf_counter()
+        if self.pending is not None and torch.equal(self.pending[0], indices):
+            batch = self.pending[1].result()
+        else:  # the first batch of an epoch (or after a resume): nothing read ahead
+            batch = self.images[indices.cpu()]
+        self.waited += time.perf_counter() - started
+        self.pending = None if upcoming is None else (upcoming, self.pool.submit(self.images.__getitem__, upcoming.cpu()))
+        return batch.to(self.device, non_blocking=True)
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(wait=True, cancel_futures=True)

@@ -11,15 +11,22 @@ from dataclasses import dataclass
 
 import torch
 
+from cnntricks.data.mapped import MappedImages
+
 
 @dataclass
 class Store:
-    images: torch.Tensor  # uint8 (N, C, H, W), contiguous
+    images: torch.Tensor | MappedImages  # uint8 (N, C, H, W), contiguous; or rows of a file (data.storage=disk)
     labels: torch.Tensor  # int64 (N,)
     classes: list[str]  # class names; index = label
 
     def __post_init__(self):
         # Checked once here so every later stage can rely on the layout without re-checking.
+        if isinstance(self.images, MappedImages):  # data.storage=disk: rows of a file, read by index batch
+            if len(self.images) != len(self.labels):
+                raise ValueError(f"Store has {len(self.images)} images but {len(self.labels)} labels")
+            self.classes = list(self.classes)
+            return
         if self.images.dtype != torch.uint8 or self.images.dim() != 4:
             raise ValueError(f"Store.images must be uint8 (N, C, H, W), got {self.images.dtype} "
                              f"{tuple(self.images.shape)}")
@@ -48,7 +55,13 @@ class Store:
 
     def subset(self, index: torch.Tensor) -> Store:
         """A new Store with the images at `index` (int64 positions or a bool mask), copied."""
+        if isinstance(self.images, MappedImages):
+            return Store(self.images.take(index), self.labels[index], self.classes)  # a view: nothing read
         return Store(self.images[index].contiguous(), self.labels[index], self.classes)
+
+    @property
+    def on_disk(self) -> bool:
+        return isinstance(self.images, MappedImages)
 
     def class_counts(self) -> torch.Tensor:
         """Images per class, int64 (len(classes),)."""

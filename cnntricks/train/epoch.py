@@ -33,9 +33,11 @@ class EpochProgress:
                    torch.zeros((), device=device, dtype=torch.long))
 
     def batch_indices(self, n: int, batch_size: int, generator: torch.Generator,
-                      order: Callable[[torch.Generator], torch.Tensor] | None = None) -> Iterator[torch.Tensor]:
-        """This epoch's index batches from where it stands (all of them on a fresh epoch); `order` draws
-        the epoch's n indices (imbalance.sampler) instead of a permutation."""
+                      order: Callable[[torch.Generator], torch.Tensor] | None = None
+                      ) -> Iterator[tuple[torch.Tensor, torch.Tensor | None]]:
+        """This epoch's index batches from where it stands (all of them on a fresh epoch), each with the
+        next one (None at the last: a disk store reads it while the step runs); `order` draws the epoch's
+        n indices (imbalance.sampler) instead of a permutation."""
         batches = batch_indices(n, batch_size, generator, order=order)
         if self.batches:
             now = generator.get_state()
@@ -44,9 +46,12 @@ class EpochProgress:
                 next(batches)
             generator.set_state(now)
         self.started = time.perf_counter()
-        for indices in batches:
+        current = next(batches, None)
+        while current is not None:
+            upcoming = next(batches, None)  # slices of the permutation drawn above: no generator draw
             self.batches += 1  # counted as done from here: a checkpoint in the loop's body comes after its step
-            yield indices
+            yield current, upcoming
+            current = upcoming
 
     def add(self, loss: torch.Tensor, logits: torch.Tensor, labels: torch.Tensor) -> None:
         """A step's mean loss and predictions, summed on the device (no host sync)."""

@@ -18,7 +18,7 @@ import io
 import math
 import signal
 import warnings
-from contextlib import nullcontext
+from contextlib import closing, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,6 +29,7 @@ from cnntricks.augment import FancyPCA
 from cnntricks.augment.policy import create_mixing, create_policy
 from cnntricks.config import Config
 from cnntricks.data import load_splits
+from cnntricks.data.loader import BatchReader
 from cnntricks.data.samplers import sampler_for
 from cnntricks.data.store import Splits
 from cnntricks.nn.init import lsuv_
@@ -58,6 +59,8 @@ from cnntricks.train.stages import stage_plugins
 __all__ = ["fit", "Trainer", "TrainerState", "TrainingDiverged", "RunDirectoryError", "Interrupted"]
 
 MISCLASSIFIED_KEPT = 36  # test images kept for the report's grid of confident mistakes
+FIT_SAMPLE = 10_000  # data.storage=disk: images the preprocessing statistics are fitted on (a mean and a std per
+                     # channel from 10,000 images are within a fraction of a percent of the whole split's)
 
 
 class TrainingDiverged(RuntimeError):
@@ -189,7 +192,10 @@ class Trainer:
         self.optimizer = create_optimizer(cfg.optim, self.model, cfg.regularize.penalize,
                                           self.transfer.scales if self.transfer else None)
         self.augment, self.mixing = self._augmentation()
-        self.train_images = self.splits.train.images.to(self.device)  # the whole split lives on the device (airbench)
+        # the whole split lives on the device (airbench), or (data.storage=disk) stays in its file, read by batch
+        images = self.splits.train.images
+        self.train_images = images if self.splits.train.on_disk else images.to(self.device)
+        self.reader = BatchReader(self.train_images, self.device)
         self.train_labels = self.splits.train.labels.to(self.device)
         # the epochs' order of training images (data/samplers.py: imbalance.sampler, two_stage) and the loss
         self.sampler = sampler_for(cfg.imbalance, self.train_labels, cfg.train.epochs)
@@ -225,10 +231,18 @@ class Trainer:
         fine-tuning, the source's (so a resume does not need the source any more: it reads its own)."""
         if self.resume and self.cfg.model.pretrained and (self.run_dir / PREPROCESS).is_file():
             return load_preprocess(self.run_dir)
-        preprocess, self.preprocess_notice = input_preprocess(self.cfg, self.splits.train.images)
+        preprocess, self.preprocess_notice = input_preprocess(self.cfg, self.fitting_images())
         if self.world.main:
             preprocess.save(self.run_dir)
         return preprocess
+
+    def fitting_images(self) -> torch.Tensor:
+        """What the input preprocessing and fancy PCA are fitted on: the training split, or for a split on
+        disk up to FIT_SAMPLE of its images (all of them, in order, when there are no more)."""
+        images = self.splits.train.images
+        if not self.splits.train.on_disk:
+            return images
+        return images.sample(FIT_SAMPLE, torch.Generator().manual_seed(self.cfg.train.seed))
 
     def _augmentation(self):
         """(label-preserving policy, mixing or None), from the resolved augmentation values."""
@@ -237,7 +251,7 @@ class Trainer:
             warnings.warn(self.resolved.augment_notice)
         fancy_pca = None
         if self.resolved.augment["fancy_pca"]:  # AlexNet: PCA of the whole training set's RGB values, fitted once
-            fancy_pca = FancyPCA.fit(self.splits.train.images)
+            fancy_pca = FancyPCA.fit(self.fitting_images())
             if self.world.main:
                 write_json(self.run_dir / FANCY_PCA, fancy_pca.state_dict(), indent=None)
         values = self.resolved.augment
@@ -248,7 +262,7 @@ class Trainer:
 
     def run(self) -> dict | Restart:
         """Train to the end; returns the summary, or the Restart a plug-in asked for."""
-        with self.signals:
+        with self.signals, closing(self.reader):
             self.start()
             self.signals.deferring = True
             while self.state.epoch < self.cfg.train.epochs and self.state.stop_reason is None:
@@ -312,9 +326,10 @@ class Trainer:
         forward = self.wrapped()  # after on_epoch_start: a fine-tuning plan may have unfrozen a stage
         progress = state.epoch / self.cfg.train.epochs  # what the progressive and two-stage samplers move with
         order = None if self.sampler.name == "none" else lambda generator: self.sampler.order(generator, progress)
-        for indices in epoch.batch_indices(size, self.batch_size, self.order_generator, order):
+        for indices, upcoming in epoch.batch_indices(size, self.batch_size, self.order_generator, order):
             indices = self.world.share(indices)  # this process's part of the global batch (all of it in one)
-            images = self.augment(self.train_images[indices], self.generator)
+            upcoming = None if upcoming is None else self.world.share(upcoming)
+            images = self.augment(self.reader.read(indices, upcoming), self.generator)
             images = self.model_input(images)
             labels = targets = self.train_labels[indices]
             if self.mixing is not None:  # mixup / cutmix: soft targets (N, classes)
@@ -468,6 +483,8 @@ class Trainer:
             "train_acc": state.last_epoch.get("train_acc"),
             "train_seconds": state.train_seconds, "epochs": state.epoch, "steps": state.step,
             "images_per_second": state.images_seen / max(state.train_seconds, 1e-9),
+            # data.storage=disk: seconds the steps waited for a batch read from disk (since this process started)
+            "data_wait_seconds": self.reader.waited if self.reader.on_disk else None,
             "stop_reason": state.stop_reason or "completed",
             "device": str(self.device), "precision": self.precision,
             "parameters": sum(p.numel() for p in self.model.parameters()),
