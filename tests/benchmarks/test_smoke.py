@@ -367,3 +367,17 @@ def test_ddp_parity_smoke_trains_one_and_two_processes_and_prints_the_difference
                                rf"(met|NOT MET)\)", text)
     assert float(difference) == pytest.approx(accuracy[2] - accuracy[1], abs=0.011)
     assert (verdict == "met") == (abs(float(difference)) <= 0.2)
+
+
+def test_data_at_scale_smoke_builds_the_disk_store_trains_from_it_and_prints_the_targets():
+    text = run_script(str(BENCHMARKS / "data_at_scale.py"), "--smoke", timeout=300, checkout=True)
+    find(r"^cpu .+; 300 JPEGs at 64x48, cached at 3x32x32 with 2 workers$", text)
+    rate, count, seconds = find(rf"^cache build: ([\d,]+) images/s \((300) in {NUMBER} s, 2 workers\); 300 images at "
+                                rf"3x32x32 in .+images\.u8", text)
+    assert float(rate.replace(",", "")) == pytest.approx(300 / float(seconds), rel=0.05, abs=1)
+    steps, train, _, wait, share, _ = find(rf"^train data\.storage=disk: (\d+) steps in {NUMBER} s \({NUMBER} images/s\), "
+                                           rf"waited for data {NUMBER} s \({NUMBER}%\); peak memory {NUMBER} GB$", text)
+    assert int(steps) >= 1 and float(wait) <= float(train)
+    find(rf"^train data\.storage=memory: \d+ steps in {NUMBER} s \({NUMBER} images/s\); peak memory {NUMBER} GB$", text)
+    find(r"^targets: waiting for data .+% of training \(< 5%: (met|NOT MET)\); peak memory from disk .+ GB \(< 2 GB: "
+         r"(met|NOT MET)\), from memory .+ GB$", text)
