@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -28,21 +27,13 @@ from pathlib import Path
 
 import numpy as np
 
+from cnntricks.train.device import cpu_name
+
 MAX_WAIT_SHARE = 0.05  # of the training seconds
 MAX_MEMORY = 2e9       # bytes of peak resident memory of a data.storage=disk run
 RESULTS = Path(__file__).resolve().parent / "results" / "data_at_scale.json"
 TINTS = [(255, 255, 255), (255, 200, 200), (200, 255, 200), (200, 200, 255), (255, 255, 200),
          (255, 200, 255), (200, 255, 255), (255, 230, 180), (180, 230, 255), (230, 180, 255)]
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def write_jpegs(task: tuple[str, np.ndarray, np.ndarray, int, tuple[int, int]]) -> int:
@@ -114,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     work = Path(context.name) if context else args.work
     try:
         folder, cache = work / f"jpegs-{count}", work / "cache"
-        print(f"cpu {cpu_model()}, {os.cpu_count()} cores; {count:,} JPEGs at {source_size[0]}x{source_size[1]}, "
+        print(f"cpu {cpu_name()}, {os.cpu_count()} cores; {count:,} JPEGs at {source_size[0]}x{source_size[1]}, "
               f"cached at 3x{size}x{size} with {args.workers} workers", flush=True)
         made = make_folder(folder, count, source_size, args.workers)
         print(f"made the JPEGs in {made:.1f} s" if made else f"the JPEGs were already in {folder}", flush=True)
@@ -156,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
               f"{runs['memory']['peak_memory'] / 1e9:.2f} GB")
         if out:
             out.parent.mkdir(parents=True, exist_ok=True)
-            out.write_text(json.dumps({"benchmark": "data_at_scale", "cpu": cpu_model(), "images": count,
+            out.write_text(json.dumps({"benchmark": "data_at_scale", "cpu": cpu_name(), "images": count,
                                        "source_size": source_size, "size": size, "workers": args.workers,
                                        "build_seconds": build, "build_images_per_second": count / build,
                                        "train_images": train_images, "runs": runs,

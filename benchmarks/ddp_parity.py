@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import statistics
 import subprocess
 import sys
@@ -28,19 +27,11 @@ import tempfile
 import time
 from pathlib import Path
 
+from cnntricks.train.device import cpu_name
+
 TARGET = 0.2  # points of mean test accuracy between 2 processes and 1
 SMOKE = ("data.source=digits", "model.name=mlp", "train.epochs=2", "train.monitor=off", "doctor.mode=off")
 RESULTS = Path(__file__).resolve().parent / "results" / "ddp_parity.json"
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def train(overrides: list[str], seed: int, processes: int, run_dir: Path) -> dict:
@@ -71,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     seeds = 1 if args.smoke else args.seeds
     out = args.out or (None if args.smoke else RESULTS)
     import torch
-    print(f"cpu {cpu_model()}, {torch.get_num_threads()} threads, torch {torch.__version__}; recipe: "
+    print(f"cpu {cpu_name()}, {torch.get_num_threads()} threads, torch {torch.__version__}; recipe: "
           f"{' '.join(overrides) or 'the default'}; {seeds} seed(s)", flush=True)
     runs = []
     with tempfile.TemporaryDirectory(prefix="ddp-parity-") as scratch:
@@ -94,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
           f"training time ratio 2/1: {seconds[2] / seconds[1]:.2f}")
     if out:
         out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps({"benchmark": "ddp_parity", "cpu": cpu_model(), "torch": torch.__version__,
+        out.write_text(json.dumps({"benchmark": "ddp_parity", "cpu": cpu_name(), "torch": torch.__version__,
                                    "overrides": overrides, "runs": runs, "means": means, "std": spread,
                                    "difference": difference, "target": TARGET, "met": met}, indent=2))
         print(f"wrote {out}")

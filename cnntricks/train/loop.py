@@ -373,7 +373,8 @@ class Trainer:
         trainable = tuple(p.requires_grad for p in self.model.parameters())
         if trainable != self.trainable:
             from torch.nn.parallel import DistributedDataParallel
-            ids = [self.device.index] if self.device.type == "cuda" else None
+            ids = None if self.device.type != "cuda" else [  # this rank's GPU (distributed.setup chose it)
+                self.device.index if self.device.index is not None else torch.cuda.current_device()]
             self.parallel, self.trainable = DistributedDataParallel(self.model, device_ids=ids), trainable
         return self.parallel
 
