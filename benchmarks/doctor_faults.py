@@ -467,17 +467,23 @@ def plain_loop_takes(case: Case) -> bool:
 def run_foreign(job: Job) -> dict:
     """Train one case and seed with the plain loop, which writes a Lightning-format metrics.csv and nothing
     else; diagnose that log, and check the case's symptom from it."""
-    from cnntricks.doctor import diagnose
-    from cnntricks.doctor.foreign import ForeignLogError, read_foreign
-
     started, error, trained = time.perf_counter(), None, {}
     try:
         trained = load_plain_loop().train(job.overrides + (f"train.seed={job.seed}",), job.run_dir)
     except Exception as err:  # noqa: BLE001 - a broken case is reported, not fatal
         error = f"{type(err).__name__}: {err}"
-    result = {"case": job.case, "seed": job.seed, "role": job.role, "seconds": time.perf_counter() - started,
-              "error": error, "planned_steps": trained.get("planned_steps", 0), "findings": [], "finding_events": [],
-              "remedies": [], "stats_records": 0, "test_acc": trained.get("test_acc")}
+    return diagnose_foreign(job, {"seconds": time.perf_counter() - started, "error": error,
+                                  "planned_steps": trained.get("planned_steps", 0), "test_acc": trained.get("test_acc")})
+
+
+def diagnose_foreign(job: Job, trained: dict) -> dict:
+    """A plain-loop run's result: `trained` (seconds, error, planned_steps, test_acc), the doctor's findings on
+    its metrics.csv, and its symptom from that history (--rediagnose calls it again on kept runs)."""
+    from cnntricks.doctor import diagnose
+    from cnntricks.doctor.foreign import ForeignLogError, read_foreign
+
+    result = {"case": job.case, "seed": job.seed, "role": job.role, **trained, "findings": [], "finding_events": [],
+              "remedies": [], "stats_records": 0}
     try:
         result["findings"] = [{"id": f.id, "severity": f.severity, "step": f.step, "epoch": f.epoch}
                               for f in diagnose(job.run_dir)]
@@ -576,6 +582,11 @@ def summarize(results: list[dict], role: str = "detect") -> dict:
     unjudged = {c.name: dict(sorted(Counter(i for r in results if r["case"] == c.name for i in alarms(r)).items()))
                 for c in FAULTS if c not in judged and any(r["case"] == c.name for r in results)}
     results = [r for r in results if r["case"] not in unjudged]
+    left_out = {}
+    if role == "foreign":  # judged where the history shows the fault, healthy where the run trained well
+        left_out = dict(Counter(r["case"] for r in results if not r["symptom_shown"]))
+        left_out = {name: f"{count}/{sum(r['case'] == name for r in results)}" for name, count in left_out.items()}
+        results = [r for r in results if r["symptom_shown"]]
     faults = {}
     for case in judged:
         runs = [r for r in results if r["case"] == case.name]
@@ -607,7 +618,8 @@ def summarize(results: list[dict], role: str = "detect") -> dict:
             "false_alarm_runs": len(false_alarms),
             "false_alarm_rate": len(false_alarms) / len(healthy_runs) if healthy_runs else None,
             "false_alarm_ids": dict(sorted(Counter(i for r in false_alarms for i in alarms(r)).items())),
-            "false_alarm_cases": [f"{r['case']}/{r['seed']}" for r in false_alarms], "unjudged": unjudged}
+            "false_alarm_cases": [f"{r['case']}/{r['seed']}" for r in false_alarms], "unjudged": unjudged,
+            "left_out": left_out}
 
 
 def mean(values: list) -> float | None:
@@ -675,6 +687,10 @@ def print_tables(summary: dict, fixes: dict | None, cost: dict | None, foreign: 
         if unjudged:
             print(f"not judged (their fault shows only in layer statistics, which a history lacks), warning+ ids: "
                   f"{unjudged}")
+        if foreign["left_out"]:
+            print("left out, as the history did not show the fault (a fault's symptom check) or the plain loop did "
+                  "not train the healthy config well (its health check): "
+                  + ", ".join(f"{name} {runs} runs" for name, runs in foreign["left_out"].items()))
     if fixes:
         print()
         print_fixes(fixes)
@@ -804,6 +820,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                f"{MIN_FIXED_SHARE:.0%} of faulty runs, with the default case monitor + live doctor <= "
                f"{MAX_DOCTOR_COST:.0%} of fit()); 1 = a measured target not met; 2 = bad usage; 3 = data problem.")
     parser.add_argument("--seeds", type=int, default=3, help="seeds per case, 0..N-1 (default 3)")
+    parser.add_argument("--first-seed", type=int, default=0,
+                        help="the first seed (default 0): seeds FIRST..FIRST+N-1, fresh runs for a held-out check")
     parser.add_argument("--only", help="comma-separated fault and healthy case names to run (default: all)")
     parser.add_argument("--fix", action="store_true",
                         help="also run each fault with doctor.mode=fix (same seeds) and its healthy twin, and report "
@@ -814,6 +832,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                              "faults a history shows are judged by the same targets")
     parser.add_argument("--foreign-only", action="store_true",
                         help="only the plain-loop arm of --foreign (results: benchmarks/results/doctor_faults_foreign.json)")
+    parser.add_argument("--rediagnose", action="store_true",
+                        help="with --foreign-only and --keep DIR: train nothing; diagnose the plain-loop runs kept in "
+                             "DIR again (after a change to the doctor) and rewrite the results file's figures")
     parser.add_argument("--workers", type=int, default=2, help="runs in parallel, one thread each (default 2)")
     parser.add_argument("--out", type=Path,
                         help="results file (default benchmarks/results/doctor_faults.json, doctor_faults_foreign.json "
@@ -834,6 +855,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args.cases = [CASES[n] for n in names]
     fixing = [c.name for c in args.cases if not c.healthy and (args.fix or (args.smoke and c.name in SMOKE_FIX))]
     args.fix_cases = [CASES[n] for n in fixing] if not args.foreign_only else []
+    if args.rediagnose and not (args.foreign_only and args.keep):
+        parser.error("--rediagnose needs --foreign-only and --keep DIR (the runs a --keep run left there)")
     args.foreign = args.foreign or args.foreign_only or args.smoke
     if args.smoke:
         args.seeds = 1
@@ -858,17 +881,18 @@ def jobs_for(args: argparse.Namespace, scratch: Path) -> list[Job]:
                    str(scratch / f"{case.name}{suffix}-seed{seed}"), role)
 
     names = [case.name for case in args.cases]
+    seeds = range(args.first_seed, args.first_seed + args.seeds)
     twins = list(dict.fromkeys(TWIN[case.name] for case in args.fix_cases if TWIN[case.name] not in names))
-    foreign = [job(case, seed, "foreign") for case in args.cases if plain_loop_takes(case) for seed in range(args.seeds)]
+    foreign = [job(case, seed, "foreign") for case in args.cases if plain_loop_takes(case) for seed in seeds]
     if args.foreign_only:
         return foreign
     jobs = [job(CASES["default"], 0, "overhead")] if "default" in names else []
     if args.smoke:
         jobs = [timed._replace(order=SMOKE_OVERHEAD_ORDER) for timed in jobs]
-    jobs += [job(case, seed, "detect") for case in args.cases for seed in range(args.seeds)]
+    jobs += [job(case, seed, "detect") for case in args.cases for seed in seeds]
     jobs += foreign if args.foreign else []
-    jobs += [job(CASES[name], seed, "twin") for name in twins for seed in range(args.seeds)]
-    jobs += [job(case, seed, "fix", ("doctor.mode=fix",)) for case in args.fix_cases for seed in range(args.seeds)]
+    jobs += [job(CASES[name], seed, "twin") for name in twins for seed in seeds]
+    jobs += [job(case, seed, "fix", ("doctor.mode=fix",)) for case in args.fix_cases for seed in seeds]
     return jobs
 
 
@@ -910,6 +934,18 @@ def print_run(result: dict, done: int, total: int) -> None:
           f"{'; remedies: ' + remedies if remedies else ''}", flush=True)
 
 
+def rediagnose(out: Path, kept: Path) -> list[dict]:
+    """The plain-loop runs of the results file `out`, diagnosed again in their folders under `kept`."""
+    saved = json.loads(out.read_text())
+    results = []
+    for run in saved["runs"]:
+        job = Job(run["case"], (), run["seed"], str(kept / f"{run['case']}-foreign-seed{run['seed']}"), "foreign")
+        result = diagnose_foreign(job, {key: run[key] for key in ("seconds", "error", "planned_steps", "test_acc")})
+        results.append(result)
+        print_run(result, len(results), len(saved["runs"]))
+    return results
+
+
 def write_label_files(jobs: list[Job], scratch: Path, images: int) -> None:
     for name, shuffle in LABEL_FILES.items():
         if any(name in override for job in jobs for override in job.overrides):
@@ -930,7 +966,7 @@ def main(argv: list[str] | None = None) -> int:
     scratch = Path(scratch_context.name) if scratch_context else args.keep
     scratch.mkdir(parents=True, exist_ok=True)
     try:
-        jobs = jobs_for(args, scratch)
+        jobs = [] if args.rediagnose else jobs_for(args, scratch)
         try:
             write_label_files(jobs, scratch, 1000 if args.smoke else LABEL_IMAGES)
         except DataError as err:
@@ -951,6 +987,8 @@ def main(argv: list[str] | None = None) -> int:
                     print_run(result, len(results), len(jobs))
                 pool.close()
                 pool.join()
+        if args.rediagnose:
+            results = rediagnose(args.out, scratch)
     finally:
         if scratch_context:
             scratch_context.cleanup()
@@ -977,7 +1015,7 @@ def main(argv: list[str] | None = None) -> int:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps({
             "benchmark": "doctor_faults", "smoke": args.smoke, "fix": bool(args.fix_cases), "commit": commit,
-            "torch": torch.__version__, "seeds": args.seeds, "workers": args.workers, "seconds": seconds,
+            "torch": torch.__version__, "seeds": args.seeds, "first_seed": args.first_seed, "workers": args.workers, "seconds": seconds,
             "base_overrides": list(BASE),
             "targets": {"min_recall": MIN_RECALL, "min_precision": MIN_PRECISION,
                         "max_false_alarm_rate": MAX_FALSE_ALARM_RATE, "min_fixed_share": MIN_FIXED_SHARE,
