@@ -109,14 +109,20 @@ def launched() -> bool:
     return int(os.environ.get("WORLD_SIZE", "1")) > 1
 
 
+def backend_for(device: str, cuda_available: bool) -> str:
+    """NCCL where the run trains on CUDA (train.device auto or cuda, a GPU present), else gloo."""
+    return "nccl" if device != "cpu" and cuda_available else "gloo"
+
+
 def setup(device: str = "auto") -> World:
-    """Join torchrun's process group (gloo on CPU, NCCL on CUDA); one process: World(). Idempotent."""
+    """Join torchrun's process group (gloo on CPU, NCCL on CUDA, each process on GPU LOCAL_RANK); one
+    process: World(). Idempotent."""
     if not launched() or (dist.is_available() and dist.is_initialized()):
         return current()
-    cuda = device != "cpu" and torch.cuda.is_available()
-    if cuda:
+    backend = backend_for(device, torch.cuda.is_available())
+    if backend == "nccl":
         torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
-    dist.init_process_group("nccl" if cuda else "gloo")
+    dist.init_process_group(backend)
     return current()
 
 

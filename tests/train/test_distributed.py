@@ -8,6 +8,7 @@ SIGTERM resumes to the same weights as one never stopped.
 from __future__ import annotations
 
 import json
+import re
 import signal
 import time
 
@@ -20,7 +21,7 @@ from safetensors.torch import load_file
 from cnntricks import config
 from cnntricks.config import ConfigError
 from cnntricks.rundir import latest_checkpoint, read_history
-from cnntricks.train.distributed import World
+from cnntricks.train.distributed import World, backend_for
 from cnntricks.train.loop import fit
 
 # An MLP without dropout or BatchNorm, no augmentation, fp32: each step is a pure function of the batch, so
@@ -58,6 +59,29 @@ def test_one_process_is_a_world_of_one_where_every_helper_is_the_identity():
     assert torch.equal(world.share(batch), batch) and world.broadcast("x") == "x" and world.gather(3) == [3]
     assert torch.equal(World(1, 2).share(batch), torch.tensor([4, 5, 6, 7]))  # rank 1's half of the global batch
     assert torch.equal(World(0, 4).share(batch), torch.tensor([0, 1]))
+
+
+def test_the_backend_is_nccl_on_cuda_and_gloo_elsewhere():
+    assert backend_for("auto", cuda_available=True) == "nccl" and backend_for("cuda", True) == "nccl"
+    assert backend_for("cpu", cuda_available=True) == "gloo" and backend_for("auto", False) == "gloo"
+
+
+def test_every_rank_stops_together_on_a_nan_and_at_the_target_accuracy(tmp_path):
+    with pytest.raises(Exception) as failed:  # every rank raises TrainingDiverged at the same step: no hang
+        train_ddp(tmp_path, [*EXACT, "train.epochs=2", "optim.lr=1e6", "schedule.warmup_epochs=0"], tmp_path / "nan")
+    assert "TrainingDiverged" in str(failed.value) and re.search(r"loss is (nan|inf|-inf) at step", str(failed.value))
+    nonfinite = [r for r in read_history(tmp_path / "nan") if r.get("event") == "nonfinite"]
+    assert len(nonfinite) == 1  # rank 0 wrote it once
+    train_ddp(tmp_path, [*EXACT, "train.epochs=6", "train.target_accuracy=0.2"], tmp_path / "target")
+    summary = json.loads((tmp_path / "target" / "summary.json").read_text())
+    assert summary["stop_reason"] == "target_accuracy" and summary["epochs"] < 6  # both ranks stopped there
+
+
+def test_sync_batchnorm_is_refused_on_the_cpu_with_what_to_do(tmp_path):
+    with pytest.raises(Exception) as failed:
+        train_ddp(tmp_path, [*EXACT, "model.name=fastnet", "train.sync_batchnorm=true", "train.epochs=1"],
+                  tmp_path / "sync")
+    assert "train.sync_batchnorm=true needs CUDA" in str(failed.value) and "leave it false" in str(failed.value)
 
 
 def test_ddp_steps_equal_the_one_process_steps_on_the_same_global_batch(tmp_path):
