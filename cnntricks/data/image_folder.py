@@ -32,6 +32,7 @@ import hashlib
 import json
 import logging
 import os
+import shutil
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -55,6 +56,7 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".we
 PROGRESS_MIN_FILES = 200  # fewer files decode in well under a second; no progress bar then
 _CACHE_FORMAT = 1  # bump when the cache file's layout changes
 AUTO_DISK_SHARE = 0.5  # data.storage=auto: disk when the decoded images would take over half the available memory
+DECODE_COPIES = 8  # bytes of memory per stored byte while decoding one image (Pillow's image, float copies)
 _TRAIN, _TEST = 0, 1
 log = logging.getLogger(__name__)
 
@@ -351,10 +353,23 @@ def storage_for(cfg: DataConfig, root: Path, listing: Listing, channels: int,
     if cfg.storage == "disk" and size is None:
         raise DataError("data.storage=disk: the images are decoded to one size on disk; set data.image_size=N "
                         "(for example data.image_size=224)")
-    if cfg.storage != "auto":
-        return cfg.storage
     available = available_memory()
     needed = len(listing.files) * channels * size[0] * size[1] if size is not None else 0
+    if size is not None and (cfg.storage == "disk" or (available is not None and needed > AUTO_DISK_SHARE * available)):
+        # the disk must hold the file, and memory one image's decoding (a float working copy or two of it)
+        cache = cache_root(cfg)
+        existing = next((p for p in (cache, *cache.parents) if p.exists()), Path("/"))
+        free = shutil.disk_usage(existing).free
+        one = DECODE_COPIES * channels * size[0] * size[1]
+        if needed > free or (available is not None and one > available):
+            if cfg.storage == "auto":
+                return "memory"  # neither fits: the memory path refuses, naming the sizes
+            raise DataError(f"data.storage=disk: {len(listing.files):,} images at {channels}x{size[0]}x{size[1]} take "
+                            f"{gigabytes(needed)} of disk ({gigabytes(free)} free under {existing}) and "
+                            f"{gigabytes(one)} of memory to decode one; lower data.image_size or set data.cache_dir "
+                            f"to a disk with room")
+    if cfg.storage != "auto":
+        return cfg.storage
     if size is None or available is None or needed <= AUTO_DISK_SHARE * available:
         return "memory"
     warnings.warn(DataWarning(
