@@ -54,8 +54,6 @@ def parse(overrides: list[str] | tuple[str, ...]) -> dict:
         default = DEFAULTS[key]
         if text in ("null", "None"):
             value = None
-        elif isinstance(default, bool):
-            value = text.lower() == "true"
         elif isinstance(default, (int, float)) or key in ("data.subset", "train.threads"):
             value = float(text) if isinstance(default, float) else int(text)
         else:

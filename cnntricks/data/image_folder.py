@@ -382,8 +382,17 @@ def storage_for(cfg: DataConfig, root: Path, listing: Listing, channels: int,
 def disk_folder(cfg: DataConfig, root: Path, channels: int, size: tuple[int, int]) -> Path:
     """One folder per (root, channels, size), as the in-memory cache: a changed folder is built anew in its
     place (state.json's key says whether the content still matches)."""
-    return _cache_file(cfg, root, channels, size).parent.with_name("image-folder-disk") / \
-        _cache_file(cfg, root, channels, size).stem
+    memory_cache = _cache_file(cfg, root, channels, size)
+    return memory_cache.parent.with_name("image-folder-disk") / memory_cache.stem
+
+
+def _build_disk(cfg: DataConfig, root: Path, listing: Listing, channels: int, size: tuple[int, int],
+                workers: int = 0, progress: bool = True) -> tuple[Path, dict]:
+    """The disk store of `listing`, built or continued: (its folder, its state.json)."""
+    key = _cache_key(root, listing, channels, size)
+    folder = disk_folder(cfg, root, channels, size)
+    return folder, mapped.build(folder, key, root, [f[0] for f in listing.files], channels, size, workers,
+                                progress and len(listing.files) >= PROGRESS_MIN_FILES)
 
 
 def build_disk_store(cfg: DataConfig, workers: int = 0, progress: bool = True) -> tuple[Path, dict]:
@@ -393,19 +402,11 @@ def build_disk_store(cfg: DataConfig, workers: int = 0, progress: bool = True) -
     listing = list_folder(root)
     if not cfg.image_size:
         raise DataError("cnntricks cache: set data.image_size=N, the size every image is decoded to")
-    channels, size = cfg.channels or 3, (cfg.image_size, cfg.image_size)
-    key = _cache_key(root, listing, channels, size)
-    folder = disk_folder(cfg, root, channels, size)
-    state = mapped.build(folder, key, root, [f[0] for f in listing.files], channels, size, workers,
-                         progress and len(listing.files) >= PROGRESS_MIN_FILES)
-    return folder, state
+    return _build_disk(cfg, root, listing, cfg.channels or 3, (cfg.image_size, cfg.image_size), workers, progress)
 
 
 def _load_disk(cfg: DataConfig, root: Path, listing: Listing, channels: int, size: tuple[int, int]):
-    key = _cache_key(root, listing, channels, size)
-    folder = disk_folder(cfg, root, channels, size)
-    state = mapped.build(folder, key, root, [f[0] for f in listing.files], channels, size,
-                         progress=len(listing.files) >= PROGRESS_MIN_FILES)
+    folder, state = _build_disk(cfg, root, listing, channels, size)
     unreadable = state["unreadable"]
     bad = {entry.split(": ", 1)[0] for entry in unreadable}
     ok = torch.tensor([f[0] not in bad for f in listing.files])

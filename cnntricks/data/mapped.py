@@ -67,7 +67,11 @@ class MappedImages:
         key = torch.as_tensor(key)
         if key.dtype == torch.bool:
             return torch.nonzero(key).flatten()
-        return key.long().flatten() % max(1, len(self)) if key.numel() else key.long().flatten()
+        positions = key.long().flatten()
+        positions = torch.where(positions < 0, positions + len(self), positions)  # -1 is the last, as in torch
+        if positions.numel() and (positions.min() < 0 or positions.max() >= len(self)):
+            raise IndexError(f"{self.path}: index out of range for {len(self)} images")
+        return positions
 
     def __getitem__(self, key) -> torch.Tensor:
         """The images at `key` (a slice, int64 positions or a bool mask), read from the file: (k, C, H, W)."""

@@ -55,11 +55,7 @@ class World:
 
     def mean(self, tensor: torch.Tensor) -> torch.Tensor:
         """The mean over the ranks of a float tensor (every rank gets it)."""
-        if self.size == 1:
-            return tensor
-        tensor = tensor.clone()
-        dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
-        return tensor / self.size
+        return tensor if self.size == 1 else self.sum(tensor) / self.size
 
     def sum(self, tensor: torch.Tensor) -> torch.Tensor:
         if self.size == 1:
@@ -83,6 +79,10 @@ class World:
         values = [None] * self.size if self.main else None
         dist.gather_object(value, values, dst=0)
         return values
+
+    def augmentation_seed(self, seed: int) -> int:
+        """This rank's augmentation seed: train.seed in one process (the stream a run has always drawn)."""
+        return seed + SEED_STRIDE * self.rank
 
     def sync_buffers(self, model: torch.nn.Module) -> None:
         """Rank 0's buffers (BatchNorm's running statistics) on every rank, before evaluating: each rank's

@@ -171,8 +171,7 @@ class Trainer:
             write_json(self.run_dir / TRANSFER, self.advice.to_dict())
         # the augmentation's draws (and in one process the epochs' order too: the same stream as always);
         # under torchrun every rank draws the same order from its own generator and augments with its rank's
-        self.generator = torch.Generator(device=self.device).manual_seed(
-            cfg.train.seed + distributed.SEED_STRIDE * world.rank)
+        self.generator = torch.Generator(device=self.device).manual_seed(world.augmentation_seed(cfg.train.seed))
         self.order_generator = self.generator if not world.distributed else \
             torch.Generator(device=self.device).manual_seed(cfg.train.seed)
         self.preprocess_notice = ""  # fine-tuning: where the input preprocessing came from
@@ -542,9 +541,9 @@ class Trainer:
         calls it (each rank's augmentation generator goes in), rank 0 writes it and returns its folder."""
         generators = None
         if self.world.distributed and self.state.step == 0:  # every rank's augmentation still at its seed: no need
-            generators = [torch.Generator(device=self.device).manual_seed(self.cfg.train.seed + distributed.SEED_STRIDE
-                                                                          * rank).get_state()
-                          for rank in range(self.world.size)]  # to ask (the fix-mode doctor's first checkpoint)
+            generators = [torch.Generator(device=self.device).manual_seed(
+                distributed.World(rank, self.world.size).augmentation_seed(self.cfg.train.seed)).get_state()
+                for rank in range(self.world.size)]  # to ask (the fix-mode doctor's first checkpoint)
         elif self.world.distributed:
             generators = self.world.gather(self.generator.get_state())
         if not self.world.main:
@@ -574,7 +573,7 @@ class Trainer:
             # from its start, and crashes on torch 2.13)
             self.generator.set_state(ranks[self.world.rank].clone())
         elif self.world.distributed:  # a run resumed with another number of processes: fresh augmentation draws
-            self.generator.manual_seed(self.cfg.train.seed + distributed.SEED_STRIDE * self.world.rank + saved["trainer"]["step"])
+            self.generator.manual_seed(self.world.augmentation_seed(self.cfg.train.seed) + saved["trainer"]["step"])
             if self.world.main:
                 self.say(f"{folder.name} was written by {len(ranks) if ranks is not None else 1} process(es), this "
                          f"run has {self.world.size}: the augmentation draws start afresh (the order of the images "
