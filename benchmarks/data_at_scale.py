@@ -12,6 +12,10 @@ kept in --work and reused):
 
     python benchmarks/data_at_scale.py                    # 20,000 JPEGs, about 20 minutes on 2 cores
     python benchmarks/data_at_scale.py --smoke            # 300 small JPEGs, for CI
+    python benchmarks/data_at_scale.py --cold --work DIR  # the store evicted from the page cache before each run
+
+--cold asks the kernel to drop the cache's files from the page cache (posix_fadvise DONTNEED, which needs no
+root) before each training run, so the disk run reads its batches from the disk, not from memory.
 """
 from __future__ import annotations
 
@@ -75,6 +79,21 @@ PEAK = ("import resource, subprocess, sys; code = subprocess.call(sys.argv[1:]);
         "sys.exit(code)")
 
 
+def evict(folder: Path) -> int:
+    """Drop every file under `folder` from the page cache (clean pages only; the cache is written and closed);
+    the bytes of the files asked for."""
+    total = 0
+    for path in (p for p in folder.rglob("*") if p.is_file()):
+        descriptor = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(descriptor)  # written pages become clean, and clean pages can be dropped
+            os.posix_fadvise(descriptor, 0, 0, os.POSIX_FADV_DONTNEED)
+            total += path.stat().st_size
+        finally:
+            os.close(descriptor)
+    return total
+
+
 def child(command: list[str], env: dict, scratch: Path) -> tuple[subprocess.CompletedProcess, int]:
     """Run `command` under a fresh wrapper process; (its result, the peak resident memory in bytes of the
     largest process it started: ru_maxrss of the wrapper's children, its own alone)."""
@@ -98,6 +117,8 @@ def main(argv: list[str] | None = None) -> int:
                                                   "give one to reuse the JPEGs)")
     parser.add_argument("--out", type=Path, help=f"results file (default {RESULTS}; --smoke: none)")
     parser.add_argument("--smoke", action="store_true", help="300 JPEGs at 64x48, cached at 32, 200 trained on")
+    parser.add_argument("--cold", action="store_true", help="drop the cache's files from the page cache before each "
+                                                            "training run (a cold disk)")
     args = parser.parse_args(argv)
     count, train_images = (300, 200) if args.smoke else (args.images, args.train_images)
     source_size, size = ((64, 48), 32) if args.smoke else ((500, 375), 224)
@@ -130,6 +151,8 @@ def main(argv: list[str] | None = None) -> int:
             command = [sys.executable, "-m", "cnntricks", "train", *common, f"data.storage={storage}",
                        f"data.subset={train_images}", "train.epochs=1", "train.monitor=off", "doctor.mode=off",
                        "optim.batch_size=32", "train.eval_batch_size=32", "--run-dir", str(run_dir), "--quiet"]
+            if args.cold:
+                print(f"--cold: {evict(cache) / 1e9:.2f} GB of cache files dropped from the page cache", flush=True)
             started = time.perf_counter()
             done, peak = child(command, env, work)
             if done.returncode != 0:
@@ -153,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
             out.parent.mkdir(parents=True, exist_ok=True)
             out.write_text(json.dumps({"benchmark": "data_at_scale", "cpu": cpu_name(), "images": count,
                                        "source_size": source_size, "size": size, "workers": args.workers,
-                                       "build_seconds": build, "build_images_per_second": count / build,
+                                       "cold": args.cold, "build_seconds": build, "build_images_per_second": count / build,
                                        "train_images": train_images, "runs": runs,
                                        "met": {"wait": wait_met, "memory": memory_met}}, indent=2))
             print(f"wrote {out}")

@@ -135,9 +135,14 @@ class RegularizeConfig:
     penalize: Literal["weights", "all"] = "weights"  # what l1, l2 and weight decay act on: conv / linear weights only, or biases and norm parameters too
 
 
+DEFAULT_EPOCHS = 12  # train.epochs unset: the default recipe's epochs (measured on Fashion-MNIST's 54,000 images)
+
+
 @dataclass
 class TrainConfig:
-    epochs: int = 12  # passes over the training split
+    epochs: int | None = None  # passes over the training split; None = planned: 12 (the default recipe's, measured on Fashion-MNIST), or more where a small training split would give fewer than train.min_steps steps
+    min_steps: int = 1000  # train.epochs unset: the run takes at least this many steps, so a small data set trains as long as it needs (README: measured on four data sets); the warm-up stays its share of the run
+    time_budget: float | None = None  # seconds of training (the loop: steps, validation, checkpoints): the speed is measured on the first steps and the schedule planned to end on time, finished; None = train.epochs
     seed: int = 0  # seeds the model, the shuffling, the augmentation and the split
     device: Literal["auto", "cpu", "cuda"] = "auto"  # auto = CUDA when present, else CPU
     precision: Literal["auto", "bf16", "fp16", "fp32"] = "auto"  # auto = bf16 autocast on CUDA or a CPU with AMX/AVX-512-BF16, else fp32
@@ -264,7 +269,9 @@ _RANGES: dict[str, tuple[typing.Callable[[Any], bool], str]] = {
     "train.monitor": (lambda v: v == "off" or (isinstance(v, str) and v.startswith("every:")
                                                and v[6:].isdigit() and int(v[6:]) >= 1),
                       "off or every:N with N >= 1 steps (every:50)"),
-    "train.epochs": (lambda v: v >= 1, ">= 1"),
+    "train.epochs": (lambda v: v is None or v >= 1, ">= 1 (or null: planned)"),
+    "train.min_steps": (lambda v: v >= 0, ">= 0"),
+    "train.time_budget": (lambda v: v is None or v > 0, "> 0 seconds"),
     "train.target_accuracy": (lambda v: v is None or 0 < v <= 1, "in (0, 1] (a fraction, not a percent)"),
     "train.checkpoint_every": (lambda v: v >= 1, ">= 1"),
     "train.patience": (lambda v: v is None or v >= 1, ">= 1 (or null: no early stopping)"),

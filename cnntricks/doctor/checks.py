@@ -23,6 +23,7 @@ from typing import Callable
 import numpy as np
 
 from cnntricks import config as config_module
+from cnntricks.config import DEFAULT_EPOCHS
 from cnntricks.doctor.evidence import CHANCE_SHARE, Evidence  # noqa: F401  (CHANCE_SHARE: at_chance's bar)
 from cnntricks.doctor.findings import Finding
 from cnntricks.registry import Registry
@@ -477,7 +478,9 @@ def chance_change(evidence: Evidence) -> tuple[dict, str]:
 
 def twice_the_epochs(evidence: Evidence) -> dict:
     """The change that trains twice as long (none without a config to say how long it was)."""
-    return {"train.epochs": 2 * evidence.config.train.epochs} if evidence.config is not None else {}
+    if evidence.config is None:
+        return {}
+    return {"train.epochs": 2 * (evidence.config.train.epochs or DEFAULT_EPOCHS)}
 
 
 @register
@@ -508,7 +511,8 @@ def check_at_chance(evidence: Evidence) -> list[Finding]:
 def ended(evidence: Evidence, epoch: int) -> bool:
     """Has the run ended at `epoch`: summary.json, its last planned epoch, or (another loop) no config to say?"""
     cfg = evidence.config
-    return evidence.summary is not None or cfg is None or epoch >= cfg.train.epochs
+    # (a run cnntricks wrote has its planned epochs in config.yaml; unset, the default's)
+    return evidence.summary is not None or cfg is None or epoch >= (cfg.train.epochs or DEFAULT_EPOCHS)
 
 
 def lr_still_working(evidence: Evidence) -> bool:

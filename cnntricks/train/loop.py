@@ -17,6 +17,7 @@ from __future__ import annotations
 import io
 import math
 import signal
+import time
 import warnings
 from contextlib import closing, nullcontext
 from dataclasses import dataclass, field
@@ -42,6 +43,7 @@ from cnntricks.rundir import (BEST, CONFIG, DATA, FANCY_PCA, MISCLASSIFIED, PREP
 from cnntricks.train import checkpoint as ckpt
 from cnntricks.train import distributed
 from cnntricks.transfer import input_preprocess, load_pretrained, plan_transfer, transfer_plugins
+from cnntricks.train.budget import Replan, budget_plugins
 from cnntricks.train.device import autocast
 from cnntricks.train.epoch import EpochProgress
 from cnntricks.train.losses import create_loss
@@ -79,6 +81,8 @@ class TrainerState:
     last_epoch: dict = field(default_factory=dict)
     stop_reason: str | None = None
     first_loss: float | None = None  # the run's first finite loss (fix mode measures explosions by it)
+    loop_seconds: float = 0.0  # wall time of the training loop to the last epoch's end: steps, validation, checkpoints
+    plan: dict | None = None  # train.time_budget's plan: {"steps": the schedule's last step, "warmup_steps"}
 
 
 def fit(cfg: Config, run_dir: str | Path, *, resume: bool = False, progress: bool = True,
@@ -159,6 +163,8 @@ class Trainer:
         self.resolved = resolve(cfg, self.data, saved, self.run_dir)  # checked here, and nowhere after
         self.cfg = cfg = self.resolved.cfg
         self.device, self.precision = self.resolved.device, self.resolved.precision
+        if self.resolved.plan_notice and not resume:  # train.epochs unset on a small split (train/budget.py)
+            self.say(f"train.epochs: {self.resolved.plan_notice}")
         self.advice = None  # transfer.strategy=auto: the advisor's measurements and choice (transfer.json)
         if cfg.model.pretrained and cfg.transfer.strategy == "auto":  # probes, table, race (train/race.py): rank 0's
             self.advice = world.broadcast(choose(cfg, self.splits, self.device, self.say) if world.main else None)
@@ -217,7 +223,8 @@ class Trainer:
                                               self.device, self.precision)
         self.history = History(self.run_dir, cfg.train.log_every) if world.main else NullHistory()
         self.plugins = [self.history, *([Progress()] if progress else []), *transfer_plugins(self.transfer),
-                        *stage_plugins(cfg, self.sampler), *snapshot_plugins(cfg), *habit_plugins(cfg), *callbacks]
+                        *stage_plugins(cfg, self.sampler), *snapshot_plugins(cfg), *habit_plugins(cfg), *callbacks,
+                        *budget_plugins(cfg)]  # the budget last: a rollback or restart asked for at a read comes first
         if not world.main:  # the plug-ins that watch and write run on rank 0; those that act on the model everywhere
             self.plugins = [p for p in self.plugins if getattr(p, "every_rank", False)]
         self.hooks = {event: [getattr(p, event) for p in self.plugins if hasattr(p, event)] for event in EVENTS}
@@ -312,8 +319,11 @@ class Trainer:
             first = torch.randperm(len(self.train_labels),
                                    generator=torch.Generator().manual_seed(self.cfg.train.seed))[:self.batch_size]
             lsuv_(self.model, orthogonalize=False, batch=self.model_input(self.train_images[first.to(self.device)]))
+        if self.state.plan is not None:  # a time-budget run resumed: its plan, not a new one
+            self.apply_plan(self.state.plan)
         if self.resume and self.world.main:  # written once the checkpoint is known to fit: a refused override changes nothing
             write_atomic(self.run_dir / CONFIG, config_module.dump(self.cfg))
+        self.loop_started = time.perf_counter() - self.state.loop_seconds  # the loop's clock, continued on a resume
         self.call("on_fit_start")
 
     def train_epoch(self) -> Rollback | Restart | None:
@@ -359,6 +369,8 @@ class Trainer:
             epoch.add(loss, logits, labels)
             if len(pending) >= self.sync_every and (action := self.read_losses(pending)):
                 return action
+            if state.plan is not None and state.step >= state.plan["steps"]:  # train.time_budget's last step
+                break
         if pending and (action := self.read_losses(pending)):
             return action
         self.epoch = None
@@ -399,7 +411,10 @@ class Trainer:
         if self.state.first_loss is None:
             self.state.first_loss = next((value for _, _, value in losses if math.isfinite(value)), None)
         action = next((a for hook in self.hooks["on_losses_read"] if (a := hook(self, losses)) is not None), None)
-        if (action := self.world.broadcast(action)) is not None:  # rank 0's decision, carried out by every rank
+        action = self.world.broadcast(action)  # rank 0's decision, carried out by every rank
+        if isinstance(action, Replan):  # train.time_budget: the schedule's new end; the epoch goes on
+            action = self.replan(action)
+        if action is not None:
             return action
         if bad is not None:
             self.diverge(*losses[-1])
@@ -421,6 +436,7 @@ class Trainer:
                             "val_loss": val["loss"], "val_acc": val["acc"], "lr": lr, "seconds": seconds,
                             "images_per_second": seen / seconds}
         self.history.add("epoch", **state.last_epoch)
+        state.loop_seconds = time.perf_counter() - self.loop_started
         if message := self.schedule.on_epoch_end(val["acc"]):
             self.history.event(self, "lr_divided", message=message)
         if t.target_accuracy is not None and val["acc"] is not None and val["acc"] >= t.target_accuracy:
@@ -444,10 +460,25 @@ class Trainer:
             self.flush()
         return None
 
+    def replan(self, action: Replan) -> None:
+        """train.time_budget (train/budget.py): the schedule now ends at the action's step, where training stops."""
+        self.state.plan = {"steps": action.total_steps, "warmup_steps": action.warmup_steps}
+        self.apply_plan(self.state.plan)
+        self.history.event(self, "planned", message=action.message)
+        self.say(action.message)
+        if self.world.main:  # config.yaml says how many epochs the run has (the doctor reads it)
+            write_atomic(self.run_dir / CONFIG, config_module.dump(self.cfg))
+
+    def apply_plan(self, plan: dict) -> None:
+        self.schedule.plan(plan["steps"], plan["warmup_steps"])
+        self.cfg.train.epochs = math.ceil(plan["steps"] / self.steps_per_epoch)  # the last one cut at the plan's end
+
     def roll_back(self, action: Rollback) -> None:
         """Back to the action's checkpoint (history and statistics cut back to it), LR x its factor."""
         before = self.schedule.plateau_scale  # the LR scale that failed
+        plan = self.state.plan  # a time budget's plan stays: the clock did not go back
         self.state = self.restore(action.checkpoint)
+        self.state.plan = plan
         self.schedule.plateau_scale = min(before, self.schedule.plateau_scale) * action.lr_factor
         self.call("on_rolled_back", action, before, self.schedule.plateau_scale)
         self.flush()
@@ -484,6 +515,7 @@ class Trainer:
             "best_val_acc": state.best_val_acc, "val_acc": state.last_epoch.get("val_acc"),
             "train_acc": state.last_epoch.get("train_acc"),
             "train_seconds": state.train_seconds, "epochs": state.epoch, "steps": state.step,
+            "loop_seconds": state.loop_seconds, "time_budget": self.cfg.train.time_budget,
             "images_per_second": state.images_seen / max(state.train_seconds, 1e-9),
             # data.storage=disk: seconds the steps waited for a batch read from disk (since this process started)
             "data_wait_seconds": self.reader.waited if self.reader.on_disk else None,

@@ -17,6 +17,7 @@ import torch
 
 from cnntricks.augment.policy import resolve as resolve_augment
 from cnntricks.config import Config, ConfigError
+from cnntricks.train.budget import planned_epochs
 from cnntricks.train.inference import device_and_precision, uses_channels_last
 from cnntricks.transfer.weights import architecture_for, published_name
 
@@ -33,6 +34,7 @@ class Resolved:
     augment: dict              # every augmentation value: the policy's, then the user's
     augment_notice: str | None  # colour operations of a preset dropped for gray data
     monitor_every: int | None  # train.monitor: sample every N steps, None when off
+    plan_notice: str | None = None  # train.epochs unset on a small training split: what was planned (train/budget.py)
 
 
 def check_snapshot(cfg: Config) -> None:
@@ -94,6 +96,11 @@ def resolve(cfg: Config, data: dict | None = None, saved: Config | None = None, 
     """Check and resolve `cfg` for `data` (data.json's description: its "channels" decide the colour
     rules; None: before the data is read, as 3 channels) and, when resuming, the run's `saved` config."""
     cfg = absolute_paths(cfg)
+    cfg.train.epochs, cfg.schedule.warmup_epochs, plan_notice = planned_epochs(cfg, data)
+    if cfg.train.time_budget is not None and (cfg.schedule.name == "snapshot" or cfg.imbalance.two_stage):
+        raise ConfigError(f"train.time_budget plans one schedule over the steps that fit; "
+                          f"{'schedule.name=snapshot' if cfg.schedule.name == 'snapshot' else 'imbalance.two_stage'} "
+                          f"lays its epochs out itself: set train.epochs instead of the budget")
     cfg.model = architecture_for(cfg.model)  # model.pretrained=resnet18 builds a resnet18
     device, precision = device_and_precision(cfg)
     if cfg.preprocess.whiten == "pca" and cfg.model.name != "mlp":
@@ -123,4 +130,5 @@ def resolve(cfg: Config, data: dict | None = None, saved: Config | None = None, 
         augment, notice = resolve_augment(cfg.augment, (data or {}).get("channels", 3))
     except ValueError as err:  # a colour operation asked of gray images
         raise ConfigError(str(err)) from None
-    return Resolved(cfg, device, precision, uses_channels_last(cfg), augment, notice, monitor_every(cfg.train.monitor))
+    return Resolved(cfg, device, precision, uses_channels_last(cfg), augment, notice, monitor_every(cfg.train.monitor),
+                    plan_notice)

@@ -124,6 +124,11 @@ class Schedule:
         return self.peak_lr * self.plateau_scale * lr_factor(
             self.cfg, step, self.total_steps, self.steps_per_epoch)
 
+    def plan(self, total_steps: int, warmup_steps: float) -> None:
+        """The schedule stretched to end at `total_steps`, its warm-up `warmup_steps` long (train.time_budget)."""
+        self.total_steps = total_steps
+        self.cfg = dataclasses.replace(self.cfg, warmup_epochs=warmup_steps / self.steps_per_epoch)
+
     def on_epoch_end(self, val_acc: float | None) -> str | None:
         """Apply the plateau rule; returns a message when the LR was divided."""
         if self.cfg.name != "plateau" or val_acc is None:

@@ -372,7 +372,9 @@ def test_ddp_parity_smoke_trains_one_and_two_processes_and_prints_the_difference
 
 
 def test_data_at_scale_smoke_builds_the_disk_store_trains_from_it_and_prints_the_targets():
-    text = run_script(str(BENCHMARKS / "data_at_scale.py"), "--smoke", timeout=300, checkout=True)
+    text = run_script(str(BENCHMARKS / "data_at_scale.py"), "--smoke", "--cold", timeout=300, checkout=True)
+    find(rf"^--cold: {NUMBER} GB of cache files dropped from the page cache$", text)
+    assert len(re.findall("^--cold: ", text, re.M)) == 2  # before each training run
     find(r"^cpu .+; 300 JPEGs at 64x48, cached at 3x32x32 with 2 workers$", text)
     rate, count, seconds = find(rf"^cache build: ([\d,]+) images/s \((300) in {NUMBER} s, 2 workers\); 300 images at "
                                 rf"3x32x32 in .+images\.u8", text)
@@ -383,3 +385,30 @@ def test_data_at_scale_smoke_builds_the_disk_store_trains_from_it_and_prints_the
     find(rf"^train data\.storage=memory: \d+ steps in {NUMBER} s \({NUMBER} images/s\); peak memory {NUMBER} GB$", text)
     find(r"^targets: waiting for data .+% of training \(< 5%: (met|NOT MET)\); peak memory from disk .+ GB \(< 2 GB: "
          r"(met|NOT MET)\), from memory .+ GB$", text)
+
+
+def test_default_fit_smoke_trains_the_plan_and_a_sweep_point_and_prints_the_gap():
+    text = run_script(str(BENCHMARKS / "default_fit.py"), "--smoke", timeout=300, checkout=True)
+    find(r"^cpu .+; data sets digits; 1 seed\(s\)$", text)
+    per_epoch, epochs, steps = find(r"^digits: (\d+) steps an epoch; the default plans (\d+) epochs \(([\d,]+) steps\)$",
+                                    text)
+    assert int(epochs) * int(per_epoch) >= 200 > (int(epochs) - 1) * int(per_epoch)  # train.min_steps=200 in the smoke
+    default, _, best, _, gap, verdict = find(
+        rf"^digits: default {NUMBER} ± {NUMBER}% \(\d+ steps\); sweep's best \(epochs=12, by validation\) {NUMBER} ± "
+        rf"{NUMBER}%: gap ([+-]\d+\.\d+) points \(<= 2: (met|NOT MET)\)$", text)[:6]
+    assert float(gap) == pytest.approx(float(best) - float(default), abs=0.011)
+
+
+def test_frontier_smoke_trains_the_budget_recipe_the_expert_loop_and_the_seed_recipe_and_draws_the_figure(tmp_path):
+    text = run_script(str(BENCHMARKS / "frontier.py"), "--smoke", "--out", str(tmp_path), timeout=600, checkout=True)
+    find(r"^cpu .+; budgets 4, 8 s; 1 seed\(s\)$", text)
+    for budget in ("4", "8"):
+        find(rf"^  budget-1min {budget} s seed 0: test {NUMBER}%, {NUMBER} s of training, \d+ steps$", text)
+        find(rf"^  expert {budget} s seed 0: test {NUMBER}%, {NUMBER} s of training, \d+ steps$", text)
+        ours, _, expert, _, margin = find(
+            rf"^ +{budget}s  budget-1min +{NUMBER} ± {NUMBER}% +{NUMBER} ± {NUMBER}% +([+-]\d+\.\d+)  ", text)
+        assert float(margin) == pytest.approx(float(ours) - float(expert), abs=0.011)
+    find(rf"^configs/seed\.yaml: {NUMBER} ± {NUMBER}% in \d+ s of training$", text)
+    figure = Path(find(r"^figure: (.+frontier\.png)$", text)[0])
+    assert figure == tmp_path / "frontier.png" and figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert len((tmp_path / "runs.jsonl").read_text().splitlines()) == 5  # kept: a second call would train none
