@@ -4,7 +4,8 @@ different sizes, against the best of a small sweep on each.
 The default recipe was tuned on Fashion-MNIST's 54,000 training images (12 epochs, 421 steps each). On a small
 data set 12 epochs are a few dozen steps; the default plans at least train.min_steps steps instead. This
 benchmark trains, on each data set, the default (no train.epochs: the plan) and a small sweep (train.epochs
-over SWEEP_EPOCHS at the default LR, and the LR x0.5 and x2 at the plan's epochs), for --seeds seeds each,
+over SWEEP_EPOCHS at the default LR (on the full set, 24: its default, 12, is the default's run), and the LR
+x0.5 and x2 at the plan's epochs), for --seeds seeds each,
 and prints the default's test accuracy against the sweep's best (by mean validation accuracy; the target:
 the default within 2 points of it on every data set).
 
@@ -35,7 +36,7 @@ RESULTS = Path(__file__).resolve().parent / "results" / "default_fit"
 MAX_GAP = 2.0  # points of test accuracy the default may trail the sweep's best by (issue target)
 SWEEP_EPOCHS = (12, 25, 50, 100, 200)
 LR_FACTORS = (0.5, 2.0)
-FASHION_EPOCHS = (12, 24)  # the full set: 421 steps an epoch, the default's own ground
+FASHION_EPOCHS = (24,)  # the full set: 421 steps an epoch, the default's own ground (12 epochs: the default)
 
 
 ICONS = Path.home() / ".cache" / "cnntricks" / "benchmarks" / "icons"  # built once from the installed icon themes

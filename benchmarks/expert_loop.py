@@ -1,14 +1,14 @@
 """A hand-written expert PyTorch loop for Fashion-MNIST, given a number of seconds: the peer of the frontier.
 
 What a careful engineer writes by hand, with no cnntricks in the loop (cnntricks only loads the IDX files):
-the whole split on the device as uint8 (airbench's way), a small VGG-style net (3 stages of two 3x3 conv +
-BatchNorm + ReLU, 2x2 max-pooling, widths 16/32/64 (about the cost of the default fastnet per image), global average pooling, a linear head), SGD with Nesterov
-momentum 0.9 and weight decay 5e-4, batches of 256, label smoothing 0.1, one-cycle LR (linear rise to 0.2 over a
-quarter of the steps, linear fall to 0), random flips and shifts of up to 2 pixels, bf16 autocast where the
-CPU has it and channels_last, flip test-time augmentation. It plans its length as an expert would with a
-deadline: it times 10 steps, then sets the total steps so that training fills the seconds (one-cycle over
-them). Its time counts from the first step to the last (no validation during training); the test split is
-evaluated after.
+the whole split in memory as uint8 (airbench's way); a small VGG-style net (3 stages of two 3x3 conv +
+BatchNorm + ReLU and a 2x2 max-pool, widths 16/32/64, global average pooling, a linear head); SGD with
+Nesterov momentum 0.9 and weight decay 5e-4 on the weights; batches of 256; label smoothing 0.1; one-cycle LR
+(a linear rise to 0.2 over a quarter of the steps, a linear fall to 0); random flips and shifts of up to 2
+pixels; bf16 autocast where the CPU has it, and channels_last; flip test-time augmentation. It plans its length
+as an expert with a deadline would: it times 10 steps, then sets the total steps so that training fills the
+seconds (one-cycle over them). Its time counts from the first step to the last (no validation during
+training); the test split is evaluated after.
 
     python benchmarks/expert_loop.py --seconds 60 --seed 0
 """

@@ -118,19 +118,26 @@ def main(argv: list[str] | None = None) -> int:
                   f" {record['seconds']:.1f} s of training, {record['steps']} steps", flush=True)
         return done[key]
 
-    points: dict[str, list[dict]] = {}
-    rows = []
-    for budget in budgets:
+    for budget in budgets:  # train what is asked for and not kept yet
         recipe = RECIPES.get(int(budget), "budget-1min")
         path = ROOT / "configs" / f"{recipe}.yaml"
-        ours = [run(recipe, budget, s, lambda s=s: train_recipe(path, [*data, f"train.time_budget={budget:g}"], s))
-                for s in range(seeds)]
-        expert = [run("expert", budget, s, lambda s=s: expert_loop.train(budget, s, subset)) for s in range(seeds)]
-        row = {"budget": budget, "recipe": recipe}
+        for s in range(seeds):
+            run(recipe, budget, s, lambda s=s: train_recipe(path, [*data, f"train.time_budget={budget:g}"], s))
+            run("expert", budget, s, lambda s=s: expert_loop.train(budget, s, subset))
+    # the figures: every budget kept in --out (earlier calls' too), with every seed kept of it
+    points: dict[str, list[dict]] = {}
+    rows = []
+    for budget in sorted({key[1] for key in done if key[1] is not None}):
+        recipe = RECIPES.get(int(budget), "budget-1min")
+        ours = [r for (arm, b, _), r in sorted(done.items()) if arm == recipe and b == budget]
+        expert = [r for (arm, b, _), r in sorted(done.items()) if arm == "expert" and b == budget]
+        if not ours or not expert:
+            continue
+        row = {"budget": budget, "recipe": recipe, "seeds": len(ours)}
         for name, runs in (("cnntricks", ours), ("expert", expert)):
             test, std = stats([100 * r["test_acc"] for r in runs])
             seconds, _ = stats([r["seconds"] for r in runs])
-            row[name] = {"test": test, "std": std, "seconds": seconds,
+            row[name] = {"test": test, "std": std, "seconds": seconds, "seeds": len(runs),
                          "budget_error": max(abs(r["seconds"] - budget) / budget for r in runs)}
             points.setdefault("cnntricks budget recipes" if name == "cnntricks" else "expert loop", []).append(
                 {"seconds": seconds, "test": test, "std": std})
@@ -144,12 +151,12 @@ def main(argv: list[str] | None = None) -> int:
         seconds, _ = stats([r["seconds"] for r in seed_runs])
         points["configs/seed.yaml"] = [{"seconds": seconds, "test": test, "std": std}]
         print(f"configs/seed.yaml: {test:.2f} ± {std:.2f}% in {seconds:.0f} s of training", flush=True)
-    print(f"{'budget':>8}  {'recipe':<14} {'cnntricks':>16} {'expert loop':>16} {'margin':>7}  budget met within")
+    print(f"{'budget':>8}  {'recipe':<14} {'cnntricks':>16} {'expert loop':>16} {'margin':>7}  seeds  budget met within")
     for row in rows:
         ours, expert = row["cnntricks"], row["expert"]
         target = TARGETS.get(int(row["budget"]))
         print(f"{row['budget']:>7g}s  {row['recipe']:<14} {ours['test']:>7.2f} ± {ours['std']:.2f}% "
-              f"{expert['test']:>7.2f} ± {expert['std']:.2f}% {row['margin']:>+6.2f}  "
+              f"{expert['test']:>7.2f} ± {expert['std']:.2f}% {row['margin']:>+6.2f}  {row['seeds']:>5}  "
               f"{100 * ours['budget_error']:.1f}% ({'met' if ours['budget_error'] <= BUDGET_TOLERANCE else 'NOT MET'}"
               f" <= 5%); margin >= {MARGIN:g}: {'met' if row['margin'] >= MARGIN else 'NOT MET'}"
               + (f"; >= {target:g}%: {'met' if ours['test'] >= target else 'NOT MET'}" if target and not args.smoke else ""))

@@ -8,9 +8,10 @@ cut off mid-decay because time ran out. The plan is made from this machine's mea
   1. the first steps are timed (after STEADY_AFTER steps, once CALIBRATION_STEPS steps and CALIBRATION_SECONDS
      have passed, or a tenth of the budget) and the steps that fit are planned, each epoch's end (validation,
      checkpoint) measured where one has passed and estimated where not;
-  2. once, at a quarter of the budget (and twice the first plan's time) with an epoch's end measured, or at
-     half of the budget without, the plan is made again from all the timings so far, and kept if it moved by
-     more than REPLAN_CHANGE.
+  2. at a quarter and at two thirds of the budget (REPLAN_AT; not before twice the first plan's time, nor
+     before half the budget while no epoch has ended) the plan is made again from all the timings so far, and
+     kept where it moved by more than REPLAN_CHANGE. The schedule is stretched or shrunk a little each time;
+     the later a plan, the less time the steps have to drift from it.
 
 What is counted is the training loop: every step, every epoch's validation and checkpoint (summary.json's
 loop_seconds); loading the data, building the model and the test split's evaluation are outside it. The
@@ -30,7 +31,10 @@ CALIBRATION_STEPS = 10      # steps timed before the first plan
 CALIBRATION_SECONDS = 1.0   # and at least this long (a GPU's steps are milliseconds: ten are too few to time)
 EVALUATION_COST = 0.5       # an epoch's end, before it is measured: validating an image ~ half training on one
                             # (forward only, twice with flip TTA); replaced by the measured figure once an epoch ends
-REPLAN_CHANGE = 0.01        # the second plan replaces the first when the steps differ by more than this share
+REPLAN_AT = (0.25, 2 / 3)   # shares of the budget at which the plan is made again (at half at the earliest while
+                            # no epoch has ended): with one re-plan, at a quarter, a 60 s run ended 7.4% late when
+                            # its steps slowed after it (benchmarks/frontier.py, 1 of 3 seeds)
+REPLAN_CHANGE = 0.01        # a new plan replaces the last when the steps differ by more than this share
 
 
 @dataclass
@@ -62,13 +66,13 @@ def steps_within(budget: float, elapsed: float, step: int, seconds_per_step: flo
 
 
 class TimeBudget:
-    """train.time_budget as a plug-in: times the steps and the epochs' ends, returns `Replan` actions (two at
-    most); the core carries them out (Trainer.replan) and keeps the plan in its checkpoints (a resumed run
+    """train.time_budget as a plug-in: times the steps and the epochs' ends, returns `Replan` actions (one
+    and one per REPLAN_AT at most); the core carries them out (Trainer.replan) and keeps the plan in its checkpoints (a resumed run
     finishes the plan it made)."""
 
     def __init__(self, budget: float, warmup_share: float):
         self.budget, self.warmup_share = budget, warmup_share
-        self.plans = 0                 # made so far: 0, 1 (from the first steps), 2 (re-planned or kept)
+        self.plans = 0                 # made so far (a re-plan that moved too little to be kept counts)
         self.started = 0.0             # perf_counter at the loop's start (less the seconds before a resume)
         self.first_plan_at = 0.0       # seconds into the loop of the first plan
         self.last: tuple[int, float] | None = None  # (step, seconds) of the last read
@@ -78,11 +82,11 @@ class TimeBudget:
     def on_fit_start(self, trainer) -> None:
         self.started = trainer.loop_started  # the loop's clock (continued on a resume)
         if trainer.state.plan is not None:  # a resumed run finishes the plan it made
-            self.plans = 2
+            self.plans = self.last_plan
 
     def on_losses_read(self, trainer, losses) -> Replan | None:
         step, per_epoch = trainer.state.step, trainer.steps_per_epoch
-        if self.plans >= 2 or not losses or step < STEADY_AFTER:
+        if self.plans >= self.last_plan or not losses or step < STEADY_AFTER:
             return None
         now = time.perf_counter() - self.started
         if self.last is not None:
@@ -106,10 +110,14 @@ class TimeBudget:
         if self.plans == 0:
             self.first_plan_at = now
             return self.plan(trainer, per_step, epoch_end, now, "from the first steps")
-        if (self.crossings and now >= max(self.budget / 4, 2 * self.first_plan_at)) or now >= self.budget / 2:
-            return self.plan(trainer, per_step, epoch_end, now, "at a quarter of the budget" if self.crossings
-                             else "at half the budget (no epoch has ended)", replan=True)
+        share = REPLAN_AT[self.plans - 1] if self.crossings else max(0.5, REPLAN_AT[self.plans - 1])
+        if now >= max(self.budget * share, 2 * self.first_plan_at):
+            return self.plan(trainer, per_step, epoch_end, now, f"at {share:.0%} of the budget", replan=True)
         return None
+
+    @property
+    def last_plan(self) -> int:
+        return 1 + len(REPLAN_AT)
 
     def plan(self, trainer, per_step: float, epoch_end: float, now: float, when: str, replan: bool = False):
         self.plans += 1

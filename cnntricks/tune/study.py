@@ -174,7 +174,7 @@ def objective_for(record: dict, out_dir: Path, say=print):
                 trial.set_user_attr("diverged", True)
                 say(f"tune: trial {trial.number} diverged: value 0")
                 return 0.0
-            offset += cfg.train.epochs
+            offset += config_module.load(run_dir / "config.yaml").train.epochs  # as planned (train.epochs unset: by the data)
             if summary.get("stop_reason") == "pruned":
                 say(f"tune: trial {trial.number} pruned at epoch {summary['epochs']}"
                     + (f" of fold {cfg.data.fold}" if record.get("folds") else ""))

@@ -406,7 +406,7 @@ def test_frontier_smoke_trains_the_budget_recipe_the_expert_loop_and_the_seed_re
         find(rf"^  budget-1min {budget} s seed 0: test {NUMBER}%, {NUMBER} s of training, \d+ steps$", text)
         find(rf"^  expert {budget} s seed 0: test {NUMBER}%, {NUMBER} s of training, \d+ steps$", text)
         ours, _, expert, _, margin = find(
-            rf"^ +{budget}s  budget-1min +{NUMBER} ± {NUMBER}% +{NUMBER} ± {NUMBER}% +([+-]\d+\.\d+)  ", text)
+            rf"^ +{budget}s  budget-1min +{NUMBER} ± {NUMBER}% +{NUMBER} ± {NUMBER}% +([+-]\d+\.\d+) +1  ", text)
         assert float(margin) == pytest.approx(float(ours) - float(expert), abs=0.011)
     find(rf"^configs/seed\.yaml: {NUMBER} ± {NUMBER}% in \d+ s of training$", text)
     figure = Path(find(r"^figure: (.+frontier\.png)$", text)[0])
