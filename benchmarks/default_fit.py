@@ -30,6 +30,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from doctor_generalization import build_icons  # noqa: E402  (the icon-theme data set, built once)
 
+from runs_file import keep_run, read_runs  # noqa: E402
+
 from cnntricks.train.device import cpu_name  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results" / "default_fit"
@@ -97,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
                         choices=["digits", "icons", "fashion-2000", "fashion"])
     parser.add_argument("--seeds", type=int, default=3, help="seeds per arm (default 3)")
     parser.add_argument("--out", type=Path, help=f"results folder (default {RESULTS}; --smoke: a temporary one)")
-    parser.add_argument("--only", choices=["default", "sweep"], help="train only these arms (the rest: from --out)")
+    parser.add_argument("--only", choices=["default", "sweep"], help="train only these arms (the others' kept runs are still reported)")
     parser.add_argument("--smoke", action="store_true", help="digits, the default and one sweep point, 1 seed, "
                                                              "train.min_steps=200")
     args = parser.parse_args(argv)
@@ -108,14 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     names, seeds = (["digits"], 1) if args.smoke else (args.datasets, args.seeds)
     store = out / "runs.jsonl"
-    done = {}
-    if store.is_file():
-        for line in store.read_text().splitlines():
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError:  # a torn last line: that run is trained again
-                continue
-            done[(record["dataset"], record["arm"], record["seed"])] = record
+    done = read_runs(store, lambda r: (r["dataset"], r["arm"], r["seed"]))
     print(f"cpu {cpu_name()}; data sets {', '.join(names)}; {seeds} seed(s)", flush=True)
     rows, met = [], True
     for name in names:
@@ -131,15 +126,15 @@ def main(argv: list[str] | None = None) -> int:
               flush=True)
         results = {}
         for arm, overrides in grid.items():
-            if args.only and (arm == "default") != (args.only == "default"):
-                continue
+            train_it = not args.only or (arm == "default") == (args.only == "default")
             for seed in range(seeds):
                 key = (name, arm, seed)
+                if key not in done and not train_it:  # --only: the other arms as kept, where they are
+                    continue
                 if key not in done:
                     record = {"dataset": name, "arm": arm, "seed": seed,
                               **train_one({**data, **extra, **overrides, "train.threads": "2"}, seed)}
-                    with store.open("a") as handle:
-                        handle.write(json.dumps(record) + "\n")
+                    keep_run(store, record)
                     done[key] = record
                     print(f"  {arm}, seed {seed}: test {100 * record['test_acc']:.2f}%, {record['steps']} steps, "
                           f"{record['train_seconds']:.1f} s", flush=True)

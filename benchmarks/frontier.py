@@ -27,6 +27,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import expert_loop  # noqa: E402
 
+from runs_file import keep_run, read_runs  # noqa: E402
+
 from cnntricks.train.device import cpu_name  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -53,7 +55,7 @@ def stats(values: list[float]) -> tuple[float, float]:
     return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
 
 
-def draw(points: dict[str, list[dict]], cpu: str, path: Path) -> None:
+def draw(points: dict[str, list[dict]], cpu: str, path: Path, budgets: list[float]) -> None:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -63,6 +65,8 @@ def draw(points: dict[str, list[dict]], cpu: str, path: Path) -> None:
         axes.errorbar([r["seconds"] for r in rows], [r["test"] for r in rows], yerr=[r["std"] for r in rows],
                       marker="o", capsize=3, label=name)
     axes.set_xscale("log")
+    axes.set_xticks(budgets, [f"{b:g} s" for b in budgets])  # the points sit at the seconds measured
+    axes.minorticks_off()
     axes.set_xlabel("training seconds (2 CPU cores)")
     axes.set_ylabel("Fashion-MNIST test accuracy (%)")
     axes.set_title(f"Accuracy frontier, {cpu}", fontsize=10)
@@ -95,14 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     subset = 2000 if args.smoke else None
     data = [f"data.subset={subset}"] if subset else []
     store = out / "runs.jsonl"
-    done = {}
-    if store.is_file():
-        for line in store.read_text().splitlines():
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError:  # a torn last line: that run is trained again
-                continue
-            done[(record["arm"], record["budget"], record["seed"])] = record
+    done = read_runs(store, lambda r: (r["arm"], r["budget"], r["seed"]))
     cpu = cpu_name()
     print(f"cpu {cpu}; budgets {', '.join(f'{b:g}' for b in budgets)} s; {seeds} seed(s)", flush=True)
 
@@ -111,8 +108,7 @@ def main(argv: list[str] | None = None) -> int:
         if key not in done:
             started = time.perf_counter()
             record = {"arm": arm, "budget": budget, "seed": seed, **work(), "wall": time.perf_counter() - started}
-            with store.open("a") as handle:
-                handle.write(json.dumps(record) + "\n")
+            keep_run(store, record)
             done[key] = record
             print(f"  {arm} {'' if budget is None else f'{budget:g} s '}seed {seed}: test {100 * record['test_acc']:.2f}%,"
                   f" {record['seconds']:.1f} s of training, {record['steps']} steps", flush=True)
@@ -161,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
               f" <= 5%); margin >= {MARGIN:g}: {'met' if row['margin'] >= MARGIN else 'NOT MET'}"
               + (f"; >= {target:g}%: {'met' if ours['test'] >= target else 'NOT MET'}" if target and not args.smoke else ""))
     figure = args.figure or (out / "frontier.png" if args.smoke else FIGURE)
-    draw(points, cpu, figure)
+    draw(points, cpu, figure, [row["budget"] for row in rows])
     print(f"figure: {figure}")
     if not args.smoke:
         (out / "summary.json").write_text(json.dumps({"cpu": cpu, "seeds": seeds, "rows": rows, "points": points},
