@@ -181,7 +181,7 @@ def check_nonfinite(evidence: Evidence) -> list[Finding]:
         step, where, epoch = evidence.nonfinite
         what = f"the loss is NaN or infinite {where}"
     else:
-        step = bad_stats[0]["step"]
+        step, epoch = bad_stats[0]["step"], None  # the finding places the step in its epoch
         what = f"gradients or weights are NaN or infinite at step {step} (stats.jsonl)"
     return [finding(evidence, step, epoch=epoch, id="nonfinite", severity="error", title="NaN or infinite values",
                     evidence=what, figure="loss.png",

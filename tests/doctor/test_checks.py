@@ -79,6 +79,15 @@ def test_nan_loss_is_nonfinite_and_lr_diverged_with_the_step(tmp_path):
     assert findings["lr_diverged"].change == {"optim.lr": 0.01}
 
 
+def test_nan_gradients_with_a_finite_loss_are_nonfinite_at_the_statistics_step(tmp_path):
+    # the loss still finite, a gradient norm null (NaN) in stats.jsonl: found at that step (this path once raised)
+    stats = [stat(s) for s in range(1, 401, 40)]
+    stats[3]["grad_norm_total"] = None
+    run = write_run(tmp_path / "run", epochs=healthy_epochs(), stats=stats)
+    found = next(f for f in diagnose(run) if f.id == "nonfinite")
+    assert found.step == stats[3]["step"] and found.epoch is not None and "stats.jsonl" in found.evidence
+
+
 def test_a_rising_loss_is_divergence(tmp_path):
     losses = [2.3 * (1.02 ** i) for i in range(100)]
     assert "lr_diverged" in ids(write_run(tmp_path / "run", losses=losses))
