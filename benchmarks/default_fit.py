@@ -78,12 +78,12 @@ def plan_epochs(overrides: dict[str, str]) -> tuple[int, int]:
     """(epochs, steps per epoch) the default plans for this data set."""
     from cnntricks import config
     from cnntricks.data import load_splits
-    from cnntricks.train.budget import planned_epochs
+    from cnntricks.train.budget import planned_epochs, steps_per_epoch
     from cnntricks.train.inference import describe_data
     cfg = config.load(None, [f"{k}={v}" for k, v in overrides.items()])
     data = describe_data(load_splits(cfg.data, cfg.train.seed))
     epochs, _, _ = planned_epochs(cfg, data)
-    return epochs, sum(data["train_counts"]) // cfg.optim.batch_size
+    return epochs, steps_per_epoch(sum(data["train_counts"]), cfg.optim.batch_size)
 
 
 def mean(values: list[float]) -> float:

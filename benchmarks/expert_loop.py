@@ -42,7 +42,7 @@ def flip_and_shift(images: torch.Tensor, generator: torch.Generator) -> torch.Te
     flip = (torch.rand(n, generator=generator) < 0.5).view(-1, 1, 1, 1)
     images = torch.where(flip, images.flip(-1), images)
     padded = F.pad(images, (SHIFT,) * 4, mode="reflect")
-    dy, dx = (torch.randint(0, 2 * SHIFT + 1, (2, n), generator=generator))
+    dy, dx = torch.randint(0, 2 * SHIFT + 1, (2, n), generator=generator)
     rows = (dy[:, None] + torch.arange(h))[:, None, :, None]  # (N, 1, H, 1)
     cols = (dx[:, None] + torch.arange(w))[:, None, None, :]  # (N, 1, 1, W)
     return padded[torch.arange(n)[:, None, None, None], torch.arange(images.shape[1])[None, :, None, None], rows, cols]

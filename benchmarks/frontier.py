@@ -40,6 +40,11 @@ MARGIN = 1.0             # points above the expert loop at the same seconds (tar
 TARGETS = {60: 93.0, 300: 94.0, 900: 95.0}
 
 
+def recipe_for(budget: float) -> str:
+    """The configs/ recipe of a budget (another budget: the 1-minute one, the default recipe)."""
+    return RECIPES.get(int(budget), "budget-1min")
+
+
 def train_recipe(config_path: Path | None, overrides: list[str], seed: int) -> dict:
     warnings.simplefilter("ignore")
     from cnntricks import config
@@ -115,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
         return done[key]
 
     for budget in budgets:  # train what is asked for and not kept yet
-        recipe = RECIPES.get(int(budget), "budget-1min")
+        recipe = recipe_for(budget)
         path = ROOT / "configs" / f"{recipe}.yaml"
         for s in range(seeds):
             run(recipe, budget, s, lambda s=s: train_recipe(path, [*data, f"train.time_budget={budget:g}"], s))
@@ -124,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
     points: dict[str, list[dict]] = {}
     rows = []
     for budget in sorted({key[1] for key in done if key[1] is not None}):
-        recipe = RECIPES.get(int(budget), "budget-1min")
+        recipe = recipe_for(budget)
         ours = [r for (arm, b, _), r in sorted(done.items()) if arm == recipe and b == budget]
         expert = [r for (arm, b, _), r in sorted(done.items()) if arm == "expert" and b == budget]
         if not ours or not expert:

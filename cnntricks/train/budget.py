@@ -66,9 +66,9 @@ def steps_within(budget: float, elapsed: float, step: int, seconds_per_step: flo
 
 
 class TimeBudget:
-    """train.time_budget as a plug-in: times the steps and the epochs' ends, returns `Replan` actions (one
-    and one per REPLAN_AT at most); the core carries them out (Trainer.replan) and keeps the plan in its checkpoints (a resumed run
-    finishes the plan it made)."""
+    """train.time_budget as a plug-in: times the steps and the epochs' ends, returns `Replan` actions (one,
+    then one per REPLAN_AT at most); the core carries them out (Trainer.replan) and keeps the plan in its
+    checkpoints (a resumed run finishes the plan it made)."""
 
     def __init__(self, budget: float, warmup_share: float):
         self.budget, self.warmup_share = budget, warmup_share
@@ -138,6 +138,11 @@ def budget_plugins(cfg) -> list:
     return [TimeBudget(cfg.train.time_budget, min(1.0, cfg.schedule.warmup_epochs / cfg.train.epochs))]
 
 
+def steps_per_epoch(images: int, batch_size: int) -> int:
+    """Steps an epoch of `images` training images takes (the last partial batch dropped, as the loader does)."""
+    return max(1, images // min(batch_size, images))
+
+
 def planned_epochs(cfg, data: dict | None) -> tuple[int, float, str | None]:
     """(train.epochs, schedule.warmup_epochs, what was planned and why, or None) for `cfg` on `data` (data.json's
     description; None before the data is read). train.epochs set: as given. Unset: DEFAULT_EPOCHS, or the epochs
@@ -149,7 +154,7 @@ def planned_epochs(cfg, data: dict | None) -> tuple[int, float, str | None]:
     images = sum(data["train_counts"]) if data else None
     if not images or not t.min_steps:
         return DEFAULT_EPOCHS, warmup, None
-    per_epoch = max(1, images // min(cfg.optim.batch_size, images))
+    per_epoch = steps_per_epoch(images, cfg.optim.batch_size)
     if DEFAULT_EPOCHS * per_epoch >= t.min_steps:
         return DEFAULT_EPOCHS, warmup, None
     epochs = math.ceil(t.min_steps / per_epoch)
