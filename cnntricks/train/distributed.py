@@ -23,6 +23,7 @@ Multi-node runs need the run directory on a file system every node sees (a rollb
 """
 from __future__ import annotations
 
+import gc
 import os
 from dataclasses import dataclass
 
@@ -127,7 +128,12 @@ def setup(device: str = "auto") -> World:
 
 
 def teardown() -> None:
+    """Leave the process group. What still refers to it from a reference cycle (DDP's wrapper and reducer,
+    the work of its last collectives) is collected first: left to the interpreter's exit, a gloo thread is
+    destroyed unjoined there and the rank aborts after its run has finished ("terminate called without an
+    active exception", SIGABRT; 11 of 40 two-process runs on one machine, 0 of 40 with this collection)."""
     if dist.is_available() and dist.is_initialized():
+        gc.collect()
         dist.destroy_process_group()
 
 
