@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import signal
 import sys
 import time
 import warnings
@@ -82,6 +81,7 @@ def cmd_train(args, items: list[str], argv: list[str]) -> int:
     from cnntricks.train import distributed
     from cnntricks.train.loop import open_run_dir
     config_file, overrides = _split_overrides(items)
+    recipe = None  # what train.time_budget chose, said once the run directory is known
     if args.resume:
         run_dir = Path(args.resume)
         if args.run_dir and Path(args.run_dir) != run_dir:
@@ -94,6 +94,13 @@ def cmd_train(args, items: list[str], argv: list[str]) -> int:
         cfg = config.load(run_dir / CONFIG, overrides)  # fit saves it once the checkpoint fits
     else:
         cfg = config.load(config_file, overrides)
+        if config_file is None and cfg.train.time_budget is not None:  # the recipe measured best for the budget
+            from cnntricks.train.budget import recipe_for
+            name, keys = recipe_for(cfg.train.time_budget)
+            cfg = config.load(None, [*keys, f"train.name={name}", *overrides])  # what the command line says wins
+            recipe = (f"train.time_budget={cfg.train.time_budget:g} s: the {name} recipe"
+                      f" ({', '.join(keys) if keys else 'the default recipe'}; configs/{name}.yaml), measured best "
+                      f"for this budget; keys given here override it, a config file trains its own recipe")
         run_dir = Path(args.run_dir or Path("runs") / f"{time.strftime('%Y-%m-%d_%H%M%S')}-{cfg.train.name}")
     if cfg.train.processes > 1 and not distributed.launched():  # train.processes=N: the same command N times
         return _launch(argv + ([] if args.resume or args.run_dir else ["--run-dir", str(run_dir)]), cfg, run_dir)
@@ -108,6 +115,8 @@ def cmd_train(args, items: list[str], argv: list[str]) -> int:
     if refusal is not None:
         raise RunDirectoryError(refusal)
     if world.main:
+        if recipe:
+            print(recipe, file=sys.stderr)
         print(f"run directory: {run_dir}" + (f" ({world.size} processes)" if world.distributed else ""),
               file=sys.stderr)
     try:

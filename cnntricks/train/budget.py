@@ -37,6 +37,22 @@ REPLAN_AT = (0.25, 2 / 3)   # shares of the budget at which the plan is made aga
 REPLAN_CHANGE = 0.01        # a new plan replaces the last when the steps differ by more than this share
 
 
+# The recipe a time budget trains when no config file is given (`cnntricks train train.time_budget=300`):
+# (the smallest budget it is for, its name, the keys it sets over the default recipe), chosen by measurement
+# (benchmarks/ablation.py and frontier.py, README "Time budgets"). configs/<name>.yaml is each of them with
+# its budget, for `cnntricks train configs/budget-5min.yaml` (a test holds the two equal).
+RECIPES = (
+    (0.0, "budget-1min", ()),
+    (300.0, "budget-5min", ("model.width=32",)),
+    (900.0, "budget-15min", ("model.width=48", "augment.policy=standard")),
+)
+
+
+def recipe_for(budget: float) -> tuple[str, tuple[str, ...]]:
+    """(name, keys) of the recipe for `budget` seconds: the one for the largest budget not above it."""
+    return [(name, keys) for floor, name, keys in RECIPES if budget >= floor][-1]
+
+
 @dataclass
 class Replan:
     """An action: the run's schedule now ends at `total_steps` (warm-up `warmup_steps`); `message` says why."""

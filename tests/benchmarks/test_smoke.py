@@ -412,3 +412,19 @@ def test_frontier_smoke_trains_the_budget_recipe_the_expert_loop_and_the_seed_re
     figure = Path(find(r"^figure: (.+frontier\.png)$", text)[0])
     assert figure == tmp_path / "frontier.png" and figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert len((tmp_path / "runs.jsonl").read_text().splitlines()) == 5  # kept: a second call would train none
+
+
+def test_ablation_smoke_trains_the_recipe_without_each_of_its_tricks_and_draws_what_each_adds(tmp_path):
+    text = run_script(str(BENCHMARKS / "ablation.py"), "--smoke", "--out", str(tmp_path), timeout=600, checkout=True)
+    find(r"^cpu .+; budgets 4 s; 1 seed\(s\)$", text)
+    recipe = float(find(rf"^  nothing \(the recipe\) +{NUMBER} ± {NUMBER} +\d+ +1$", text)[0])
+    for removed in ("augmentation \\(flip\\)", "label smoothing 0\\.1", "warm-up", "cosine decay \\(constant LR\\)",
+                    "weight decay 0\\.0005", "standardize \\(raw pixels\\)", "flip TTA \\(scored without\\)"):
+        test, _, change, _ = find(rf"^  {removed} +{NUMBER} ± {NUMBER} +([+-]\d+\.\d+) ± {NUMBER} +\d+ +1$", text)
+        assert float(change) == pytest.approx(float(test) - recipe, abs=0.011)
+    runs = (tmp_path / "runs.jsonl").read_text().splitlines()
+    assert len(runs) == 7 + ("bf16 + channels_last" in text)  # TTA is scored on the recipe's own run
+    figure = Path(find(r"^figure: (.+ablation\.png)$", text)[0])
+    assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    again = run_script(str(BENCHMARKS / "ablation.py"), "--smoke", "--out", str(tmp_path), timeout=600, checkout=True)
+    assert "seed 0 without" not in again and len((tmp_path / "runs.jsonl").read_text().splitlines()) == len(runs)

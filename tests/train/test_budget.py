@@ -3,16 +3,19 @@ plan on small data (train.epochs unset: at least train.min_steps steps, the warm
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
 
 from cnntricks import config
 from cnntricks.config import ConfigError
 from cnntricks.rundir import read_history, read_json, split_history
-from cnntricks.train.budget import DEFAULT_EPOCHS, TimeBudget, planned_epochs, steps_within
+from cnntricks.train.budget import (DEFAULT_EPOCHS, RECIPES, TimeBudget, planned_epochs, recipe_for,
+                                    steps_within)
 from cnntricks.train.loop import Trainer, fit
 from cnntricks.train.schedule import Schedule
 
+ROOT = Path(__file__).resolve().parents[2]
 SMALL = ["data.source=synthetic", "model.width=8", "model.depth=2", "train.threads=1", "optim.batch_size=32",
          "doctor.mode=off", "train.monitor=off"]
 
@@ -99,3 +102,34 @@ def test_a_time_budget_refuses_what_lays_its_epochs_out_itself():
             resolve(config.load(None, ["train.time_budget=60", *extra]))
     with pytest.raises(ConfigError, match="train.time_budget"):
         config.load(None, ["train.time_budget=0"])
+
+
+@pytest.mark.parametrize("budget,name", [(5, "budget-1min"), (60, "budget-1min"), (299, "budget-1min"),
+                                         (300, "budget-5min"), (899, "budget-5min"), (900, "budget-15min"),
+                                         (7200, "budget-15min")])
+def test_a_budget_trains_the_recipe_of_the_largest_budget_not_above_it(budget, name):
+    assert recipe_for(budget)[0] == name
+
+
+@pytest.mark.parametrize("floor,name,keys", RECIPES)
+def test_each_budget_recipe_file_is_the_recipe_time_budget_picks(floor, name, keys):
+    budget = {"budget-1min": 60}.get(name, floor)
+    written = config.load(ROOT / "configs" / f"{name}.yaml")
+    assert written.train.time_budget == budget
+    assert written == config.load(None, [*keys, f"train.time_budget={budget:g}", f"train.name={name}"])
+
+
+def test_train_with_a_time_budget_alone_picks_its_recipe_and_the_command_line_still_wins(user):
+    # 900 s picks budget-15min (width 48, flips and crops); model.width=8 from the command line wins over the
+    # recipe's width; the run stops at its first epoch's end (train.target_accuracy), long before the budget
+    result = user.run("train", *SMALL, "train.time_budget=900", "train.target_accuracy=0.01", "--run-dir", "run",
+                      "--quiet")
+    assert result.code == 0, result.err
+    assert "train.time_budget=900 s: the budget-15min recipe (model.width=48, augment.policy=standard" in result.err
+    written = config.load(user.cwd / "run" / "config.yaml")
+    assert (written.model.width, written.augment.policy, written.train.name) == (8, "standard", "budget-15min")
+    (user.cwd / "mine.yaml").write_text("train:\n  time_budget: 900\n  target_accuracy: 0.01\n")
+    given = user.run("train", "mine.yaml", *SMALL, "--run-dir", "mine", "--quiet")
+    assert given.code == 0, given.err
+    assert "recipe" not in given.err  # a config file is its own recipe
+    assert config.load(user.cwd / "mine" / "config.yaml").augment.policy == "flip"
