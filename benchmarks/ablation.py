@@ -26,7 +26,7 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from frontier import ROOT, recipe_for, stats, train_recipe  # noqa: E402
+from frontier import ROOT, recipe_for, save_figure, stats, train_recipe  # noqa: E402
 from runs_file import keep_run, read_runs  # noqa: E402
 
 from cnntricks.train.device import cpu_name  # noqa: E402
@@ -105,10 +105,7 @@ def draw(tables: dict[float, list[dict]], cpu: str, path: Path) -> None:
         axes.tick_params(axis="y", labelsize=8)
         axes.grid(axis="x", alpha=0.3)
     figure.suptitle(f"What each trick adds at a time budget, Fashion-MNIST, {cpu}", fontsize=10)
-    figure.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
+    save_figure(figure, path)
 
 
 def main(argv: list[str] | None = None) -> int:

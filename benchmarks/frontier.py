@@ -87,6 +87,11 @@ def draw(points: dict[str, list[dict]], cpu: str, path: Path, budgets: list[floa
     axes.set_title(f"Accuracy frontier, {cpu}", fontsize=10)
     axes.grid(alpha=0.3)
     axes.legend(fontsize=8)
+    save_figure(figure, path)
+
+
+def save_figure(figure, path: Path) -> None:
+    import matplotlib.pyplot as plt
     figure.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=110)
